@@ -1,0 +1,261 @@
+"""The study config: one pydantic model, one section per stage.
+
+Loading rejects duplicate YAML keys, unknown keys and impossible values with one line that
+names the file and the key, e.g. ``configs/x.yaml: corrupt.ratios.1: ratio must be in [0, 1] (got 1.5)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from faco.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(Section):
+    """One FACO source and how much of it to take."""
+
+    name: str
+    split: str = "train"
+    limit: int | None = Field(default=None, ge=1, description="cap for this source (overrides per_source_cap)")
+
+    @field_validator("name")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        from faco.sources import SOURCES
+
+        if v not in SOURCES:
+            raise ValueError(f"unknown source {v!r}; known: {', '.join(sorted(SOURCES))}")
+        return v
+
+
+class IngestConfig(Section):
+    origin: Literal["mirror", "hub"] = "mirror"
+    data_dir: str | None = None
+    sources: list[SourceSpec] = Field(min_length=1)
+    per_source_cap: int = Field(default=3000, ge=1)
+    seed: int = 0
+
+
+class GenerateConfig(Section):
+    backend: Literal["template", "openai", "transformers"] = "template"
+    model: str = "template-v1"
+    prompt_version: str = "faco-v1"
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=512, ge=1)
+    max_false_retries: int = Field(default=3, ge=0)
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(default=16, ge=1)
+    seed: int = 0
+
+
+class CorruptConfig(Section):
+    ratios: list[float] = Field(min_length=1)
+    mode: Literal["cumulative"] = "cumulative"
+    seed: int = 0
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        for r in v:
+            if not 0.0 <= r <= 1.0:
+                raise ValueError(f"ratio must be in [0, 1] (got {r})")
+        if len(set(v)) != len(v):
+            raise ValueError(f"ratios must be distinct (got {v})")
+        return sorted(v)
+
+
+class TinyModelSpec(Section):
+    """Shape of a randomly initialised llama for smoke runs."""
+
+    hidden_size: int = Field(default=64, ge=8)
+    layers: int = Field(default=2, ge=1)
+    heads: int = Field(default=4, ge=1)
+    vocab_size: int = Field(default=512, ge=300)
+
+
+class ModelSpec(Section):
+    """Where the base model comes from."""
+
+    source: Literal["tiny-random", "smollm2", "hub", "local"]
+    name_or_path: str | None = None
+    revision: str | None = None
+    tiny: TinyModelSpec = TinyModelSpec()
+
+    @model_validator(mode="after")
+    def _needs_name(self) -> ModelSpec:
+        if self.source in ("hub", "local") and not self.name_or_path:
+            raise ValueError(f"model.name_or_path is required when model.source is {self.source!r}")
+        return self
+
+
+class RecoveryConfig(Section):
+    """Paper Q2: retrain the model of `from_ratio` on the clean (0 %) split."""
+
+    from_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    epochs: int = Field(default=1, ge=1)
+
+
+class TrainConfig(Section):
+    model: ModelSpec
+    epochs: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=2e-5, gt=0.0)
+    global_batch_size: int = Field(default=8, ge=1)
+    per_device_batch_size: int = Field(default=8, ge=1)
+    max_seq_len: int = Field(default=512, ge=16)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    warmup_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    lr_scheduler: str = "cosine"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    deepspeed: str | None = None
+    seed: int = 0
+    recovery: RecoveryConfig | None = None
+
+    @model_validator(mode="after")
+    def _batch(self) -> TrainConfig:
+        if self.global_batch_size % self.per_device_batch_size:
+            raise ValueError(
+                f"train.global_batch_size ({self.global_batch_size}) is not a multiple of "
+                f"train.per_device_batch_size ({self.per_device_batch_size})"
+            )
+        return self
+
+
+class BenchmarkSpec(Section):
+    name: str
+    shots: int | None = Field(default=None, ge=0, description="few-shot count; default: the paper's")
+    limit: int | None = Field(default=None, ge=1, description="evaluate the first N documents only")
+
+    @field_validator("name")
+    @classmethod
+    def _known_benchmark(cls, v: str) -> str:
+        from faco.evaluation.suite import suite
+
+        if v not in suite():
+            raise ValueError(f"unknown benchmark {v!r}; known: {', '.join(sorted(suite()))}")
+        return v
+
+
+class EvaluateConfig(Section):
+    benchmarks: list[BenchmarkSpec] = Field(min_length=1)
+    offline: bool = True
+    backend: Literal["hf", "vllm"] = "hf"
+    batch_size: int | Literal["auto"] = 8
+    seed: int = 0
+
+
+class AnalyzeConfig(Section):
+    bootstrap: int = Field(default=1000, ge=0)
+    seed: int = 0
+
+
+class ReportConfig(Section):
+    title: str = "Corruption study"
+    html: bool = True
+
+
+class Study(Section):
+    """A whole corruption study."""
+
+    name: str
+    description: str = ""
+    ingest: IngestConfig
+    generate: GenerateConfig = GenerateConfig()
+    corrupt: CorruptConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    analyze: AnalyzeConfig = AnalyzeConfig()
+    report: ReportConfig = ReportConfig()
+
+    def section_hash(self, *names: str) -> str:
+        """sha256 of the named sections' canonical JSON: what an artifact's content depends on."""
+        payload = {n: getattr(self, n).model_dump(mode="json") for n in names}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate mapping keys."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r}: expected KEY=VALUE")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node: Any = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {}) if isinstance(node, dict) else node[int(part)]
+    value = yaml.safe_load(raw)
+    if isinstance(node, list):
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = len(err.errors()) - 1
+    suffix = f" (+{more} more)" if more else ""
+    return f"{source}: {loc}: {msg}{suffix}"
+
+
+def parse_config(text: str, source: str = "<config>", overrides: list[str] | None = None) -> Study:
+    """Parse and validate a study config from YAML text."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a study config must be a mapping")
+    for assignment in overrides or []:
+        _apply_override(data, assignment)
+    try:
+        return Study.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(source, e)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Study:
+    """Load and validate a study config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file")
+    return parse_config(p.read_text(), source=str(p), overrides=overrides)

@@ -1,0 +1,1 @@
+"""Benchmark suite and lm-evaluation-harness evaluation."""

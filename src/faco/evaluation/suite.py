@@ -1,0 +1,35 @@
+"""The benchmark suite, read from `tasks/suite.yaml`."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from faco.paths import TASKS_DIR
+
+
+class Benchmark(BaseModel):
+    """One benchmark of the suite: upstream task, offline twin, metric, shots, domain."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    lm_eval: str
+    offline: str | None
+    metric: str
+    shots: int
+    domain: str
+    choices: int | None
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.metric.split(",")
+
+
+@cache
+def suite() -> dict[str, Benchmark]:
+    """All benchmarks faco knows, by name."""
+    raw = yaml.safe_load((TASKS_DIR / "suite.yaml").read_text())["benchmarks"]
+    return {name: Benchmark(name=name, **spec) for name, spec in raw.items()}

@@ -1,0 +1,1 @@
+"""Reasoning-chain generation: prompts, backends and the true/false pairing logic."""

@@ -1,0 +1,114 @@
+"""Turn source records into true/false pairs: the paper's method, independent of the backend."""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from faco.config import GenerateConfig
+from faco.generation.backends import ChainRequest, ReasoningBackend
+from faco.generation.prompts import WRONG_ANSWER, format_question, render
+from faco.records import PairRecord, RejectRecord, Response, SourceRecord
+
+
+def normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text)).strip()
+
+
+def mentions(text: str, answer: str) -> bool:
+    """Whether `text` names `answer` (normalised, whole words)."""
+    needle = normalise(answer)
+    return bool(needle) and re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", normalise(text)) is not None
+
+
+def false_choice(rec: SourceRecord, seed: int) -> int:
+    """A seeded random incorrect option of a multiple-choice record."""
+    assert rec.answer_index is not None
+    wrong = [i for i in range(len(rec.choices)) if i != rec.answer_index]
+    return random.Random(f"{seed}:{rec.id}").choice(wrong)
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A seeded permutation of range(n) with no fixed point (n >= 2)."""
+    rng = random.Random(f"{seed}:derangement")
+    while True:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if all(i != p for i, p in enumerate(perm)):
+            return perm
+
+
+@dataclass
+class _Item:
+    rec: SourceRecord
+    false_answer: str
+    false_index: int | None
+    true_reply: str | None = None
+    false_reply: str | None = None
+    reject: str | None = None
+
+
+def build_pairs(
+    records: list[SourceRecord], backend: ReasoningBackend, cfg: GenerateConfig
+) -> tuple[list[PairRecord], list[RejectRecord]]:
+    """Generate a true and a false chain for every record; reject those the method cannot pair."""
+    items: list[_Item] = []
+    code = [r for r in records if r.kind == "code"]
+    swap = {}
+    if len(code) >= 2:
+        perm = derangement(len(code), cfg.seed)
+        swap = {r.id: code[perm[i]].answer for i, r in enumerate(code)}
+    rejects: list[RejectRecord] = []
+    for rec in records:
+        if rec.kind == "mc":
+            idx = false_choice(rec, cfg.seed)
+            items.append(_Item(rec, rec.choices[idx], idx))
+        elif rec.id in swap:
+            items.append(_Item(rec, swap[rec.id], None))
+        else:
+            rejects.append(RejectRecord(source=rec.source, row=rec.id, reason="code: no other item to swap with"))
+
+    def request(it: _Item, polarity: str, attempt: int = 0) -> ChainRequest:
+        answer = it.rec.answer if polarity == "true" else it.false_answer
+        return ChainRequest(
+            record_id=it.rec.id, polarity=polarity, prompt=render(cfg.prompt_version, polarity, it.rec, answer),
+            question=format_question(it.rec), answer=answer, explanation=it.rec.explanation, attempt=attempt,
+        )
+
+    for it, reply in zip(items, backend.generate([request(it, "true") for it in items]), strict=True):
+        if WRONG_ANSWER in reply:
+            it.reject = "true chain: generator disputes the label (*WRONG ANSWER*)"
+        it.true_reply = reply
+
+    pending = [it for it in items if it.reject is None]
+    for attempt in range(cfg.max_false_retries + 1):
+        if not pending:
+            break
+        replies = backend.generate([request(it, "false", attempt) for it in pending])
+        retry = []
+        for it, reply in zip(pending, replies, strict=True):
+            if it.rec.kind == "mc" and mentions(reply, it.rec.answer):
+                retry.append(it)
+            else:
+                it.false_reply = reply
+        pending = retry
+    for it in pending:
+        it.reject = f"false chain: names the correct answer after {cfg.max_false_retries + 1} attempts"
+
+    pairs = []
+    meta = {"backend": backend.name, "model": backend.model, "prompt_version": cfg.prompt_version}
+    for it in items:
+        if it.reject:
+            rejects.append(RejectRecord(source=it.rec.source, row=it.rec.id, reason=it.reject))
+            continue
+        assert it.true_reply is not None and it.false_reply is not None
+        pairs.append(PairRecord(
+            **it.rec.model_dump(),
+            true=Response(reasoning=it.true_reply, answer=it.rec.answer, answer_index=it.rec.answer_index),
+            false=Response(reasoning=it.false_reply, answer=it.false_answer, answer_index=it.false_index),
+            generator=meta,
+        ))
+    return pairs, rejects

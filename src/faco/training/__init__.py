@@ -1,0 +1,1 @@
+"""Fine-tuning: model sources, data formatting, the train loop."""
