@@ -48,9 +48,25 @@ class IngestConfig(Section):
     seed: int = 0
 
 
+class ModelPrice(Section):
+    """US dollars per million tokens."""
+
+    input_per_mtok: float = Field(ge=0.0)
+    output_per_mtok: float = Field(ge=0.0)
+
+
+# List prices (USD per 1M tokens) at the time of writing; override in `generate.prices`.
+DEFAULT_PRICES = {
+    "gpt-3.5-turbo": ModelPrice(input_per_mtok=0.5, output_per_mtok=1.5),
+    "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.6),
+    "gpt-4o": ModelPrice(input_per_mtok=2.5, output_per_mtok=10.0),
+    "gpt-4.1-mini": ModelPrice(input_per_mtok=0.4, output_per_mtok=1.6),
+}
+
+
 class GenerateConfig(Section):
     backend: Literal["template", "openai", "transformers"] = "template"
-    model: str = "template-v1"
+    model: str = Field(default="template-v1", description="API model name; for transformers: smollm2, a dir or a hub id")
     prompt_version: str = "faco-v1"
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1)
@@ -59,6 +75,20 @@ class GenerateConfig(Section):
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = Field(default=16, ge=1)
     seed: int = 0
+    mode: Literal["online", "batch"] = Field(default="online", description="batch: the OpenAI Batch API")
+    timeout_s: float = Field(default=120.0, gt=0.0, description="per-request timeout")
+    max_retries: int = Field(default=8, ge=0, description="retries of one request on 429, 5xx, timeouts, bad bodies")
+    backoff_base_s: float = Field(default=1.0, gt=0.0)
+    backoff_max_s: float = Field(default=60.0, gt=0.0)
+    batch_poll_s: float = Field(default=30.0, gt=0.0)
+    batch_resubmits: int = Field(default=2, ge=0, description="resubmissions of a batch's failed lines")
+    batch_size: int = Field(default=8, ge=1, description="transformers backend: prompts per forward pass")
+    cache: bool = True
+    cache_path: str | None = Field(default=None, description="default: $FACO_CACHE_DIR/generation.sqlite")
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    batch_discount: float = Field(default=0.5, ge=0.0, le=1.0, description="price factor of the Batch API")
+    est_output_tokens: int = Field(default=250, ge=1, description="dry run: expected reply length")
+    est_latency_s: float = Field(default=5.0, gt=0.0, description="dry run: expected seconds per request")
 
 
 class CorruptConfig(Section):
@@ -157,7 +187,9 @@ class EvaluateConfig(Section):
 
 
 class AnalyzeConfig(Section):
-    bootstrap: int = Field(default=1000, ge=0)
+    bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples for Pearson r CIs")
+    threshold_fraction: float = Field(default=0.9, gt=0.0, le=1.0,
+                                      description="share of clean performance a threshold must recover")
     seed: int = 0
 
 
@@ -178,6 +210,16 @@ class Study(Section):
     evaluate: EvaluateConfig
     analyze: AnalyzeConfig = AnalyzeConfig()
     report: ReportConfig = ReportConfig()
+
+    @model_validator(mode="after")
+    def _recovery_needs_clean(self) -> Study:
+        rec = self.train.recovery
+        if rec is not None and (0.0 not in self.corrupt.ratios or rec.from_ratio not in self.corrupt.ratios):
+            raise ValueError(
+                f"train.recovery: corrupt.ratios must contain 0.0 and from_ratio {rec.from_ratio} "
+                "(recovery retrains that model on the clean split)"
+            )
+        return self
 
     def section_hash(self, *names: str) -> str:
         """sha256 of the named sections' canonical JSON: what an artifact's content depends on."""

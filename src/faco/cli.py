@@ -1,0 +1,149 @@
+"""The `faco` command line: one command per stage, plus `study`, `validate` and tooling."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from faco.config import Study, load_config
+from faco.errors import FacoError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+ConfigArg = Annotated[Path, typer.Argument(help="study config (YAML)")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output artifact directory")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config key: section.key=value")]
+
+
+def _load(config: Path, overrides: list[str] | None) -> Study:
+    return load_config(config, overrides or [])
+
+
+def _artifacts(paths: list[Path]) -> list[Path]:
+    """Artifact dirs, expanding a directory of artifacts into its members."""
+    found: list[Path] = []
+    for p in paths:
+        if (p / "manifest.json").is_file():
+            found.append(p)
+        else:
+            found.extend(sorted(c for c in p.iterdir() if (c / "manifest.json").is_file()) if p.is_dir() else [])
+    if not found:
+        raise FacoError(f"no faco artifacts under {', '.join(map(str, paths))}")
+    return found
+
+
+@app.command()
+def validate(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Check a study config without running anything."""
+    study = _load(config, set_)
+    typer.echo(f"{config}: ok (study {study.name!r}, {len(study.ingest.sources)} sources, "
+               f"ratios {study.corrupt.ratios}, {len(study.evaluate.benchmarks)} benchmarks)")
+
+
+@app.command()
+def study(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
+    """Run the whole study: ingest → generate → corrupt → train → evaluate → analyze → report."""
+    from faco.stages import study as study_stage
+
+    rep = study_stage.run(_load(config, set_), out)
+    typer.echo(f"report: {rep / 'report.md'}")
+
+
+@app.command()
+def ingest(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
+    """Sources (offline mirror or hub) -> normalised records."""
+    from faco.stages import ingest as stage
+
+    stage.run(_load(config, set_), out)
+
+
+@app.command()
+def generate(
+    config: ConfigArg, out: OutOpt,
+    sources: Annotated[Path, typer.Option(help="ingest artifact")],
+    set_: SetOpt = None,
+) -> None:
+    """Records -> true/false reasoning pairs."""
+    from faco.stages import generate as stage
+
+    stage.run(_load(config, set_), sources, out)
+
+
+@app.command()
+def corrupt(
+    config: ConfigArg, out: OutOpt, pairs: Annotated[Path, typer.Option(help="generate artifact")],
+    set_: SetOpt = None,
+) -> None:
+    """Pairs -> one training split per corruption ratio (cumulative)."""
+    from faco.stages import corrupt as stage
+
+    stage.run(_load(config, set_), pairs, out)
+
+
+@app.command()
+def train(
+    config: ConfigArg, out: OutOpt,
+    splits: Annotated[Path, typer.Option(help="corrupt artifact")],
+    ratio: Annotated[float, typer.Option(help="corruption ratio of the split to train on")],
+    start: Annotated[Path | None, typer.Option(help="model artifact to continue from (recovery)")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Fine-tune a model on one split."""
+    from faco.stages import train as stage
+
+    stage.run(_load(config, set_), splits, ratio, out, start=start)
+
+
+@app.command()
+def evaluate(
+    config: ConfigArg, out: OutOpt, model: Annotated[Path, typer.Option(help="model artifact")],
+    set_: SetOpt = None,
+) -> None:
+    """Score a model on the configured benchmarks (lm-evaluation-harness)."""
+    from faco.stages import evaluate as stage
+
+    stage.run(_load(config, set_), model, out)
+
+
+@app.command()
+def analyze(
+    config: ConfigArg, out: OutOpt,
+    evals: Annotated[list[Path], typer.Option(help="eval artifacts (or a directory of them)")],
+    models: Annotated[list[Path] | None, typer.Option(help="model artifacts (or a directory of them)")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Scores and training logs -> Table 1, statistics, figures."""
+    from faco.stages import analyze as stage
+
+    stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out)
+
+
+@app.command()
+def report(
+    config: ConfigArg, out: OutOpt, analysis: Annotated[Path, typer.Option(help="analysis artifact")],
+    set_: SetOpt = None,
+) -> None:
+    """Analysis -> report.md and a self-contained report.html."""
+    from faco.stages import report as stage
+
+    stage.run(_load(config, set_), analysis, out)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except FacoError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as e:  # click usage errors carry their own exit codes
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
