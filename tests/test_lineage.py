@@ -1,0 +1,237 @@
+"""`faco lineage`: a real chain (ingest -> generate -> corrupt on the smoke config), verified
+locally and through a real S3 server; flipped bytes, swapped parents and moved artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from faco import lineage, storage
+from faco.artifacts import artifact_dir, manifest_hash
+from faco.config import load_config
+from faco.paths import repo_root
+from faco.stages import corrupt, generate, ingest
+
+ROOT = repo_root() or Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def built_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study dir with artifacts/{sources,pairs,splits}, made by the real stages with relative paths."""
+    study_dir = tmp_path_factory.mktemp("chain")
+    study = load_config(ROOT / "configs" / "smoke.yaml")
+    cwd = Path.cwd()
+    os.chdir(study_dir)
+    try:
+        ingest.run(study, Path("artifacts/sources"))
+        generate.run(study, Path("artifacts/sources"), Path("artifacts/pairs"))
+        corrupt.run(study, Path("artifacts/pairs"), Path("artifacts/splits"))
+    finally:
+        os.chdir(cwd)
+    return study_dir
+
+
+@pytest.fixture
+def chain(built_chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the chain; cwd is its study dir."""
+    study_dir = tmp_path / "study"
+    shutil.copytree(built_chain, study_dir)
+    monkeypatch.chdir(study_dir)
+    return study_dir
+
+
+def flip_byte(path: Path, offset: int = 10) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def run_verify(target: str) -> tuple[int, str]:
+    console = Console(record=True, width=400)
+    code = lineage.verify(target, console=console)
+    return code, console.export_text()
+
+
+def test_intact_chain_verifies_back_to_the_sources(chain: Path) -> None:
+    code, out = run_verify("artifacts/splits")
+    assert code == 0, out
+    assert "3 artifacts" in out
+
+    node = lineage.trace("artifacts/splits")
+    assert [n.kind for n in node.walk()] == ["splits", "pairs", "sources"]
+    assert node.all_problems() == []
+
+
+def test_flipped_byte_upstream_names_the_upstream_file(chain: Path) -> None:
+    flip_byte(chain / "artifacts/sources/sources.jsonl")
+    code, out = run_verify("artifacts/splits")
+    assert code == 1
+    assert "artifacts/sources/sources.jsonl: sha256 mismatch" in out
+    node = lineage.trace("artifacts/splits")
+    assert node.problems == [], "the downstream artifact itself is intact"
+    assert node.all_problems()[0].startswith("artifacts/sources/sources.jsonl: sha256 mismatch")
+
+
+def test_flipped_byte_downstream_names_the_downstream_file(chain: Path) -> None:
+    flip_byte(chain / "artifacts/splits/cr_050.jsonl")
+    code, out = run_verify("artifacts/splits")
+    assert code == 1
+    assert "lineage mismatch: artifacts/splits/cr_050.jsonl: sha256 mismatch" in out
+
+
+def test_missing_and_extra_files_are_mismatches(chain: Path) -> None:
+    (chain / "artifacts/pairs/ledger.json").unlink()
+    (chain / "artifacts/pairs/stray.txt").write_text("x")
+    problems = lineage.trace("artifacts/splits").all_problems()
+    assert "artifacts/pairs/ledger.json: missing" in problems
+    assert "artifacts/pairs/stray.txt: not in manifest" in problems
+
+
+def test_parent_with_a_different_manifest_is_a_mismatch(chain: Path) -> None:
+    """Re-running ingest with another seed replaces the parent: the child no longer descends from it."""
+    study = load_config(ROOT / "configs" / "smoke.yaml", overrides=["ingest.seed=7"])
+    ingest.run(study, Path("artifacts/sources"))
+    code, out = run_verify("artifacts/splits")
+    assert code == 1
+    assert "artifacts/sources/manifest.json: manifest sha256" in out
+    assert "recorded by artifacts/pairs" in out
+
+
+def test_tampered_parent_manifest_is_a_mismatch(chain: Path) -> None:
+    mf = chain / "artifacts/pairs/manifest.json"
+    data = json.loads(mf.read_text())
+    data["meta"]["note"] = "edited"
+    mf.write_text(json.dumps(data))
+    problems = lineage.trace("artifacts/splits").all_problems()
+    assert problems and problems[0].startswith("artifacts/pairs/manifest.json: manifest sha256")
+
+
+def test_moved_chain_is_found_from_anywhere(
+    chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded paths are relative to the run's cwd: they resolve from the child's ancestors too."""
+    moved = tmp_path / "elsewhere" / "deep"
+    shutil.move(str(chain), moved)
+    monkeypatch.chdir(tmp_path)
+    node = lineage.trace(str(moved / "artifacts/splits"))
+    assert node.all_problems() == []
+    assert [link.found_by for link in node.parents] == ["recorded path"]
+
+
+def test_renamed_parent_is_found_by_manifest_hash(chain: Path) -> None:
+    (chain / "artifacts/sources").rename(chain / "artifacts/sources-v1")
+    node = lineage.trace("artifacts/splits")
+    assert node.all_problems() == []
+    pairs = node.parents[0].node
+    assert pairs is not None
+    assert pairs.parents[0].found_by == "manifest sha256"
+    assert pairs.parents[0].node is not None and pairs.parents[0].node.uri == "artifacts/sources-v1"
+
+
+def test_missing_parent_is_named(chain: Path) -> None:
+    shutil.rmtree(chain / "artifacts/sources")
+    code, out = run_verify("artifacts/pairs")
+    assert code == 1
+    assert "artifacts/pairs: parent 'sources' not found (recorded path artifacts/sources" in out
+
+
+def test_json_links_dvc_lock_and_kfp_run(chain: Path) -> None:
+    with artifact_dir(Path("artifacts/eval"), "eval", [Path("artifacts/splits")], "cfg",
+                      {"kfp_run_id": "run-1234"}) as tmp:
+        (tmp / "scores.json").write_text("{}")
+    (chain / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  corrupt:\n    cmd: faco corrupt\n    outs:\n"
+        "    - path: artifacts/splits\n      hash: md5\n      md5: 0123abcd.dir\n"
+    )
+    console = Console(record=True, width=400)
+    assert lineage.show("artifacts/eval", as_json=True, console=console) == 0
+    doc = json.loads(console.export_text())
+    assert doc["kind"] == "eval" and doc["kfp_run_id"] == "run-1234" and doc["ok"]
+    splits = doc["parents"][0]["artifact"]
+    assert splits["dvc"] == {"stage": "corrupt", "md5": "0123abcd.dir"}
+    assert splits["manifest_sha256"] == manifest_hash(chain / "artifacts/splits")
+    assert splits["parents"][0]["artifact"]["parents"][0]["artifact"]["kind"] == "sources"
+
+    tree = Console(record=True, width=400)
+    lineage.show("artifacts/eval", console=tree)
+    text = tree.export_text()
+    assert "kfp run run-1234" in text and "dvc.lock corrupt md5 0123abcd.dir" in text
+
+
+def test_cli_exit_codes(chain: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(lineage.app, ["verify", "artifacts/splits"]).exit_code == 0
+    flip_byte(chain / "artifacts/pairs/pairs.jsonl")
+    result = runner.invoke(lineage.app, ["verify", "artifacts/splits"])
+    assert result.exit_code == 1
+    assert "artifacts/pairs/pairs.jsonl" in result.output
+    assert runner.invoke(lineage.app, ["show", "artifacts/splits", "--json"]).exit_code == 1
+    assert runner.invoke(lineage.app, ["verify", "artifacts"]).exit_code == 2
+
+
+@pytest.fixture
+def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A real S3 endpoint (moto) on 127.0.0.1 with an ephemeral port; env points boto3 at it."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    for key, value in {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def test_s3_chain_verifies_and_names_the_s3_object(chain: Path, s3_server: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="faco")
+    storage.upload_dir(s3, chain / "artifacts", storage.S3Uri("faco", "study-1/artifacts"))
+    monkeypatch.chdir(tmp_path)
+
+    code, out = run_verify("s3://faco/study-1/artifacts/splits")
+    assert code == 0, out
+    node = lineage.trace("s3://faco/study-1/artifacts/splits")
+    assert [n.uri for n in node.walk()] == [
+        "s3://faco/study-1/artifacts/splits", "s3://faco/study-1/artifacts/pairs",
+        "s3://faco/study-1/artifacts/sources",
+    ]
+
+    flip_byte(chain / "artifacts/sources/sources.jsonl")
+    key = "study-1/artifacts/sources/sources.jsonl"
+    s3.upload_file(str(chain / "artifacts/sources/sources.jsonl"), "faco", key)
+    code, out = run_verify("s3://faco/study-1/artifacts/splits")
+    assert code == 1
+    assert "s3://faco/study-1/artifacts/sources/sources.jsonl: sha256 mismatch" in out
+
+
+def test_s3_parent_under_another_prefix_is_found_by_hash(chain: Path, s3_server: str) -> None:
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="faco")
+    storage.upload_dir(s3, chain / "artifacts/splits", storage.S3Uri("faco", "runs/r1/splits"))
+    storage.upload_dir(s3, chain / "artifacts/pairs", storage.S3Uri("faco", "runs/r1/pairs-x"))
+    storage.upload_dir(s3, chain / "artifacts/sources", storage.S3Uri("faco", "runs/sources-y"))
+    node = lineage.trace("s3://faco/runs/r1/splits")
+    assert node.all_problems() == []
+    assert [n.uri for n in node.walk()][1:] == ["s3://faco/runs/r1/pairs-x", "s3://faco/runs/sources-y"]
+    assert lineage.trace("s3://faco/runs/r1/pairs-x").parents[0].found_by == "manifest sha256"
+
+
+def test_s3_target_that_is_not_an_artifact(s3_server: str) -> None:
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="faco")
+    result = CliRunner().invoke(lineage.app, ["verify", "s3://faco/nothing/here"])
+    assert result.exit_code == 2
