@@ -113,12 +113,15 @@ def analyze(
     config: ConfigArg, out: OutOpt,
     evals: Annotated[list[Path], typer.Option(help="eval artifacts (or a directory of them)")],
     models: Annotated[list[Path] | None, typer.Option(help="model artifacts (or a directory of them)")] = None,
+    export: Annotated[Path | None, typer.Option(help="also write DVC metrics/plots files here")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Scores and training logs -> Table 1, statistics, figures."""
     from faco.stages import analyze as stage
 
     stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out)
+    if export is not None:
+        stage.export(out, export)
 
 
 @app.command()

@@ -142,3 +142,16 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
                                   {k: v["recovered"] for k, v in b.items()}, figs / "recovery.png")
     log(f"analyze: {len(rows)} benchmarks over {len(ratios)} ratios")
     return out
+
+
+def export(analysis_dir: Path, out: Path) -> None:
+    """DVC-facing copies of an analysis: `metrics.json` (flat) and `scores.csv` (long form, for plots)."""
+    a = json.loads((analysis_dir / "analysis.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", json.loads((analysis_dir / "metrics.json").read_text()))
+    with (out / "scores.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["benchmark", "corruption_ratio", "score"])
+        for bench, row in a["table"].items():
+            for ratio, score in row["scores"].items():
+                w.writerow([bench, ratio, score])

@@ -1,0 +1,5 @@
+"""`python -m faco`."""
+
+from faco.cli import main
+
+main()
