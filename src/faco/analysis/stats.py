@@ -1,0 +1,183 @@
+"""Statistics of a corruption study: correlation, drops, chance tests, thresholds, AUROC.
+
+Pure functions over plain numbers (numpy/scipy only); formulas in docs/analysis.md.
+Ratios are corruption shares in [0, 1]; scores are "higher is better".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats as sps
+
+NAN = float("nan")
+
+
+class PearsonResult(NamedTuple):
+    """Pearson r, its two-sided p-value, a bootstrap percentile CI for r, and the point count."""
+
+    r: float
+    p: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+class BinomialResult(NamedTuple):
+    """Observed accuracy, chance accuracy 1/k, and binomial p-values against chance."""
+
+    acc: float
+    chance: float
+    p_below: float
+    p_two_sided: float
+
+
+def _r(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r of two equal-length vectors; nan when either is constant."""
+    dx, dy = x - x.mean(), y - y.mean()
+    den = math.sqrt(float(dx @ dx) * float(dy @ dy))
+    return float(dx @ dy) / den if den > 0 else NAN
+
+
+def pearson(
+    ratios: Sequence[float],
+    scores: Sequence[float],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> PearsonResult:
+    """Pearson correlation of score with corruption ratio, with a seeded bootstrap CI.
+
+    r and p come from scipy.stats.pearsonr (t-test, n - 2 degrees of freedom).
+    The CI resamples the (ratio, score) points with replacement `n_boot` times and
+    takes the (1-level)/2 and (1+level)/2 percentiles of the resampled r, ignoring
+    resamples where r is undefined (a constant side). Degenerate cases do not raise:
+    n < 2 or constant ratios or scores give r = p = nan; n < 3 gives a nan CI.
+    """
+    x = np.asarray(ratios, dtype=float)
+    y = np.asarray(scores, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"ratios and scores must be 1-d and equal length, got {x.shape} and {y.shape}")
+    n = len(x)
+    if n < 2 or math.isnan(_r(x, y)):
+        return PearsonResult(NAN, NAN, NAN, NAN, n)
+    res = sps.pearsonr(x, y)
+    r, p = float(res.statistic), float(res.pvalue)
+    if n < 3:
+        return PearsonResult(r, p, NAN, NAN, n)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boot = np.array([_r(x[i], y[i]) for i in idx])
+    boot = boot[~np.isnan(boot)]
+    if boot.size == 0:
+        return PearsonResult(r, p, NAN, NAN, n)
+    lo, hi = np.percentile(boot, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return PearsonResult(r, p, float(lo), float(hi), n)
+
+
+def abs_drop(scores_by_ratio: Mapping[float, float]) -> float:
+    """The paper's ABS: score at ratio 0.0 minus score at ratio 1.0 (signed; > 0 means a drop)."""
+    missing = [r for r in (0.0, 1.0) if r not in scores_by_ratio]
+    if missing:
+        raise ValueError(f"abs_drop needs scores at ratios 0.0 and 1.0; missing {missing}")
+    return float(scores_by_ratio[0.0]) - float(scores_by_ratio[1.0])
+
+
+def below_chance(correct: int, total: int, k: int) -> BinomialResult:
+    """Exact binomial test of `correct` of `total` against chance 1/k (k answer options).
+
+    p_below is the one-sided P(X <= correct) under Binomial(total, 1/k): a small value
+    means the model answers correctly less often than guessing, i.e. it learned to lie.
+    p_two_sided is scipy's two-sided exact test (sum of outcomes no more likely than observed).
+    """
+    if k < 2:
+        raise ValueError(f"k must be >= 2 answer options, got {k}")
+    if total < 1 or not 0 <= correct <= total:
+        raise ValueError(f"need 0 <= correct <= total and total >= 1, got {correct}/{total}")
+    chance = 1.0 / k
+    less = sps.binomtest(correct, total, chance, alternative="less").pvalue
+    both = sps.binomtest(correct, total, chance, alternative="two-sided").pvalue
+    return BinomialResult(correct / total, chance, float(less), float(both))
+
+
+def recovery_fraction(clean: float, corrupted: float, recovered: float) -> float:
+    """Share of the corruption loss won back: (recovered - corrupted) / (clean - corrupted).
+
+    nan when clean == corrupted (nothing was lost).
+    """
+    if clean == corrupted:
+        return NAN
+    return (recovered - corrupted) / (clean - corrupted)
+
+
+def threshold(
+    correct_shares: Sequence[float],
+    scores: Sequence[float],
+    clean_score: float,
+    fraction: float,
+) -> float | None:
+    """Smallest correct-data share at which the score reaches `fraction` x `clean_score`.
+
+    Points are sorted by correct share (1 - corruption ratio), least correct first. With
+    target t = fraction * clean_score: if the first point already has score >= t its share
+    is returned; otherwise the first adjacent pair (s_i, y_i), (s_j, y_j) with y_i < t <= y_j
+    gives s_i + (t - y_i) (s_j - s_i) / (y_j - y_i) (linear interpolation). Later dips
+    below t are ignored (first upward crossing), so a non-monotone curve yields its
+    earliest crossing. None when no point reaches t. Higher scores must be better.
+    """
+    if len(correct_shares) != len(scores) or not scores:
+        raise ValueError("correct_shares and scores must be non-empty and of equal length")
+    if len(set(correct_shares)) != len(correct_shares):
+        raise ValueError(f"correct_shares must be distinct, got {list(correct_shares)}")
+    target = fraction * clean_score
+    pts = sorted(zip(correct_shares, scores, strict=True))
+    if pts[0][1] >= target:
+        return float(pts[0][0])
+    for (s0, y0), (s1, y1) in pairwise(pts):
+        if y0 < target <= y1:
+            return float(s0 + (target - y0) * (s1 - s0) / (y1 - y0))
+    return None
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """AUROC of a score (e.g. per-sample training loss) for detecting label True (corrupted).
+
+    Equals the Mann-Whitney U of the positives divided by n_pos * n_neg: the chance that
+    a random positive scores higher than a random negative, ties counting 1/2. nan when
+    either class is empty.
+    """
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ValueError(f"scores and labels must be 1-d and equal length, got {s.shape} and {y.shape}")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return NAN
+    ranks = sps.rankdata(s)  # average ranks: ties count 1/2
+    u = float(ranks[y].sum()) - n_pos * (n_pos + 1) / 2
+    return u / (n_pos * n_neg)
+
+
+def domain_means(scores: Mapping[str, float], domains: Mapping[str, str]) -> dict[str, float]:
+    """Unweighted mean score per domain over the benchmarks in `scores` (every one needs a domain)."""
+    unknown = sorted(set(scores) - set(domains))
+    if unknown:
+        raise ValueError(f"no domain for benchmarks {unknown}")
+    groups: dict[str, list[float]] = {}
+    for bench, score in scores.items():
+        groups.setdefault(domains[bench], []).append(float(score))
+    return {d: float(np.mean(v)) for d, v in groups.items()}
+
+
+def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error (sample std with ddof=1 over sqrt(n)); stderr is nan for n = 1."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ValueError("mean_stderr needs at least one value")
+    if v.size == 1:
+        return float(v[0]), NAN
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
