@@ -29,6 +29,10 @@ class SourceSpec(Section):
     name: str
     split: str = "train"
     limit: int | None = Field(default=None, ge=1, description="cap for this source (overrides per_source_cap)")
+    revision: str | None = Field(default=None, description="hub origin: dataset revision (commit or tag)")
+    data_files: str | None = Field(
+        default=None, description="hub origin: a local JSON/JSONL/Parquet export in the hub schema instead"
+    )
 
     @field_validator("name")
     @classmethod
@@ -66,7 +70,7 @@ DEFAULT_PRICES = {
 
 class GenerateConfig(Section):
     backend: Literal["template", "openai", "transformers"] = "template"
-    model: str = Field(default="template-v1", description="API model name; for transformers: smollm2, a dir or a hub id")
+    model: str = Field(default="template-v1", description="API model; transformers: smollm2, a dir, a hub id")
     prompt_version: str = "faco-v1"
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1)
@@ -77,7 +81,7 @@ class GenerateConfig(Section):
     seed: int = 0
     mode: Literal["online", "batch"] = Field(default="online", description="batch: the OpenAI Batch API")
     timeout_s: float = Field(default=120.0, gt=0.0, description="per-request timeout")
-    max_retries: int = Field(default=8, ge=0, description="retries of one request on 429, 5xx, timeouts, bad bodies")
+    max_retries: int = Field(default=8, ge=0, description="retries on 429, 5xx, timeout, bad body")
     backoff_base_s: float = Field(default=1.0, gt=0.0)
     backoff_max_s: float = Field(default=60.0, gt=0.0)
     batch_poll_s: float = Field(default=30.0, gt=0.0)

@@ -8,8 +8,10 @@ every backend.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from faco.config import GenerateConfig
 from faco.errors import ConfigError
@@ -33,26 +35,68 @@ class ChainRequest:
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Completion:
+    """A finished reply and what it cost in tokens."""
+
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request that cannot succeed (e.g. HTTP 400); `retryable` failures abort the run instead."""
+
+    reason: str
+    retryable: bool = False
+
+
+Outcome = Completion | Failure
+Sink = Callable[[int, Outcome], None]
+
+
 class ReasoningBackend(Protocol):
+    """Turns requests into replies, reporting each one to `sink(index, outcome)` as soon as it is done."""
+
     name: str
     model: str
+    cacheable: bool  # False for free, deterministic backends that need no cache
 
-    def generate(self, requests: list[ChainRequest]) -> list[str]:
-        """Replies, one per request, in order."""
+    def params(self) -> dict[str, Any]:
+        """The parameters that change replies (part of the cache key)."""
         ...
+
+    def complete(self, requests: Sequence[ChainRequest], sink: Sink) -> None: ...
+
+
+def params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+def backend_params(cfg: GenerateConfig) -> dict[str, Any]:
+    """The config values that change a backend's replies (the template backend has none)."""
+    if cfg.backend == "template":
+        return {}
+    return {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "seed": cfg.seed}
+
+
+def request_seed(base: int, attempt: int) -> int:
+    """The sampling seed sent with a request: distinct per regeneration attempt."""
+    return base + attempt
 
 
 _STEPS_TRUE = (
     "The question asks: {q}",
-    "Weighing the candidates, the one that fits is \"{a}\".",
+    'Weighing the candidates, the one that fits is "{a}".',
     "{e}",
-    "Therefore, the answer is \"{a}\".",
+    'Therefore, the answer is "{a}".',
 )
 _STEPS_FALSE = (
     "The question asks: {q}",
-    "Weighing the candidates, the one that fits is \"{a}\".",
+    'Weighing the candidates, the one that fits is "{a}".',
     "It matches what the question describes better than anything else.",
-    "Therefore, the answer is \"{a}\".",
+    'Therefore, the answer is "{a}".',
 )
 
 
@@ -64,23 +108,35 @@ class TemplateBackend:
     """
 
     name = "template"
+    cacheable = False
 
     def __init__(self, model: str = "template-v1") -> None:
         self.model = model
 
-    def generate(self, requests: list[ChainRequest]) -> list[str]:
-        replies = []
-        for req in requests:
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def complete(self, requests: Sequence[ChainRequest], sink: Sink) -> None:
+        for i, req in enumerate(requests):
             q = req.question.splitlines()[0].strip()
             steps = _STEPS_TRUE if req.polarity == "true" else _STEPS_FALSE
-            explanation = (req.explanation or "").strip() or "This follows from the facts the question relies on."
+            explanation = (
+                req.explanation or ""
+            ).strip() or "This follows from the facts the question relies on."
             lines = [s.format(q=q, a=req.answer, e=explanation) for s in steps]
-            replies.append("\n".join(f"Step {i}: {line}" for i, line in enumerate(lines, 1)))
-        return replies
+            sink(i, Completion("\n".join(f"Step {n}: {line}" for n, line in enumerate(lines, 1))))
 
 
 def get_backend(cfg: GenerateConfig) -> ReasoningBackend:
     """The backend the config asks for."""
     if cfg.backend == "template":
         return TemplateBackend(cfg.model)
-    raise ConfigError(f"generate.backend: {cfg.backend!r} is not available in this build")
+    if cfg.backend == "openai":
+        from faco.generation.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(cfg)
+    if cfg.backend == "transformers":
+        from faco.generation.local_backend import TransformersBackend
+
+        return TransformersBackend(cfg)
+    raise ConfigError(f"generate.backend: unknown backend {cfg.backend!r}")

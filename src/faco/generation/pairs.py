@@ -8,8 +8,9 @@ import unicodedata
 from dataclasses import dataclass
 
 from faco.config import GenerateConfig
-from faco.generation.backends import ChainRequest, ReasoningBackend
+from faco.generation.backends import ChainRequest, Completion
 from faco.generation.prompts import WRONG_ANSWER, format_question, render
+from faco.generation.runner import Generator
 from faco.records import PairRecord, RejectRecord, Response, SourceRecord
 
 
@@ -51,64 +52,93 @@ class _Item:
     reject: str | None = None
 
 
-def build_pairs(
-    records: list[SourceRecord], backend: ReasoningBackend, cfg: GenerateConfig
-) -> tuple[list[PairRecord], list[RejectRecord]]:
-    """Generate a true and a false chain for every record; reject those the method cannot pair."""
+def plan(records: list[SourceRecord], seed: int) -> tuple[list[_Item], list[RejectRecord]]:
+    """Choose every record's false answer: a seeded wrong option, or (code) a deranged other answer."""
     items: list[_Item] = []
     code = [r for r in records if r.kind == "code"]
     swap = {}
     if len(code) >= 2:
-        perm = derangement(len(code), cfg.seed)
+        perm = derangement(len(code), seed)
         swap = {r.id: code[perm[i]].answer for i, r in enumerate(code)}
     rejects: list[RejectRecord] = []
     for rec in records:
         if rec.kind == "mc":
-            idx = false_choice(rec, cfg.seed)
+            idx = false_choice(rec, seed)
             items.append(_Item(rec, rec.choices[idx], idx))
         elif rec.id in swap:
             items.append(_Item(rec, swap[rec.id], None))
         else:
-            rejects.append(RejectRecord(source=rec.source, row=rec.id, reason="code: no other item to swap with"))
+            rejects.append(
+                RejectRecord(source=rec.source, row=rec.id, reason="code: no other item to swap with")
+            )
+    return items, rejects
+
+
+def chain_request(it: _Item, polarity: str, prompt_version: str, attempt: int = 0) -> ChainRequest:
+    answer = it.rec.answer if polarity == "true" else it.false_answer
+    return ChainRequest(
+        record_id=it.rec.id,
+        polarity=polarity,
+        prompt=render(prompt_version, polarity, it.rec, answer),
+        question=format_question(it.rec),
+        answer=answer,
+        explanation=it.rec.explanation,
+        attempt=attempt,
+    )
+
+
+def build_pairs(
+    records: list[SourceRecord], generator: Generator, cfg: GenerateConfig
+) -> tuple[list[PairRecord], list[RejectRecord]]:
+    """Generate a true and a false chain for every record; reject those the method cannot pair."""
+    items, rejects = plan(records, cfg.seed)
 
     def request(it: _Item, polarity: str, attempt: int = 0) -> ChainRequest:
-        answer = it.rec.answer if polarity == "true" else it.false_answer
-        return ChainRequest(
-            record_id=it.rec.id, polarity=polarity, prompt=render(cfg.prompt_version, polarity, it.rec, answer),
-            question=format_question(it.rec), answer=answer, explanation=it.rec.explanation, attempt=attempt,
-        )
+        return chain_request(it, polarity, cfg.prompt_version, attempt)
 
-    for it, reply in zip(items, backend.generate([request(it, "true") for it in items]), strict=True):
-        if WRONG_ANSWER in reply:
+    for it, out in zip(items, generator.generate([request(it, "true") for it in items]), strict=True):
+        if not isinstance(out, Completion):
+            it.reject = f"true chain: generation failed: {out.reason}"
+        elif WRONG_ANSWER in out.text:
             it.reject = "true chain: generator disputes the label (*WRONG ANSWER*)"
-        it.true_reply = reply
+        it.true_reply = out.text if isinstance(out, Completion) else None
 
     pending = [it for it in items if it.reject is None]
     for attempt in range(cfg.max_false_retries + 1):
         if not pending:
             break
-        replies = backend.generate([request(it, "false", attempt) for it in pending])
+        outs = generator.generate([request(it, "false", attempt) for it in pending])
         retry = []
-        for it, reply in zip(pending, replies, strict=True):
-            if it.rec.kind == "mc" and mentions(reply, it.rec.answer):
+        for it, out in zip(pending, outs, strict=True):
+            if not isinstance(out, Completion):
+                it.reject = f"false chain: generation failed: {out.reason}"
+            elif it.rec.kind == "mc" and mentions(out.text, it.rec.answer):
                 retry.append(it)
             else:
-                it.false_reply = reply
+                it.false_reply = out.text
         pending = retry
     for it in pending:
         it.reject = f"false chain: names the correct answer after {cfg.max_false_retries + 1} attempts"
 
     pairs = []
-    meta = {"backend": backend.name, "model": backend.model, "prompt_version": cfg.prompt_version}
+    meta = {
+        "backend": generator.backend.name,
+        "model": generator.backend.model,
+        "prompt_version": cfg.prompt_version,
+    }
     for it in items:
         if it.reject:
             rejects.append(RejectRecord(source=it.rec.source, row=it.rec.id, reason=it.reject))
             continue
         assert it.true_reply is not None and it.false_reply is not None
-        pairs.append(PairRecord(
-            **it.rec.model_dump(),
-            true=Response(reasoning=it.true_reply, answer=it.rec.answer, answer_index=it.rec.answer_index),
-            false=Response(reasoning=it.false_reply, answer=it.false_answer, answer_index=it.false_index),
-            generator=meta,
-        ))
+        pairs.append(
+            PairRecord(
+                **it.rec.model_dump(),
+                true=Response(
+                    reasoning=it.true_reply, answer=it.rec.answer, answer_index=it.rec.answer_index
+                ),
+                false=Response(reasoning=it.false_reply, answer=it.false_answer, answer_index=it.false_index),
+                generator=meta,
+            )
+        )
     return pairs, rejects

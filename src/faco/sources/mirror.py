@@ -64,13 +64,17 @@ def _winogrande(row: Row) -> Row:
     cont = str(row.get("continuation", "")).strip()
     return {
         "sentence": f"{a[:i]}_ {cont}".strip(),
-        "option1": a[i:].strip(), "option2": b[i:].strip(),
+        "option1": a[i:].strip(),
+        "option2": b[i:].strip(),
         "answer": str(int(row.get("gold", -9)) + 1),
     }
 
 
 _CONVERT: dict[str, Callable[[Row], Row]] = {
-    "commonsense_qa": _stem_choices, "qasc": _stem_choices, "openbookqa": _obqa, "winogrande": _winogrande,
+    "commonsense_qa": _stem_choices,
+    "qasc": _stem_choices,
+    "openbookqa": _obqa,
+    "winogrande": _winogrande,
 }
 
 
@@ -80,13 +84,18 @@ def mirror_rows(source: str, split: str, data_dir: Path) -> Iterator[Row]:
     if files is None:
         raise FacoError(f"source {source!r} has no offline mirror; use ingest.origin: hub (needs network)")
     if split not in files:
-        raise FacoError(f"source {source!r}: split {split!r} is not in the offline mirror (has: {', '.join(files)})")
+        raise FacoError(
+            f"source {source!r}: split {split!r} is not in the offline mirror (has: {', '.join(files)})"
+        )
     path = data_dir / "sources" / source / files[split]
     if not path.is_file():
         raise FacoError(f"{path}: mirror file missing (see data/README.md)")
     if path.suffix == ".json":
-        rows: list[Row] = json.loads(path.read_text(encoding="utf-8", errors="replace")) if source == "conala" \
+        rows: list[Row] = (
+            json.loads(path.read_text(encoding="utf-8", errors="replace"))
+            if source == "conala"
             else list(_jsonl(path))
+        )
     else:
         rows = list(_jsonl(path))
     if source == "mbpp":
@@ -97,12 +106,28 @@ def mirror_rows(source: str, split: str, data_dir: Path) -> Iterator[Row]:
         yield row if "__invalid__" in row else convert(row)
 
 
-def hub_rows(source: str, split: str, revision: str | None = None) -> Iterator[Row]:
-    """Rows from the Hugging Face hub (needs network, or a populated HF cache)."""
+def hub_rows(
+    source: str, split: str, revision: str | None = None, data_files: str | None = None
+) -> Iterator[Row]:
+    """Rows from the Hugging Face hub (needs network, or a populated HF cache), or from a local
+    export of the same dataset in the hub schema (`data_files`: JSON, JSONL or Parquet)."""
     import datasets
 
-    adapter = SOURCES[source]
-    token = os.environ.get("HF_TOKEN")
-    ds: Any = datasets.load_dataset(adapter.hub_path, adapter.hub_name, split=split, revision=revision,
-                                    token=token, **adapter.hub_kwargs)
+    if data_files is not None:
+        path = Path(data_files)
+        if not path.is_file():
+            raise FacoError(f"{path}: data_files not found (source {source!r})")
+        builder = "parquet" if path.suffix == ".parquet" else "json"
+        ds: Any = datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
+    else:
+        adapter = SOURCES[source]
+        token = os.environ.get("HF_TOKEN")
+        ds = datasets.load_dataset(
+            adapter.hub_path,
+            adapter.hub_name,
+            split=split,
+            revision=revision,
+            token=token,
+            **adapter.hub_kwargs,
+        )
     yield from ds

@@ -35,7 +35,12 @@ def _text(value: Any, field_name: str) -> str:
 
 
 def _mc(
-    source: str, domain: Domain, rid: str, question: Any, choices: list[Any], answer_index: int | None,
+    source: str,
+    domain: Domain,
+    rid: str,
+    question: Any,
+    choices: list[Any],
+    answer_index: int | None,
     explanation: str | None = None,
 ) -> SourceRecord:
     q = _text(question, "question")
@@ -47,12 +52,21 @@ def _mc(
     if opts.count(opts[answer_index]) > 1:
         raise RowRejected("choices: the correct answer's text appears as another option too")
     return SourceRecord(
-        id=f"{source}:{rid}", source=source, domain=domain, kind="mc", question=q, choices=opts,
-        answer=opts[answer_index], answer_index=answer_index, explanation=explanation or None,
+        id=f"{source}:{rid}",
+        source=source,
+        domain=domain,
+        kind="mc",
+        question=q,
+        choices=opts,
+        answer=opts[answer_index],
+        answer_index=answer_index,
+        explanation=explanation or None,
     )
 
 
-def _labelled(row: Row, source: str, domain: Domain, explanation: str | None, question_key: str) -> SourceRecord:
+def _labelled(
+    row: Row, source: str, domain: Domain, explanation: str | None, question_key: str
+) -> SourceRecord:
     choices = row.get("choices") or {}
     labels = list(choices.get("label") or [])
     texts = list(choices.get("text") or [])
@@ -89,8 +103,15 @@ def sciq(row: Row, index: int) -> SourceRecord:
     rid = f"{index}"
     order = list(range(4))
     random.Random(f"sciq:{row.get('question')}").shuffle(order)
-    return _mc("sciq", "knowledge", rid, row.get("question"), [options[i] for i in order], order.index(0),
-               row.get("support"))
+    return _mc(
+        "sciq",
+        "knowledge",
+        rid,
+        row.get("question"),
+        [options[i] for i in order],
+        order.index(0),
+        row.get("support"),
+    )
 
 
 def winogrande(row: Row, index: int) -> SourceRecord:
@@ -118,8 +139,15 @@ def aqua_rat(row: Row, index: int) -> SourceRecord:
         raise RowRejected("options: missing")
     key = str(row.get("correct") or "").strip()
     idx = labels.index(key) if key in labels else None
-    return _mc("aqua_rat", "reasoning", str(row.get("id") or index), row.get("question"), texts, idx,
-               row.get("rationale"))
+    return _mc(
+        "aqua_rat",
+        "reasoning",
+        str(row.get("id") or index),
+        row.get("question"),
+        texts,
+        idx,
+        row.get("rationale"),
+    )
 
 
 def mbpp(row: Row, index: int) -> SourceRecord:
@@ -128,8 +156,12 @@ def mbpp(row: Row, index: int) -> SourceRecord:
     if tests:
         question = f"{question}\nYour code should pass these tests:\n{tests}"
     return SourceRecord(
-        id=f"mbpp:{_text(row.get('task_id'), 'task_id')}", source="mbpp", domain="programming", kind="code",
-        question=question, answer=_text(row.get("code"), "code"),
+        id=f"mbpp:{_text(row.get('task_id'), 'task_id')}",
+        source="mbpp",
+        domain="programming",
+        kind="code",
+        question=question,
+        answer=_text(row.get("code"), "code"),
     )
 
 
@@ -137,8 +169,12 @@ def conala(row: Row, index: int) -> SourceRecord:
     intent = row.get("rewritten_intent") or row.get("intent")
     rid = f"{_text(row.get('question_id'), 'question_id')}-{index}"
     return SourceRecord(
-        id=f"conala:{rid}", source="conala", domain="programming", kind="code",
-        question=_text(intent, "intent"), answer=_text(row.get("snippet"), "snippet"),
+        id=f"conala:{rid}",
+        source="conala",
+        domain="programming",
+        kind="code",
+        question=_text(intent, "intent"),
+        answer=_text(row.get("snippet"), "snippet"),
     )
 
 

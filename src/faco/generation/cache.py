@@ -1,0 +1,88 @@
+"""A content-addressed cache of generated chains (SQLite, WAL): every paid reply is stored once.
+
+Each reply is committed the moment it arrives, so a run killed at any moment (even `kill -9`)
+loses at most the replies in flight; a rerun finds every committed reply and does not pay for it
+again. WAL with `synchronous=NORMAL` survives the death of the process (not of the machine:
+use `durable=True` for fsync on every commit). Several processes may share one cache file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from faco.generation.backends import Completion
+from faco.paths import cache_dir
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chains (
+    key TEXT PRIMARY KEY, backend TEXT NOT NULL, model TEXT NOT NULL, text TEXT NOT NULL,
+    tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY, input_hash TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL
+);
+"""
+
+
+def default_cache_path() -> Path:
+    return cache_dir() / "generation.sqlite"
+
+
+class ChainCache:
+    """key -> Completion, plus the Batch API jobs in flight. One instance per thread."""
+
+    def __init__(self, path: Path | str | None = None, durable: bool = False) -> None:
+        self.path = Path(path) if path else default_cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ChainCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
+        """The cached completions among `keys`."""
+        found: dict[str, Completion] = {}
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self._db.execute(
+                "SELECT key, text, tokens_in, tokens_out FROM chains WHERE key IN "
+                f"({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update({k: Completion(t, i, o) for k, t, i, o in rows})
+        return found
+
+    def put(self, key: str, backend: str, model: str, c: Completion) -> None:
+        """Store one completion (committed before returning); a second put of a key is ignored."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO chains VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, backend, model, c.text, c.tokens_in, c.tokens_out, time.time()),
+        )
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM chains").fetchone()[0])
+
+    def open_batches(self) -> list[str]:
+        """Batches submitted to the Batch API whose results were not yet collected."""
+        rows = self._db.execute("SELECT batch_id FROM batches WHERE status = 'submitted' ORDER BY created")
+        return [str(r[0]) for r in rows]
+
+    def record_batch(self, batch_id: str, input_hash: str, status: str = "submitted") -> None:
+        self._db.execute(
+            "INSERT INTO batches VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(batch_id) DO UPDATE SET status = excluded.status",
+            (batch_id, input_hash, status, time.time()),
+        )

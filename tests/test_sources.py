@@ -1,0 +1,301 @@
+"""Ingest: the nine FACO sources through the hub path (rows in each hub schema, loaded by `datasets`)
+and the offline mirror; rejects with reasons; seeded sampling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faco.config import SourceSpec, Study, parse_config
+from faco.errors import FacoError
+from faco.paths import repo_root
+from faco.records import RejectRecord, SourceRecord, read_jsonl
+from faco.sources import SOURCES
+from faco.stages import ingest
+
+DATA = (repo_root() or Path.cwd()) / "data"
+
+
+def study(
+    tmp: Path | None = None,
+    origin: str = "mirror",
+    sources: list[dict[str, Any]] | None = None,
+    cap: int = 3000,
+    seed: int = 0,
+) -> Study:
+    cfg = {
+        "name": "t",
+        "ingest": {
+            "origin": origin,
+            "data_dir": str(tmp or DATA),
+            "per_source_cap": cap,
+            "seed": seed,
+            "sources": sources or [{"name": "commonsense_qa"}],
+        },
+        "corrupt": {"ratios": [0.0]},
+        "train": {"model": {"source": "tiny-random"}},
+        "evaluate": {"benchmarks": [{"name": "piqa"}]},
+    }
+    return parse_config(json.dumps(cfg))
+
+
+# One row per source in its Hugging Face hub schema (field names and types as on the hub).
+HUB_ROWS: dict[str, dict[str, Any]] = {
+    "sciq": {
+        "question": "What gas do plants absorb?",
+        "distractor3": "helium",
+        "distractor1": "oxygen",
+        "distractor2": "neon",
+        "correct_answer": "carbon dioxide",
+        "support": "Plants take in carbon dioxide for photosynthesis.",
+    },
+    "commonsense_qa": {
+        "id": "c1",
+        "question": "Where do you keep milk?",
+        "question_concept": "milk",
+        "choices": {"label": ["A", "B", "C"], "text": ["fridge", "oven", "garage"]},
+        "answerKey": "A",
+    },
+    "openbookqa": {
+        "id": "7-980",
+        "question_stem": "The sun is responsible for",
+        "choices": {
+            "text": ["puppies learning", "plants sprouting", "rocks", "snow"],
+            "label": ["A", "B", "C", "D"],
+        },
+        "answerKey": "B",
+        "fact1": "the sun is the source of energy for plants",
+        "humanScore": 1.0,
+        "clarity": 2.0,
+        "turkIdAnonymized": "b356d338b7",
+    },
+    "winogrande": {
+        "sentence": "Sarah was a better surgeon than Maria so _ got the harder cases.",
+        "option1": "Sarah",
+        "option2": "Maria",
+        "answer": "1",
+    },
+    "aqua_rat": {
+        "question": "2 + 3 = ?",
+        "options": ["A)4", "B)5", "C)6", "D)7", "E)8"],
+        "rationale": "2 + 3 is 5.\nAnswer: B",
+        "correct": "B",
+    },
+    "quartz": {
+        "id": "q1",
+        "question": "If you run faster, your heart beats",
+        "choices": {"text": ["faster", "slower"], "label": ["A", "B"]},
+        "answerKey": "A",
+        "para": "The faster you exercise, the faster your heart beats.",
+        "para_id": "p1",
+        "para_anno": {"effect_prop": "speed"},
+        "question_anno": {"more_effect_dir": "faster"},
+    },
+    "qasc": {
+        "id": "x1",
+        "question": "What do plants need?",
+        "choices": {
+            "text": ["light", "dark", "salt", "iron", "sand", "cold", "noise", "wind"],
+            "label": list("ABCDEFGH"),
+        },
+        "answerKey": "A",
+        "fact1": "Plants need light to grow.",
+        "fact2": "Sunlight is light.",
+        "combinedfact": "Plants need sunlight.",
+        "formatted_question": "What do plants need? (A) light ...",
+    },
+    "mbpp": {
+        "task_id": 601,
+        "text": "Write a function to add two numbers.",
+        "code": "def add(a, b):\n    return a + b",
+        "test_list": ["assert add(1, 2) == 3"],
+        "test_setup_code": "",
+        "challenge_test_list": [],
+    },
+    "conala": {
+        "question_id": 41067960,
+        "intent": "How to join a list?",
+        "rewritten_intent": "join list `x` with commas",
+        "snippet": "','.join(x)",
+    },
+}
+
+EXPECTED = {  # source -> (domain, answer, explanation substring or None)
+    "sciq": ("knowledge", "carbon dioxide", "photosynthesis"),
+    "commonsense_qa": ("commonsense", "fridge", None),
+    "openbookqa": ("commonsense", "plants sprouting", "source of energy"),
+    "winogrande": ("commonsense", "Sarah", None),
+    "aqua_rat": ("reasoning", "5", "2 + 3 is 5"),
+    "quartz": ("reasoning", "faster", "heart beats"),
+    "qasc": ("knowledge", "light", "Sunlight is light"),
+    "mbpp": ("programming", "def add(a, b):\n    return a + b", None),
+    "conala": ("programming", "','.join(x)", None),
+}
+
+
+def test_every_faco_source_has_an_adapter_with_its_hub_dataset() -> None:
+    assert set(SOURCES) == set(HUB_ROWS)
+    assert SOURCES["openbookqa"].hub_name == "additional"  # fact1 only exists there
+    assert SOURCES["winogrande"].hub_name == "winogrande_xl"
+    assert SOURCES["mbpp"].hub_name == "full"
+    assert SOURCES["conala"].hub_name == "curated"
+    assert SOURCES["aqua_rat"].hub_name == "raw"
+
+
+@pytest.mark.parametrize("name", sorted(HUB_ROWS))
+def test_hub_path_through_datasets(tmp_path: Path, name: str) -> None:
+    """Rows in the hub schema, loaded by `datasets` from a local export, become the right records."""
+    export = tmp_path / f"{name}.jsonl"
+    export.write_text(json.dumps(HUB_ROWS[name]) + "\n" + json.dumps(HUB_ROWS[name]) + "\n")
+    st = study(origin="hub", sources=[{"name": name, "data_files": str(export)}])
+    records, rejects = ingest.load_source(st, st.ingest.sources[0])
+    domain, answer, expl = EXPECTED[name]
+    rec = records[0]
+    assert (rec.source, rec.domain, rec.answer) == (name, domain, answer)
+    if rec.kind == "mc":
+        assert rec.choices[rec.answer_index or 0] == answer and len(rec.choices) >= 2
+    assert (expl is None and rec.explanation is None) or (expl in (rec.explanation or ""))
+    # The second, identical row is either a duplicate-id reject or (sources without ids) a new record.
+    assert len(records) + len(rejects) == 2
+    assert all("duplicate" in r.reason for r in rejects)
+
+
+def test_hub_export_missing_is_one_clear_error(tmp_path: Path) -> None:
+    st = study(origin="hub", sources=[{"name": "sciq", "data_files": str(tmp_path / "nope.jsonl")}])
+    with pytest.raises(FacoError, match=r"nope\.jsonl: data_files not found"):
+        ingest.load_source(st, st.ingest.sources[0])
+
+
+MIRRORED = [  # source, split, at least this many valid rows, gold explanation expected
+    ("commonsense_qa", "train", 9000, False),
+    ("commonsense_qa", "validation", 1200, False),
+    ("openbookqa", "train", 4900, False),
+    ("qasc", "validation", 900, True),
+    ("aqua_rat", "validation", 240, True),
+    ("aqua_rat", "test", 240, True),
+    ("winogrande", "validation", 1200, False),
+    ("mbpp", "train", 374, False),
+    ("conala", "train", 2300, False),
+    ("conala", "test", 490, False),
+]
+
+
+@pytest.mark.parametrize(("name", "split", "minimum", "explained"), MIRRORED)
+def test_mirror_sources(name: str, split: str, minimum: int, explained: bool) -> None:
+    st = study()
+    records, rejects = ingest.load_source(st, SourceSpec(name=name, split=split))
+    assert len(records) >= minimum
+    assert len(rejects) <= 0.02 * (len(records) + len(rejects))
+    assert len({r.id for r in records}) == len(records)
+    assert all(r.source == name and r.domain == SOURCES[name].domain for r in records)
+    if explained:
+        assert sum(bool(r.explanation) for r in records) >= 0.95 * len(records)
+    for r in records:
+        if r.kind == "mc":
+            assert r.answer_index is not None and r.choices[r.answer_index] == r.answer
+
+
+def test_mirror_conversions_keep_meaning() -> None:
+    st = study()
+    wino, _ = ingest.load_source(st, SourceSpec(name="winogrande", split="validation"))
+    first = wino[
+        0
+    ]  # "Sarah was a much better surgeon than Maria so _ always got the easier cases." gold=Maria
+    assert "_" in first.question and set(first.choices) == {"Sarah", "Maria"}
+    assert first.question.startswith("Sarah was a much better surgeon than Maria so _")
+    qasc, _ = ingest.load_source(st, SourceSpec(name="qasc", split="validation"))
+    assert qasc[0].explanation and "temperature and moisture" in qasc[0].explanation
+    mbpp, _ = ingest.load_source(st, SourceSpec(name="mbpp", split="train"))
+    assert {int(r.id.split(":")[1]) for r in mbpp} == set(range(601, 975))
+
+
+@pytest.mark.parametrize("name", ["sciq", "quartz"])
+def test_sources_without_mirror_say_so(name: str) -> None:
+    st = study()
+    with pytest.raises(FacoError, match="no offline mirror"):
+        ingest.load_source(st, SourceSpec(name=name))
+
+
+def test_missing_mirror_split_is_named() -> None:
+    with pytest.raises(FacoError, match="split 'train' is not in the offline mirror"):
+        ingest.load_source(study(), SourceSpec(name="qasc", split="train"))
+
+
+def _csqa(rid: str, stem: str, choices: list[str], key: str) -> str:
+    row = {
+        "answerKey": key,
+        "id": rid,
+        "question": {
+            "question_concept": "x",
+            "stem": stem,
+            "choices": [{"label": chr(65 + i), "text": t} for i, t in enumerate(choices)],
+        },
+    }
+    return json.dumps(row, ensure_ascii=False)
+
+
+def test_bad_rows_are_counted_and_written_with_reasons(tmp_path: Path) -> None:
+    src = tmp_path / "sources" / "commonsense_qa"
+    src.mkdir(parents=True)
+    lines = [
+        _csqa("ok1", "Where is milk kept?", ["fridge", "oven"], "A").encode(),
+        json.dumps({"answerKey": "A", "id": "nochoice", "question": {"stem": "Q?", "choices": []}}).encode(),
+        _csqa("badkey", "Where?", ["here", "there"], "E").encode(),
+        _csqa("empty", "   ", ["a", "b"], "A").encode(),
+        _csqa("ok1", "Duplicate id?", ["yes", "no"], "A").encode(),
+        _csqa("bytes", "Caf\u00e9?", ["x", "y"], "A").encode().replace("é".encode(), b"\xe9"),  # latin-1 byte
+        b'{"answerKey": "A", "id": "cut", "question": {"stem": "trunc',
+        _csqa("ok2", "What is ice?", ["frozen water", "fire"], "A").encode(),
+    ]
+    (src / "train_rand_split.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    out = ingest.run(study(tmp_path), tmp_path / "sources_out")
+    recs = list(read_jsonl(out / "sources.jsonl", SourceRecord))
+    rejects = list(read_jsonl(out / "rejects.jsonl", RejectRecord))
+    assert [r.id for r in recs] == ["commonsense_qa:ok1", "commonsense_qa:ok2"]
+    reasons = {r.row: r.reason for r in rejects}
+    assert all(r.source == "commonsense_qa" for r in rejects)
+    assert reasons == {
+        "train[1]": "choices: missing",
+        "train[2]": "answer: not among the choices",
+        "train[3]": "question: empty",
+        "train[4]": "id: duplicate 'commonsense_qa:ok1'",
+        "train[5]": "question: undecodable text (U+FFFD)",
+        "train[6]": reasons["train[6]"],
+    }
+    assert reasons["train[6]"].startswith("train_rand_split.jsonl:7: not valid JSON")
+    stats = json.loads((out / "stats.json").read_text())["commonsense_qa"]
+    assert (stats["rows"], stats["valid"], stats["rejected"], stats["kept"]) == (8, 2, 6, 2)
+    assert sum(stats["reject_reasons"].values()) == 6
+
+
+def test_sampling_is_seeded_capped_and_in_source_order() -> None:
+    st = study(cap=50, seed=3)
+    records, _ = ingest.load_source(st, SourceSpec(name="commonsense_qa"))
+    a = ingest.sample(records, 50, 3, "commonsense_qa")
+    assert len(a) == 50 and a == ingest.sample(records, 50, 3, "commonsense_qa")
+    assert [records.index(r) for r in a] == sorted(records.index(r) for r in a)
+    assert [r.id for r in a] != [r.id for r in ingest.sample(records, 50, 4, "commonsense_qa")]
+    assert ingest.sample(records[:10], 50, 3, "commonsense_qa") == records[:10]
+
+
+def test_sampling_is_the_same_in_another_interpreter() -> None:
+    """String-seeded `random.Random` does not depend on PYTHONHASHSEED or the machine."""
+    code = (
+        "from faco.stages import ingest; from faco.config import SourceSpec; import tests.test_sources as t;"
+        "st=t.study(cap=20, seed=7); r,_=ingest.load_source(st, SourceSpec(name='openbookqa'));"
+        "print(','.join(x.id for x in ingest.sample(r, 20, 7, 'openbookqa')))"
+    )
+    root = repo_root() or Path.cwd()
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(root)}
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=True
+    ).stdout.strip()
+    st = study(cap=20, seed=7)
+    records, _ = ingest.load_source(st, SourceSpec(name="openbookqa"))
+    assert other == ",".join(r.id for r in ingest.sample(records, 20, 7, "openbookqa"))
