@@ -43,7 +43,8 @@ def closure(root: str) -> dict[str, str]:
             pins[canonical(dist.metadata["Name"])] = dist.version
         for line in dist.requires or []:
             req = Requirement(line)
-            envs: list[dict[str, str]] = [{**default_environment(), "extra": e} for e in (extras or {""})]
+            base: dict[str, str] = dict(default_environment())
+            envs = [{**base, "extra": e} for e in (extras or {""})]
             if req.marker is None or any(req.marker.evaluate(env) for env in envs):
                 todo.append((req.name, frozenset(req.extras)))
     return pins
