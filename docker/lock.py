@@ -43,7 +43,7 @@ def closure(root: str) -> dict[str, str]:
             pins[canonical(dist.metadata["Name"])] = dist.version
         for line in dist.requires or []:
             req = Requirement(line)
-            base: dict[str, str] = dict(default_environment())
+            base = {key: str(value) for key, value in default_environment().items()}
             envs = [{**base, "extra": e} for e in (extras or {""})]
             if req.marker is None or any(req.marker.evaluate(env) for env in envs):
                 todo.append((req.name, frozenset(req.extras)))
