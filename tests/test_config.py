@@ -1,0 +1,70 @@
+"""The study config: valid configs load, bad ones fail with one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faco.config import load_config, parse_config
+from faco.errors import ConfigError
+
+
+def _smoke_dict(root: Path) -> dict:
+    return yaml.safe_load((root / "configs" / "smoke.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["smoke.yaml", "mini.yaml", "faco-paper.yaml"])
+def test_shipped_configs_validate(root: Path, name: str) -> None:
+    study = load_config(root / "configs" / name)
+    assert study.corrupt.ratios == sorted(study.corrupt.ratios)
+
+
+def test_paper_config_states_the_paper_setting(root: Path) -> None:
+    s = load_config(root / "configs" / "faco-paper.yaml")
+    assert s.corrupt.ratios == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert len(s.ingest.sources) == 9 and s.ingest.per_source_cap == 3000
+    assert (s.train.epochs, s.train.global_batch_size, s.train.learning_rate, s.train.max_seq_len) == (
+        5, 256, 2e-5, 2048)
+    assert s.train.model.name_or_path == "meta-llama/Llama-2-13b-hf"
+    shots = {b.name: b.shots for b in s.evaluate.benchmarks}
+    assert len(shots) == 16 and shots["arc_challenge"] == 25 and shots["mmlu"] == 5
+    assert {v for k, v in shots.items() if k not in ("arc_challenge", "mmlu", "humaneval")} == {10}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("corrupt.ratios=[0.0, 1.5]", "corrupt.ratios: ratio must be in [0, 1] (got 1.5)"),
+        ("corrupt.ratios=[]", "corrupt.ratios: List should have at least 1 item"),
+        ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1"),
+        ("ingest.sources=[{name: nosuch}]", "ingest.sources.0.name: unknown source 'nosuch'"),
+        ("evaluate.benchmarks=[{name: nosuch}]", "evaluate.benchmarks.0.name: unknown benchmark 'nosuch'"),
+        ("train.bogus=1", "train.bogus: unknown key"),
+        ("train.global_batch_size=12", "train: train.global_batch_size (12) is not a multiple"),
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_the_key(root: Path, override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(root / "configs" / "smoke.yaml", overrides=[override])
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{root / 'configs' / 'smoke.yaml'}: {expected}")
+
+
+def test_duplicate_keys_are_errors() -> None:
+    with pytest.raises(ConfigError, match=r"x.yaml: line 2: duplicate key 'name'"):
+        parse_config("name: a\nname: b\n", source="x.yaml")
+
+
+def test_recovery_needs_the_clean_and_source_ratios(root: Path) -> None:
+    with pytest.raises(ConfigError, match="train.recovery: corrupt.ratios must contain 0.0"):
+        load_config(root / "configs" / "smoke.yaml", overrides=["corrupt.ratios=[0.5, 1.0]"])
+
+
+def test_section_hash_changes_only_with_its_section(root: Path) -> None:
+    a = load_config(root / "configs" / "smoke.yaml")
+    b = load_config(root / "configs" / "smoke.yaml", overrides=["train.epochs=3"])
+    assert a.section_hash("ingest") == b.section_hash("ingest")
+    assert a.section_hash("train") != b.section_hash("train")

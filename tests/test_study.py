@@ -1,0 +1,60 @@
+"""End to end: `faco study` on the smoke config through the real CLI; a rerun reuses every artifact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from faco.artifacts import read_manifest, verify
+
+FACO = [sys.executable, "-m", "faco"]
+
+
+def test_cli_reports_bad_config_in_one_line(tmp_path: Path, root: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((root / "configs" / "smoke.yaml").read_text().replace("epochs: 2", "epochs: 0"))
+    proc = subprocess.run([*FACO, "validate", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {bad}: train.epochs: Input should be greater than or equal to 1"
+
+
+@pytest.mark.slow
+def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
+    out = tmp_path / "study"
+    proc = subprocess.run([*FACO, "study", str(root / "configs" / "smoke.yaml"), "--out", str(out)],
+                          capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"report: {out / 'report' / 'report.md'}" in proc.stdout
+    report = (out / "report" / "report.md").read_text()
+    assert "| benchmark | domain | CR 0% | CR 25% | CR 50% | CR 75% | CR 100% | ABS | Pearson r |" in report
+    assert "| arc_challenge |" in report and "| openbookqa |" in report
+    html = (out / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<img" in html
+    img = matplotlib.image.imread(out / "report" / "figures" / "score_vs_ratio.png")
+    assert img.shape[0] > 200 and img.shape[1] > 200
+
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert analysis["ratios"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    arc = analysis["table"]["arc_challenge"]
+    assert arc["abs"] == pytest.approx(arc["scores"]["0"] - arc["scores"]["1"])
+    assert analysis["recovery"][0]["from_ratio"] == 1.0
+
+    # every artifact is intact and chained to its parents
+    for art in [out / "ingest", out / "pairs", out / "splits", *sorted((out / "train").iterdir()),
+                *sorted((out / "eval").iterdir()), out / "analysis", out / "report"]:
+        assert verify(art) == [], art
+    rec = read_manifest(out / "train" / "recovery_from_cr_100")
+    assert rec["meta"]["start_ratio"] == 1.0
+    assert [p["kind"] for p in rec["parents"]] == ["splits", "model"]
+
+    # a second run with nothing changed trains and evaluates nothing
+    again = subprocess.run([*FACO, "study", str(root / "configs" / "smoke.yaml"), "--out", str(out)],
+                           capture_output=True, text=True, cwd=root)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train cr_050: up to date" in again.stderr
+    assert "faco: train:" not in again.stderr
