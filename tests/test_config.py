@@ -59,7 +59,7 @@ def test_duplicate_keys_are_errors() -> None:
 
 
 def test_recovery_needs_the_clean_and_source_ratios(root: Path) -> None:
-    with pytest.raises(ConfigError, match="train.recovery: corrupt.ratios must contain 0.0"):
+    with pytest.raises(ConfigError, match=r"train\.recovery: corrupt\.ratios must contain 0\.0"):
         load_config(root / "configs" / "smoke.yaml", overrides=["corrupt.ratios=[0.5, 1.0]"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -33,7 +34,7 @@ def test_cumulative_exact_and_flag_outside_text(tmp_path: Path, smoke: Study, sm
                 assert x == clean[x.id]  # untouched items are identical across ratios
             else:
                 assert x.response != clean[x.id].response
-    for smaller, larger in zip(bad_sets, bad_sets[1:], strict=False):
+    for smaller, larger in itertools.pairwise(bad_sets):
         assert smaller < larger or (smaller == larger == set())
     stats = json.loads((splits / "stats.json").read_text())
     assert stats["cr_025"]["corrupted"] == math.ceil(0.25 * n)

