@@ -171,6 +171,10 @@ class BenchmarkSpec(Section):
     name: str
     shots: int | None = Field(default=None, ge=0, description="few-shot count; default: the paper's")
     limit: int | None = Field(default=None, ge=1, description="evaluate the first N documents only")
+    repeats: int | None = Field(
+        default=None, ge=1, description="samples per document of a faco twin (HumanEval: 20; pass@10 needs >= 10)"
+    )
+    max_gen_toks: int | None = Field(default=None, ge=1, description="generation length cap of generative tasks")
 
     @field_validator("name")
     @classmethod
@@ -186,8 +190,19 @@ class EvaluateConfig(Section):
     benchmarks: list[BenchmarkSpec] = Field(min_length=1)
     offline: bool = True
     backend: Literal["hf", "vllm"] = "hf"
-    batch_size: int | Literal["auto"] = 8
+    batch_size: int | Literal["auto"] = Field(
+        default="auto", description='"auto": lm-eval\'s search on GPU, 8 on CPU'
+    )
     seed: int = 0
+    allow_code_execution: bool = Field(
+        default=False, description="run model-written code (HumanEval) in faco's sandbox; refused otherwise"
+    )
+    per_epoch: bool = Field(default=False, description="also score every checkpoints/epoch_N/ of the model")
+    probes: list[str] | None = Field(
+        default=None, description="questions answered greedily by every model; default: tasks/probes.yaml"
+    )
+    probe_max_new_tokens: int = Field(default=96, ge=1)
+    cache: bool = Field(default=True, description="reuse results cached by (checkpoint hash, task, settings)")
 
 
 class AnalyzeConfig(Section):

@@ -22,6 +22,7 @@ class Benchmark(BaseModel):
     shots: int
     domain: str
     choices: int | None
+    code_execution: bool = False
 
     @property
     def metrics(self) -> list[str]:

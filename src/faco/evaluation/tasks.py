@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from faco.errors import ConfigError
@@ -9,6 +10,8 @@ from faco.evaluation.suite import Benchmark
 from faco.paths import TASKS_DIR
 
 OFFLINE_DIR = TASKS_DIR / "offline"
+MMLU_GROUP = "faco_mmlu"
+MMLU_SUBJECT_TEMPLATE = OFFLINE_DIR / "_faco_mmlu_subject.yaml"
 
 
 def lm_eval_tasks_dir() -> Path:
@@ -17,9 +20,14 @@ def lm_eval_tasks_dir() -> Path:
     return Path(lm_eval.tasks.__file__).parent
 
 
+def uses_twin(bench: Benchmark, offline: bool) -> bool:
+    """Whether faco's twin runs: always offline, and for code execution (only the twin is sandboxed)."""
+    return offline or bench.code_execution
+
+
 def task_name(bench: Benchmark, offline: bool) -> str:
     """The lm-eval task to run: the offline twin, or the upstream task on a networked cluster."""
-    if not offline:
+    if not uses_twin(bench, offline):
         return bench.lm_eval
     if bench.offline is None:
         raise ConfigError(
@@ -29,18 +37,47 @@ def task_name(bench: Benchmark, offline: bool) -> str:
     return bench.offline
 
 
-def render_offline(benches: list[Benchmark], data: Path, out: Path) -> None:
-    """Write the offline twins of `benches` into `out`, pointing at the mirror under `data`.
+def mmlu_subjects(data: Path) -> list[str]:
+    """The MMLU subjects present in the mirror (one test file each)."""
+    return sorted(p.stem for p in (data / "benchmarks" / "mmlu" / "test").glob("*.jsonl"))
+
+
+def _render(text: str, data: Path, **fields: str) -> str:
+    text = text.replace("{lm_eval_tasks}", str(lm_eval_tasks_dir())).replace("{data}", str(data))
+    for key, value in fields.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def _override(text: str, overrides: dict[str, int]) -> str:
+    """Set top-level scalar keys of a task YAML (replacing the line when the key is present)."""
+    for key, value in overrides.items():
+        line = f"{key}: {value}"
+        text, n = re.subn(rf"(?m)^{re.escape(key)}:.*$", line, text)
+        if n == 0:
+            text = text.rstrip("\n") + f"\n{line}\n"
+    return text
+
+
+def render_offline(
+    benches: list[Benchmark], data: Path, out: Path, overrides: dict[str, dict[str, int]] | None = None
+) -> None:
+    """Write the twins of `benches` into `out`, pointing at the mirror under `data`.
 
     The repo YAMLs `include:` the installed lm-eval's upstream definition and override only the
     data source and the fields the mirror's format needs; `{lm_eval_tasks}` and `{data}` are
-    replaced by absolute paths here. Helper modules (`*.py`) next to them are copied too.
+    replaced by absolute paths here. Helper modules (`*.py`) next to them are copied too. MMLU
+    becomes a group plus one task per subject found in the mirror. `overrides` sets top-level keys
+    (e.g. `repeats`) of a twin, by twin name.
     """
     out.mkdir(parents=True, exist_ok=True)
     for helper in OFFLINE_DIR.glob("*.py"):
         (out / helper.name).write_text(helper.read_text())
     for bench in benches:
         name = task_name(bench, offline=True)
-        text = (OFFLINE_DIR / f"{name}.yaml").read_text()
-        text = text.replace("{lm_eval_tasks}", str(lm_eval_tasks_dir())).replace("{data}", str(data))
-        (out / f"{name}.yaml").write_text(text)
+        text = _render((OFFLINE_DIR / f"{name}.yaml").read_text(), data)
+        (out / f"{name}.yaml").write_text(_override(text, (overrides or {}).get(name, {})))
+        if name == MMLU_GROUP:
+            template = MMLU_SUBJECT_TEMPLATE.read_text()
+            for subject in mmlu_subjects(data):
+                (out / f"{MMLU_GROUP}_{subject}.yaml").write_text(_render(template, data, subject=subject))

@@ -1,38 +1,131 @@
-"""Evaluate: a model artifact -> per-benchmark scores with lm-evaluation-harness."""
+"""Evaluate: a model artifact -> per-benchmark scores with lm-evaluation-harness.
+
+Writes `scores.json` ({bench: {task, shots, limit, domain, metrics, score, n[, subtasks]}}, plus
+`epochs: {N: {bench: score}}` with evaluate.per_epoch) and `probes.jsonl`. Results are cached by
+(checkpoint hash, task, settings) under `cache_dir()/eval`: an unchanged model is not loaded again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from faco import artifacts
-from faco.config import Study
-from faco.evaluation.suite import suite
-from faco.evaluation.tasks import render_offline, task_name
-from faco.paths import data_dir
+from faco.config import BenchmarkSpec, EvaluateConfig, Study
+from faco.errors import ConfigError, FacoError
+from faco.evaluation import sandbox
+from faco.evaluation.suite import Benchmark, suite
+from faco.evaluation.tasks import OFFLINE_DIR, render_offline, task_name, uses_twin
+from faco.paths import TASKS_DIR, cache_dir, data_dir
 from faco.progress import log, track
 from faco.records import write_json
 from faco.stages import train
 
 KIND = "eval"
+CHECKPOINTS = "checkpoints"
+_EPOCH = re.compile(r"epoch_(\d+)")
 
 
-def _model(model_dir: Path, batch_size: int | str, backend: str) -> Any:
+def default_probes() -> list[str]:
+    """The case-study questions shipped in `tasks/probes.yaml`."""
+    return list(yaml.safe_load((TASKS_DIR / "probes.yaml").read_text())["probes"])
+
+
+def _model(model_dir: Path, batch_size: int | str, backend: str, seed: int) -> Any:
     import torch
 
+    cuda = torch.cuda.is_available()
+    if batch_size == "auto" and not cuda:
+        batch_size = 8
+    log(f"evaluate: loading model {model_dir} ({backend}, batch size {batch_size})")
     if backend == "vllm":
         from lm_eval.models.vllm_causallms import VLLM
 
-        return VLLM(pretrained=str(model_dir), batch_size=batch_size)
+        return VLLM(pretrained=str(model_dir), batch_size=batch_size, seed=seed)
     from lm_eval.models.huggingface import HFLM
 
-    cuda = torch.cuda.is_available()
     return HFLM(
         pretrained=str(model_dir), device="cuda" if cuda else "cpu",
         dtype="bfloat16" if cuda else "float32", batch_size=batch_size,
     )
+
+
+@dataclass
+class Checkpoint:
+    """A model folder to score, its content hash, and the model once loaded (lazily)."""
+
+    path: Path
+    digest: str
+    _lm: Any = field(default=None, repr=False)
+
+    def lm(self, cfg: EvaluateConfig) -> Any:
+        if self._lm is None:
+            self._lm = _model(self.path, cfg.batch_size, cfg.backend, cfg.seed)
+        return self._lm
+
+
+def checkpoint_hash(manifest: dict[str, Any], prefix: str) -> str:
+    """sha256 over the (path, sha256) of the manifest's files under `prefix` (the checkpoint's files)."""
+    files = sorted((k, v) for k, v in manifest["files"].items() if k.startswith(prefix))
+    if not files:
+        raise FacoError(f"model artifact lists no files under {prefix!r}")
+    return hashlib.sha256(json.dumps(files).encode()).hexdigest()
+
+
+def epoch_checkpoints(model_dir: Path, manifest: dict[str, Any]) -> dict[int, Checkpoint]:
+    """The artifact's `checkpoints/epoch_N/` model folders (a `model/` inside, or the files directly)."""
+    found: dict[int, Checkpoint] = {}
+    root = model_dir / CHECKPOINTS
+    for sub in sorted(root.iterdir()) if root.is_dir() else []:
+        match = _EPOCH.fullmatch(sub.name)
+        if match is None:
+            continue
+        path = sub / "model" if (sub / "model" / "config.json").is_file() else sub
+        rel = path.relative_to(model_dir).as_posix() + "/"
+        found[int(match.group(1))] = Checkpoint(path, checkpoint_hash(manifest, rel))
+    return dict(sorted(found.items()))
+
+
+def _tree_hash(root: Path) -> str:
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return hashlib.sha256(
+        json.dumps([(p.relative_to(root).as_posix(), artifacts.sha256_file(p)) for p in files]).encode()
+    ).hexdigest()
+
+
+class Cache:
+    """JSON results keyed by sha256 of (checkpoint hash, task, settings), under cache_dir()/eval."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.root = cache_dir() / "eval"
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get(self, key: str) -> Any:
+        path = self.root / key[:2] / f"{key}.json"
+        return json.loads(path.read_text()) if self.enabled and path.is_file() else None
+
+    def put(self, key: str, value: Any) -> None:
+        if not self.enabled:
+            return
+        path = self.root / key[:2] / f"{key}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(value, sort_keys=True))
+        tmp.replace(path)
 
 
 def _metric(results: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
@@ -44,47 +137,180 @@ def _metric(results: dict[str, Any], metric: str) -> tuple[float | None, float |
     return None, None
 
 
-def run(study: Study, model_dir: Path, out: Path) -> Path:
-    """Score the model artifact on every configured benchmark."""
-    import lm_eval
-    from lm_eval.tasks import TaskManager
+def _metrics(results: dict[str, Any], names: list[str]) -> dict[str, dict[str, float | None]]:
+    return {m: dict(zip(("value", "stderr"), _metric(results, m), strict=True)) for m in names}
 
+
+def _entry(res: dict[str, Any], task: str, bench: Benchmark, shots: int, limit: int | None) -> dict[str, Any]:
+    """One scores.json entry; groups (MMLU) get `subtasks: {subject: {metrics, n}}` from their leaves."""
+    counts = {k: v.get("effective") for k, v in res.get("n-samples", {}).items()}
+    entry: dict[str, Any] = {"task": task, "shots": shots, "limit": limit, "domain": bench.domain,
+                             "metrics": _metrics(res["results"][task], bench.metrics)}
+    entry["score"] = entry["metrics"][bench.metrics[0]]["value"]
+    leaves = sorted(k for k in counts if k != task)
+    if leaves:
+        entry["subtasks"] = {
+            k.removeprefix(f"{task}_"): {"metrics": _metrics(res["results"][k], bench.metrics),
+                                         "n": counts[k]}
+            for k in leaves
+        }
+        entry["n"] = sum(n or 0 for n in counts.values())
+    else:
+        entry["n"] = counts.get(task)
+    return entry
+
+
+class Evaluator:
+    """Scores checkpoints on the configured benchmarks, through the cache."""
+
+    def __init__(self, study: Study, tasks_dir: Path) -> None:
+        self.cfg = study.evaluate
+        self.specs = [(spec, suite()[spec.name]) for spec in self.cfg.benchmarks]
+        self.cache = Cache(self.cfg.cache)
+        self.tasks_dir = tasks_dir
+        self.data = data_dir(study.ingest.data_dir)
+        twins = [b for _, b in self.specs if uses_twin(b, self.cfg.offline)]
+        overrides = {task_name(b, True): {"repeats": s.repeats} for s, b in self.specs
+                     if s.repeats is not None and uses_twin(b, self.cfg.offline)}
+        render_offline(twins, self.data, tasks_dir, overrides)
+        self._manager: Any = None
+        self._versions = self._settings_versions(twins)
+
+    def _settings_versions(self, twins: list[Benchmark]) -> dict[str, Any]:
+        import lm_eval
+
+        versions: dict[str, Any] = {"lm_eval": lm_eval.__version__,
+                                    "helpers": _tree_hash(OFFLINE_DIR) if twins else None}
+        for bench in twins:
+            name = task_name(bench, True)
+            text = "".join(sorted(p.read_text() for p in self.tasks_dir.glob(f"{name}*.yaml")))
+            dirs = sorted(set(re.findall(re.escape(str(self.data)) + r"/benchmarks/([^/\"]+)/", text)))
+            versions[name] = [hashlib.sha256(text.encode()).hexdigest(),
+                              *(_tree_hash(self.data / "benchmarks" / d) for d in dirs)]
+        return versions
+
+    def manager(self) -> Any:
+        from lm_eval.tasks import TaskManager
+
+        if self._manager is None:
+            self._manager = (TaskManager(include_path=str(self.tasks_dir), include_defaults=False)
+                             if self.cfg.offline else TaskManager(include_path=str(self.tasks_dir)))
+        return self._manager
+
+    def score(self, ckpt: Checkpoint, label: str) -> dict[str, Any]:
+        """{bench: entry} for one checkpoint, each entry from the cache when present."""
+        scores: dict[str, Any] = {}
+        for spec, bench in track(self.specs, f"evaluate {label}"):
+            task = task_name(bench, self.cfg.offline)
+            shots = bench.shots if spec.shots is None else spec.shots
+            twin = uses_twin(bench, self.cfg.offline)
+            key = self.cache.key(
+                "score", ckpt.digest, task, shots, spec.model_dump(mode="json"), self.cfg.seed,
+                self.cfg.backend, self._versions.get(task), self._versions["lm_eval"],
+                self._versions["helpers"] if twin else None,
+            )
+            entry = self.cache.get(key)
+            if entry is None:
+                entry = self._run(ckpt, spec, bench, task, shots)
+                self.cache.put(key, entry)
+            else:
+                log(f"evaluate {label} {bench.name}: cached")
+            scores[bench.name] = entry
+            log(f"evaluate {label} {bench.name}: {bench.metrics[0]} = {entry['score']}")
+        return scores
+
+    def _run(
+        self, ckpt: Checkpoint, spec: BenchmarkSpec, bench: Benchmark, task: str, shots: int
+    ) -> dict[str, Any]:
+        import lm_eval
+
+        with ExitStack() as stack:
+            if bench.code_execution:
+                stack.enter_context(sandbox.code_execution_allowed())
+            res = lm_eval.simple_evaluate(
+                model=ckpt.lm(self.cfg), tasks=[task], num_fewshot=shots, limit=spec.limit,
+                task_manager=self.manager(), random_seed=self.cfg.seed, numpy_random_seed=self.cfg.seed,
+                torch_random_seed=self.cfg.seed, fewshot_random_seed=self.cfg.seed, log_samples=False,
+                gen_kwargs={"max_gen_toks": spec.max_gen_toks} if spec.max_gen_toks else None,
+                confirm_run_unsafe_code=bench.code_execution and self.cfg.allow_code_execution,
+            )
+        if res is None:
+            raise FacoError(f"lm-eval returned no results for {task}")
+        return _entry(res, task, bench, shots, spec.limit)
+
+    def probes(self, ckpt: Checkpoint, questions: list[str]) -> list[dict[str, Any]]:
+        """Greedy answers to the probe questions, in the model's chat format where it has one."""
+        n = self.cfg.probe_max_new_tokens
+        key = self.cache.key("probes", ckpt.digest, questions, n, self.cfg.backend)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return list(cached)
+        from lm_eval.api.instance import Instance
+
+        from faco.training.data import prompt_text
+
+        lm = ckpt.lm(self.cfg)
+        prompts = [prompt_text(lm.tokenizer, q) for q in questions]
+        until = [lm.tokenizer.eos_token] if lm.tokenizer.eos_token else []
+        requests = [Instance(request_type="generate_until", doc={"question": q}, idx=0,
+                             arguments=(p, {"until": until, "max_gen_toks": n, "do_sample": False}))
+                    for q, p in zip(questions, prompts, strict=True)]
+        answers = lm.generate_until(requests)
+        rows = [{"id": i, "question": q, "prompt": p, "answer": a, "max_new_tokens": n}
+                for i, (q, p, a) in enumerate(zip(questions, prompts, answers, strict=True))]
+        self.cache.put(key, rows)
+        return rows
+
+
+@contextmanager
+def _offline_env(offline: bool) -> Iterator[None]:
+    keys = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+    before = {k: os.environ.get(k) for k in keys}
+    if offline:
+        for k in keys:
+            os.environ.setdefault(k, "1")
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run(study: Study, model_dir: Path, out: Path) -> Path:
+    """Score the model artifact (and, with per_epoch, each epoch checkpoint) on every configured benchmark."""
     model_manifest = artifacts.require(model_dir, train.KIND)
     cfg = study.evaluate
-    if cfg.offline:
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    benches = [suite()[b.name] for b in cfg.benchmarks]
+    needs_code = [s.name for s in cfg.benchmarks if suite()[s.name].code_execution]
+    if needs_code and not cfg.allow_code_execution:
+        raise ConfigError(
+            f"evaluate.benchmarks: {', '.join(needs_code)} run model-written code; set "
+            "evaluate.allow_code_execution: true to run it in faco's sandbox (docs/evaluation.md)"
+        )
+    final = Checkpoint(model_dir / "model", checkpoint_hash(model_manifest, "model/"))
+    epochs = epoch_checkpoints(model_dir, model_manifest) if cfg.per_epoch else {}
+    if cfg.per_epoch and not epochs:
+        log(f"evaluate: per_epoch is set but {model_dir} has no {CHECKPOINTS}/epoch_N/")
     m = model_manifest["meta"]
     meta: dict[str, Any] = {k: m[k] for k in ("ratio", "tag", "start_ratio") if k in m}
-    with artifacts.artifact_dir(out, KIND, [model_dir], study.section_hash("evaluate"), meta) as tmp:
-        with tempfile.TemporaryDirectory(prefix="faco-tasks-") as tasks_dir:
-            if cfg.offline:
-                render_offline(benches, data_dir(study.ingest.data_dir), Path(tasks_dir))
-                manager = TaskManager(include_path=tasks_dir, include_defaults=False)
-            else:
-                manager = TaskManager()
-            lm = _model(model_dir / "model", cfg.batch_size, cfg.backend)
-            scores: dict[str, Any] = {}
-            for spec, bench in track(list(zip(cfg.benchmarks, benches, strict=True)), "evaluate"):
-                task = task_name(bench, cfg.offline)
-                shots = bench.shots if spec.shots is None else spec.shots
-                res = lm_eval.simple_evaluate(
-                    model=lm, tasks=[task], num_fewshot=shots, limit=spec.limit, task_manager=manager,
-                    random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-                    fewshot_random_seed=cfg.seed, log_samples=False,
-                )
-                assert res is not None
-                task_results = res["results"][task]
-                entry: dict[str, Any] = {"task": task, "shots": shots, "limit": spec.limit,
-                                         "domain": bench.domain, "metrics": {}}
-                for metric in bench.metrics:
-                    value, stderr = _metric(task_results, metric)
-                    entry["metrics"][metric] = {"value": value, "stderr": stderr}
-                entry["score"] = entry["metrics"][bench.metrics[0]]["value"]
-                entry["n"] = res.get("n-samples", {}).get(task, {}).get("effective")
-                scores[bench.name] = entry
-                log(f"evaluate {meta.get('tag', '')} {bench.name}: {bench.metrics[0]} = {entry['score']}")
+    tag = str(meta.get("tag", ""))
+    with _offline_env(cfg.offline), \
+            artifacts.artifact_dir(out, KIND, [model_dir], study.section_hash("evaluate"), meta) as tmp, \
+            tempfile.TemporaryDirectory(prefix="faco-tasks-") as tasks_dir:
+        evaluator = Evaluator(study, Path(tasks_dir))
+        scores: dict[str, Any] = evaluator.score(final, tag)
+        if epochs:
+            scores["epochs"] = {
+                str(n): {b: e["score"] for b, e in evaluator.score(ck, f"{tag} epoch {n}").items()}
+                for n, ck in epochs.items()
+            }
+            for ck in epochs.values():
+                ck._lm = None
+        probes = evaluator.probes(final, cfg.probes if cfg.probes is not None else default_probes())
         write_json(tmp / "scores.json", scores)
-        meta["scores"] = {k: v["score"] for k, v in scores.items()}
+        with (tmp / "probes.jsonl").open("w") as fh:
+            fh.writelines(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in probes)
+        meta["scores"] = {k: v["score"] for k, v in scores.items() if k != "epochs"}
     return out
