@@ -1,0 +1,1 @@
+"""KFP components: one file per stage, each a thin call into `faco.stages`."""

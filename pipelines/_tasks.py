@@ -1,0 +1,66 @@
+"""How pipeline tasks are placed on the cluster: resources, GPUs, volumes, secrets (from settings).
+
+None of this affects kfp.local runs: kfp-kubernetes settings compile into the YAML only.
+"""
+
+from __future__ import annotations
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+from faco.k8s.settings import ClusterSettings, SecretRef
+
+
+def secrets(task: PipelineTask, *refs: SecretRef) -> PipelineTask:
+    """Expose Secrets as env vars, by fixed name: a Secret name cannot be a pipeline parameter on
+    KFP v2 backends (https://github.com/kubeflow/pipelines/issues/10914,
+    https://github.com/kubeflow/pipelines/issues/9418). Optional, so a missing Secret is no error."""
+    for ref in refs:
+        kubernetes.use_secret_as_env(task, secret_name=ref.name, secret_key_to_env=dict(ref.keys),
+                                     optional=True)
+    return task
+
+
+def light(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """A CPU stage."""
+    return task.set_cpu_request(s.light_cpu).set_memory_request(s.light_memory)
+
+
+def _on_gpu_nodes(task: PipelineTask, s: ClusterSettings, gpus: int) -> PipelineTask:
+    task.set_accelerator_type(s.accelerator_type).set_accelerator_limit(gpus)
+    for key, value in s.node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    for t in s.tolerations:
+        kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+    return task
+
+
+def _checkpoints(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    kubernetes.mount_pvc(task, pvc_name=s.checkpoint_pvc, mount_path=s.checkpoint_mount)
+    return task.set_env_variable("FACO_CACHE_DIR", f"{s.checkpoint_mount}/cache")
+
+
+def trainer(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """A single-node training task: all GPUs of one node, /dev/shm for NCCL, the checkpoint PVC."""
+    _on_gpu_nodes(task, s, s.gpus_per_node)
+    task.set_cpu_request(s.train_cpu).set_memory_request(s.train_memory)
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
+                               size_limit=s.shm_size)
+    _checkpoints(task, s)
+    return secrets(task, s.secrets.huggingface, s.secrets.s3)
+
+
+def evaluator(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """An evaluation task: `eval_gpus` GPUs (0: CPU), the shared cache on the PVC."""
+    if s.eval_gpus:
+        _on_gpu_nodes(task, s, s.eval_gpus)
+    task.set_cpu_request(s.eval_cpu).set_memory_request(s.eval_memory)
+    _checkpoints(task, s)
+    return secrets(task, s.secrets.huggingface, s.secrets.s3)
+
+
+def launcher(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """The multi-node launcher: light, but it stages data on the PVC the training pods mount."""
+    light(task, s)
+    kubernetes.mount_pvc(task, pvc_name=s.checkpoint_pvc, mount_path=s.checkpoint_mount)
+    return task

@@ -1,0 +1,33 @@
+"""Recovery: continue training a given model on the clean split of a given splits artifact, then evaluate."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Model
+from kfp.dsl.graph_component import GraphComponent
+
+from components.evaluate import evaluate
+from components.plan import plan
+from components.train import train_from
+from faco.k8s.settings import ClusterSettings
+from pipelines import _tasks
+
+NAME = "faco-recovery"
+
+
+def build(s: ClusterSettings | None = None) -> GraphComponent:
+    """The recovery pipeline for these cluster settings."""
+    s = s or ClusterSettings()
+
+    @dsl.pipeline(name=NAME, description="Retrain a (corrupted) model on clean data and evaluate it.")
+    def recovery(config_yaml: str, model_uri: str, splits_uri: str, ratio: float = 0.0,
+                 overrides: list[str] = []):  # noqa: B006
+        """model_uri: a faco model artifact (e.g. s3://…/model); splits_uri: the study's splits artifact;
+        ratio: the split to train on (0.0: clean); overrides: KEY=VALUE config overrides."""
+        p = _tasks.light(plan(config_yaml=config_yaml, ratios=[], overrides=overrides), s)
+        cfg = p.outputs["config_yaml"]
+        start = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False)
+        splits = dsl.importer(artifact_uri=splits_uri, artifact_class=Dataset, reimport=False)
+        tr = _tasks.trainer(
+            train_from(config_yaml=cfg, splits=splits.output, start=start.output, ratio=ratio), s)
+        _tasks.evaluator(evaluate(config_yaml=cfg, model=tr.outputs["model"]), s)
+
+    return recovery

@@ -1,0 +1,109 @@
+"""Kubeflow Pipelines front end: compile the pipelines, run one locally, submit one to a cluster.
+
+Mounted by the CLI as `faco kfp compile|run --local|submit`. The pipeline modules live in the
+source checkout (`pipelines/`, `components/`), so these functions need one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from faco.config import parse_config
+from faco.errors import FacoError
+from faco.k8s.settings import ClusterSettings
+from faco.paths import repo_root
+
+#: Compiled file stem -> module with `build(settings)`.
+PIPELINES = {
+    "corruption_study": "pipelines.corruption_study",
+    "recovery": "pipelines.recovery",
+    "sweep": "pipelines.sweep",
+}
+
+
+def checkout() -> Path:
+    """The source checkout, importable (its `pipelines` and `components` packages)."""
+    root = repo_root()
+    if root is None or not (root / "pipelines").is_dir():
+        raise FacoError("the KFP pipelines need the faco source checkout (pipelines/, components/)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return root
+
+
+def build(name: str, settings: ClusterSettings | None = None) -> Any:
+    """The pipeline `name` (a key of PIPELINES) built for `settings`."""
+    checkout()
+    if name not in PIPELINES:
+        raise FacoError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    return importlib.import_module(PIPELINES[name]).build(settings or ClusterSettings())
+
+
+def compile_all(out_dir: Path | None = None, settings: ClusterSettings | None = None) -> list[Path]:
+    """Compile every pipeline to `<out_dir>/<name>.yaml` (default: the checkout's pipelines/)."""
+    from kfp import compiler
+
+    out = out_dir or checkout() / "pipelines"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in PIPELINES:
+        path = out / f"{name}.yaml"
+        compiler.Compiler().compile(build(name, settings), str(path))
+        paths.append(path)
+    return paths
+
+
+def run_local(config_path: Path, ratios: list[float] | None = None, overrides: list[str] | None = None,
+              pipeline_root: Path = Path("kfp-local")) -> Path:
+    """Run the corruption study with kfp.local in this environment; returns the report directory."""
+    from kfp import local
+
+    text = config_path.read_text()
+    parse_config(text, str(config_path), overrides)  # fail here, not in a task, on a bad config
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root.resolve()))
+    # kfp.local raises when a task fails (raise_on_error defaults to True)
+    build("corruption_study")(config_yaml=text, ratios=list(ratios or []), overrides=list(overrides or []))
+    return report_dir(pipeline_root.resolve())
+
+
+def report_dir(pipeline_root: Path) -> Path:
+    """The newest report (the Markdown artifact directory) under a kfp.local pipeline root."""
+    found = sorted(pipeline_root.rglob("markdown/report.md"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FacoError(f"no report under {pipeline_root}")
+    return found[-1].parent
+
+
+def run_name(config_text: str, config_path: str) -> str:
+    """`<study name>-<config hash[:12]>`: runs of the same config are easy to find."""
+    study = parse_config(config_text, config_path)
+    return f"{study.name}-{study.config_hash()[:12]}"
+
+
+def submit(host: str, config_path: Path, *, pipeline: str = "corruption_study", experiment: str = "faco",
+           ratios: list[float] | None = None, overrides: list[str] | None = None, enable_caching: bool = True,
+           settings: ClusterSettings | None = None, namespace: str | None = None) -> str:
+    """Compile and submit a run to the KFP API at `host`; returns the run id."""
+    import tempfile
+
+    import kfp
+
+    text = config_path.read_text()
+    name = run_name(text, str(config_path))
+    args: dict[str, Any] = {"config_yaml": text, "overrides": list(overrides or [])}
+    if pipeline == "corruption_study":
+        args["ratios"] = list(ratios or [])
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / f"{pipeline}.yaml"
+        from kfp import compiler
+
+        compiler.Compiler().compile(build(pipeline, settings), str(package))
+        client = kfp.Client(host=host, namespace=namespace)
+        run = client.create_run_from_pipeline_package(
+            str(package), arguments=args, run_name=name, experiment_name=experiment,
+            enable_caching=enable_caching, namespace=namespace,
+        )
+    return str(run.run_id)

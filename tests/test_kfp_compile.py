@@ -1,0 +1,120 @@
+"""KFP pipelines: committed YAML is fresh, cluster settings compile in, no secret value leaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from faco import images, kfp_cli
+from faco.errors import ConfigError
+from faco.k8s.settings import ClusterSettings, MultiNode
+from faco.kfp_glue import plan, sweep_cells
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = (ROOT / "configs" / "smoke.yaml").read_text()
+FAKE_SECRETS = {
+    "OPENAI_API_KEY": "sk-fake-openai-4f9a1c77e2b0",
+    "HF_TOKEN": "hf_fakeTokenValue8c1d2e3f",
+    "AWS_ACCESS_KEY_ID": "AKIAFAKEACCESSKEY123",
+    "AWS_SECRET_ACCESS_KEY": "fakeSecretAccessKey/9x8y7z6w5v4u",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_digest_pins(monkeypatch: pytest.MonkeyPatch) -> None:
+    for image in (images.CPU, images.TRAIN):
+        assert image.env
+        monkeypatch.delenv(image.env, raising=False)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("compiled")
+    return {p.stem: p for p in kfp_cli.compile_all(out)}
+
+
+def docs(path: Path) -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+def platform(path: Path) -> dict[str, Any]:
+    """executor label -> its kubernetes platform config."""
+    (spec,) = [d for d in docs(path) if "platforms" in d]
+    return spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def executors(path: Path) -> dict[str, Any]:
+    return docs(path)[0]["deploymentSpec"]["executors"]
+
+
+@pytest.mark.parametrize("name", sorted(kfp_cli.PIPELINES))
+def test_committed_yaml_is_fresh(compiled: dict[str, Path], name: str) -> None:
+    committed = ROOT / "pipelines" / f"{name}.yaml"
+    assert committed.is_file(), f"{committed} missing: run `python pipelines/compile.py`"
+    assert docs(compiled[name]) == docs(committed), f"{committed} is stale: run `python pipelines/compile.py`"
+
+
+def test_train_task_gets_gpus_placement_shm_pvc_and_secret_names(compiled: dict[str, Path]) -> None:
+    s = ClusterSettings()
+    train = executors(compiled["corruption_study"])["exec-train"]["container"]
+    assert train["image"] == images.TRAIN.ref
+    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert train["resources"]["accelerator"]["resourceCount"] == "8"
+    k8s = platform(compiled["corruption_study"])["exec-train"]
+    assert k8s["nodeSelector"]["labels"] == s.node_selector
+    assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert k8s["emptyDirMounts"] == [{"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory",
+                                      "sizeLimit": "64Gi"}]
+    assert [m["mountPath"] for m in k8s["pvcMount"]] == ["/mnt/checkpoints"]
+    assert {e["secretName"] for e in k8s["secretAsEnv"]} == {"faco-hf", "faco-s3"}
+    gen = platform(compiled["corruption_study"])["exec-generate"]
+    assert [e["secretName"] for e in gen["secretAsEnv"]] == ["faco-openai"]
+    assert executors(compiled["corruption_study"])["exec-ingest"]["container"]["image"] == images.CPU.ref
+
+
+def test_no_secret_value_in_any_compiled_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value in FAKE_SECRETS.items():
+        monkeypatch.setenv(var, value)
+    multi = ClusterSettings(multi_node=MultiNode(nodes=4))
+    paths = kfp_cli.compile_all(tmp_path / "single") + kfp_cli.compile_all(tmp_path / "multi", multi)
+    for path in paths:
+        text = path.read_text()
+        leaked = [var for var, value in FAKE_SECRETS.items() if value in text]
+        assert not leaked, f"{path.name} contains the value of {leaked}"
+
+
+def test_multi_node_settings_compile_a_launcher(tmp_path: Path) -> None:
+    s = ClusterSettings(multi_node=MultiNode(nodes=4, job_api="TrainJob"))
+    (path,) = [p for p in kfp_cli.compile_all(tmp_path, s) if p.stem == "corruption_study"]
+    ex = executors(path)
+    assert "exec-launch-training-job" in ex and "exec-train" not in ex
+    assert platform(path)["exec-launch-training-job"]["pvcMount"][0]["mountPath"] == "/mnt/checkpoints"
+
+
+def test_image_digest_pin(monkeypatch: pytest.MonkeyPatch) -> None:
+    digest = "sha256:" + "ab" * 32
+    assert images.TRAIN.env and images.TRAIN.ref.endswith(":" + images.TRAIN.tag)
+    monkeypatch.setenv(images.TRAIN.env, digest)
+    assert images.TRAIN.ref == f"{images.TRAIN.repository}@{digest}"
+    monkeypatch.setenv(images.TRAIN.env, "latest")
+    with pytest.raises(ValueError, match="sha256"):
+        _ = images.TRAIN.ref
+
+
+def test_plan_applies_ratios_and_checks_recovery() -> None:
+    p = plan(SMOKE, [1.0, 0.0], ["train.seed=3"])
+    assert p.ratios == [0.0, 1.0] and p.recovery and p.study.train.seed == 3
+    assert plan(p.config_yaml).study == p.study  # the resolved text is self-contained
+    with pytest.raises(ConfigError, match=r"must contain 0\.0"):
+        plan(SMOKE, [0.5, 1.0])
+
+
+def test_sweep_cells_cross_grids_and_seeds() -> None:
+    cells = sweep_cells([[0.0, 1.0], [0.0, 0.5, 1.0]], [0, 1], ["train.epochs=1"])
+    assert len(cells) == 4
+    assert cells[1] == {"ratios": [0.0, 1.0], "overrides": ["train.epochs=1", "train.seed=1"]}
+    with pytest.raises(ConfigError):
+        sweep_cells([], [0])
