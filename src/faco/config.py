@@ -135,6 +135,15 @@ class ModelSpec(Section):
         return self
 
 
+class LoraConfig(Section):
+    """LoRA adapters (peft); merged into the base weights before the model is saved."""
+
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | str = "all-linear"
+
+
 class RecoveryConfig(Section):
     """Paper Q2: retrain the model of `from_ratio` on the clean (0 %) split."""
 
@@ -153,8 +162,12 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
     lr_scheduler: str = "cosine"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    deepspeed: str | None = None
+    deepspeed: str | None = Field(default=None, description="DeepSpeed config file, e.g. configs/deepspeed/zero2.json")
     seed: int = 0
+    lora: LoraConfig | None = None
+    packing: bool = Field(default=False, description="pack each micro-batch into one padding-free sequence")
+    save_every_epoch: bool = False
+    checkpoint_steps: int | None = Field(default=None, ge=1, description="resumable checkpoint every N steps")
     recovery: RecoveryConfig | None = None
 
     @model_validator(mode="after")

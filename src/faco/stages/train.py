@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from faco import artifacts
-from faco.config import Study
+from faco.config import ModelSpec, Study
 from faco.errors import FacoError
 from faco.records import TrainRecord, read_jsonl, write_json
 from faco.stages import corrupt
-from faco.training.loop import train
+from faco.training.loop import rank, train, work_dir_for
 from faco.training.models import load_base
 
 KIND = "model"
 
 
-def run(study: Study, splits: Path, ratio: float, out: Path, start: Path | None = None) -> Path:
-    """Fine-tune on the split of `ratio`; with `start`, continue from that model artifact (recovery)."""
+def run(
+    study: Study,
+    splits: Path,
+    ratio: float,
+    out: Path,
+    start: Path | None = None,
+    work_dir: Path | None = None,
+    resume: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> Path:
+    """Fine-tune on the split of `ratio`; with `start`, continue from that model artifact (recovery).
+
+    Resumable state lives in `work_dir` (default: `.<out name>.work` next to `out`), removed once
+    the artifact is complete; with `resume`, a killed run continues from its last checkpoint there.
+    Under a launcher (torchrun) every process calls this; only rank 0 writes the artifact.
+    `callbacks` are extra transformers `TrainerCallback`s.
+    """
     manifest = artifacts.require(splits, corrupt.KIND)
     if ratio not in manifest["meta"]["ratios"]:
         raise FacoError(f"{splits}: no split for ratio {ratio} (has {manifest['meta']['ratios']})")
@@ -25,21 +44,30 @@ def run(study: Study, splits: Path, ratio: float, out: Path, start: Path | None 
     parents = [splits]
     meta: dict = {"ratio": ratio, "tag": corrupt.ratio_tag(ratio), "base_model": cfg.model.model_dump(mode="json")}
     epochs = None
+    spec = cfg.model
     if start is not None:
         artifacts.require(start, KIND)
         parents.append(start)
         meta["start_checkpoint"] = {"path": str(start), "manifest_sha256": artifacts.manifest_hash(start)}
         meta["start_ratio"] = artifacts.read_manifest(start)["meta"]["ratio"]
         epochs = cfg.recovery.epochs if cfg.recovery else None
-    with artifacts.artifact_dir(out, KIND, parents, study.section_hash("train"), meta) as tmp:
-        if start is not None:
-            from faco.config import ModelSpec
+        spec = ModelSpec(source="local", name_or_path=str(start / "model"))
+    texts = [f"{r.prompt}\n{r.response}" for r in records]
+    work = work_dir or work_dir_for(out)
 
-            model, tok = load_base(ModelSpec(source="local", name_or_path=str(start / "model")), [], cfg.seed)
-        else:
-            texts = [f"{r.prompt}\n{r.response}" for r in records]
-            model, tok = load_base(cfg.model, texts, cfg.seed)
-        stats = train(cfg, records, model, tok, tmp, epochs=epochs)
+    def load() -> tuple[Any, Any]:
+        return load_base(spec, texts, cfg.seed)
+
+    if rank() != 0:  # a helper process: trains, writes nothing that lasts
+        tmp = Path(tempfile.mkdtemp(prefix=".train-rank-"))
+        try:
+            train(cfg, records, load, tmp, work, epochs=epochs, resume=resume, callbacks=callbacks)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
+    with artifacts.artifact_dir(out, KIND, parents, study.section_hash("train"), meta) as tmp:
+        stats = train(cfg, records, load, tmp, work, epochs=epochs, resume=resume, callbacks=callbacks)
         write_json(tmp / "train_stats.json", stats)
         meta["train"] = stats
+    shutil.rmtree(work, ignore_errors=True)
     return out

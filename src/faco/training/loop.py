@@ -1,10 +1,18 @@
-"""The fine-tuning loop: transformers Trainer (DeepSpeed when configured), logs per step and per sample."""
+"""The fine-tuning loop: transformers Trainer (DeepSpeed when configured), logs per step and per sample.
+
+Work in progress lives in a work directory outside the artifact (resumable Trainer checkpoints,
+per-epoch sample losses and model snapshots), so that a killed run continues where it stopped;
+the artifact files are assembled from it at the end.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +20,44 @@ import torch
 
 from faco.config import TrainConfig
 from faco.errors import FacoError
+from faco.paths import repo_root
 from faco.progress import log
 from faco.records import TrainRecord
-from faco.training.data import Collator, Example, encode, per_sample_loss
+from faco.training.checkpoints import count_params, count_saved_params, save_model
+from faco.training.data import Collator, Example, PackedCollator, encode, per_sample_loss
+
+Loader = Callable[[], tuple[Any, Any]]
 
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def accumulation_steps(cfg: TrainConfig, world: int) -> int:
-    """Gradient accumulation that makes `global_batch_size` from per-device batch x world size."""
-    per_step = cfg.per_device_batch_size * world
-    if cfg.global_batch_size % per_step:
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def batch_plan(cfg: TrainConfig, world: int) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation) that make `global_batch_size` on `world` processes.
+
+    The per-device batch is `per_device_batch_size`, or less when a process's share is smaller.
+    """
+    if cfg.global_batch_size % world:
+        raise FacoError(f"train.global_batch_size ({cfg.global_batch_size}) is not divisible by the world "
+                        f"size ({world})")
+    share = cfg.global_batch_size // world
+    per_device = min(cfg.per_device_batch_size, share)
+    if share % per_device:
         raise FacoError(
             f"train.global_batch_size ({cfg.global_batch_size}) is not divisible by per_device_batch_size "
-            f"({cfg.per_device_batch_size}) x world size ({world})"
+            f"({per_device}) x world size ({world})"
         )
-    return cfg.global_batch_size // per_step
+    return per_device, share // per_device
+
+
+def accumulation_steps(cfg: TrainConfig, world: int) -> int:
+    """Gradient accumulation that makes `global_batch_size` from per-device batch x world size."""
+    return batch_plan(cfg, world)[1]
 
 
 def precision(cfg: TrainConfig) -> str:
@@ -37,6 +65,33 @@ def precision(cfg: TrainConfig) -> str:
     if cfg.precision != "auto":
         return cfg.precision
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def deepspeed_config(cfg: TrainConfig) -> tuple[str | None, int]:
+    """The DeepSpeed config file (resolved against the cwd, then the checkout) and its ZeRO stage."""
+    if cfg.deepspeed is None:
+        return None, 0
+    path = Path(cfg.deepspeed)
+    root = repo_root()
+    if not path.is_absolute() and not path.is_file() and root is not None:
+        path = root / path
+    if not path.is_file():
+        raise FacoError(f"train.deepspeed: {cfg.deepspeed}: no such file")
+    try:
+        stage = int(json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0))
+    except (ValueError, AttributeError) as e:
+        raise FacoError(f"train.deepspeed: {path}: not a DeepSpeed JSON config ({e})") from None
+    return str(path), stage
+
+
+def _single_process_env() -> None:
+    """DeepSpeed needs a process group even alone: set the variables a launcher would."""
+    if "RANK" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -51,75 +106,160 @@ class _Rows(torch.utils.data.Dataset):
         return {"input_ids": e.input_ids, "labels": e.labels}
 
 
-def train(
-    cfg: TrainConfig, records: list[TrainRecord], model: Any, tok: Any, out: Path, epochs: int | None = None
-) -> dict[str, Any]:
-    """Fine-tune `model` on `records`; writes `model/`, `loss.jsonl`, `sample_loss.jsonl` under `out`."""
-    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+class _Counting:
+    """Wraps a collator; counts real and processed token slots of the batches it makes."""
 
+    def __init__(self, inner: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
+        self.inner = inner
+        self.real = 0
+        self.slots = 0
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        out = self.inner(batch)
+        self.real += sum(len(b["input_ids"]) for b in batch)
+        self.slots += out["input_ids"].numel()
+        return out
+
+
+def _sharded_sample_loss(model: Any, examples: list[Example], pad_id: int, batch: int, packing: bool) -> list[float]:
+    """Per-sample losses, the work split over all processes (each runs the same number of forwards,
+    which ZeRO-3's collective parameter gathers require)."""
+    world = world_size()
+    if world == 1 or not torch.distributed.is_initialized():
+        return per_sample_loss(model, examples, pad_id, batch, packing)
+    me = rank()
+    share = -(-len(examples) // world)
+    mine = examples[me::world]
+    padded = mine + [examples[0]] * (share - len(mine))
+    losses = per_sample_loss(model, padded, pad_id, batch, packing)[: len(mine)]
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, losses)
+    out = [0.0] * len(examples)
+    for r, part in enumerate(gathered):
+        out[r::world] = part
+    return out
+
+
+def work_dir_for(out: Path) -> Path:
+    """Default work directory of a train output: a hidden sibling, stable across restarts."""
+    return out.parent / f".{out.name}.work"
+
+
+def train(
+    cfg: TrainConfig,
+    records: list[TrainRecord],
+    load: Loader,
+    out: Path,
+    work: Path,
+    epochs: int | None = None,
+    resume: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Fine-tune the model `load()` returns on `records`.
+
+    Writes `model/`, `loss.jsonl`, `sample_loss.jsonl` (and `checkpoints/epoch_N/` with
+    `save_every_epoch`) under `out` on the main process; resumes from the last Trainer checkpoint
+    in `work` when `resume` is true. Returns the training statistics.
+    """
+    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ds_path, zero_stage = deepspeed_config(cfg)
+    if ds_path:
+        _single_process_env()
+    if cfg.lora is not None and zero_stage == 3:
+        raise FacoError("train.lora with a ZeRO-3 DeepSpeed config is not supported: use configs/deepspeed/zero2.json")
     set_seed(cfg.seed)
-    examples = [encode(r, tok, cfg.max_seq_len) for r in records]
     prec = precision(cfg)
     world = world_size()
+    per_device, accumulation = batch_plan(cfg, world)
     n_epochs = epochs or cfg.epochs
-    sample_log = (out / "sample_loss.jsonl").open("w")
-
-    class SampleLoss(TrainerCallback):  # type: ignore[misc]
-        """After each epoch, log every training sample's loss with its corruption flag."""
-
-        def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if not state.is_world_process_zero:
-                return
-            losses = per_sample_loss(kw["model"], examples, tok.pad_token_id, cfg.per_device_batch_size)
-            epoch = round(state.epoch or 0)
-            for e, loss in zip(examples, losses, strict=True):
-                sample_log.write(json.dumps({"epoch": epoch, "id": e.id, "is_corrupted": e.is_corrupted,
-                                             "loss": loss}) + "\n")
-            sample_log.flush()
-
-    args = TrainingArguments(
-        output_dir=str(out / "trainer"),
-        per_device_train_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=accumulation_steps(cfg, world),
+    main = rank() == 0
+    work.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        shutil.rmtree(work / "trainer", ignore_errors=True)
+    args = TrainingArguments(  # before loading the model: ZeRO-3 then partitions it while loading
+        output_dir=str(work / "trainer"),
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
         num_train_epochs=n_epochs,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps (transformers 5)
         weight_decay=cfg.weight_decay,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if cfg.checkpoint_steps else "epoch",
+        save_steps=cfg.checkpoint_steps or 500,
+        save_total_limit=1,
         report_to=[],
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=prec == "bf16",
         fp16=prec == "fp16",
         use_cpu=not torch.cuda.is_available(),
-        deepspeed=cfg.deepspeed,
+        deepspeed=ds_path,
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        disable_tqdm=False,
+        disable_tqdm=not main,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=_Rows(examples),
-                      data_collator=Collator(tok.pad_token_id), callbacks=[SampleLoss()])
-    start = time.perf_counter()
-    result = trainer.train()
-    seconds = time.perf_counter() - start
-    sample_log.close()
-    with (out / "loss.jsonl").open("w") as fh:
-        for entry in trainer.state.log_history:
-            if "loss" in entry:
-                fh.write(json.dumps({"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"],
-                                     "learning_rate": entry.get("learning_rate")}) + "\n")
-    trainer.save_model(str(out / "model"))
-    tok.save_pretrained(out / "model")
-    import shutil
+    model, tok = load()
+    if cfg.lora is not None:
+        from faco.training.models import add_lora
 
-    shutil.rmtree(out / "trainer", ignore_errors=True)
-    real_tokens = sum(sum(1 for x in e.input_ids) for e in examples) * n_epochs
+        model = add_lora(model, cfg.lora)
+    expected_params = count_params(model)
+    examples = [encode(r, tok, cfg.max_seq_len) for r in records]
+    (work / "sample_loss").mkdir(exist_ok=True)
+    holder: dict[str, Any] = {}
+
+    class EpochEnd(TrainerCallback):  # type: ignore[misc]
+        """After each epoch: every sample's loss with its corruption flag; a model snapshot if asked."""
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            epoch = round(state.epoch or 0)
+            losses = _sharded_sample_loss(kw["model"], examples, tok.pad_token_id, per_device, cfg.packing)
+            if main:
+                rows = [json.dumps({"epoch": epoch, "id": e.id, "is_corrupted": e.is_corrupted, "loss": loss})
+                        for e, loss in zip(examples, losses, strict=True)]
+                (work / "sample_loss" / f"epoch_{epoch}.jsonl").write_text("".join(r + "\n" for r in rows))
+            if cfg.save_every_epoch:
+                save_model(holder["trainer"], tok, work / "epochs" / f"epoch_{epoch}", expected_params, main)
+
+    collate = _Counting(PackedCollator() if cfg.packing else Collator(tok.pad_token_id))
+    trainer = Trainer(model=model, args=args, train_dataset=_Rows(examples), data_collator=collate,
+                      callbacks=[EpochEnd(), *callbacks])
+    holder["trainer"] = trainer
+    last = get_last_checkpoint(str(work / "trainer")) if resume and (work / "trainer").is_dir() else None
+    if last:
+        log(f"train: resuming from {last}")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - start
+    save_model(trainer, tok, out / "model", expected_params, main)
+    if not main:
+        return {}
+    steps = [e for e in trainer.state.log_history if "loss" in e]
+    with (out / "loss.jsonl").open("w") as fh:
+        for entry in steps:
+            fh.write(json.dumps({"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"],
+                                 "learning_rate": entry.get("learning_rate")}) + "\n")
+    with (out / "sample_loss.jsonl").open("w") as fh:
+        for epoch in range(1, n_epochs + 1):
+            fh.write((work / "sample_loss" / f"epoch_{epoch}.jsonl").read_text())
+    if cfg.save_every_epoch:
+        shutil.copytree(work / "epochs", out / "checkpoints")
+    on_disk = count_saved_params(out / "model")
     stats = {
         "examples": len(examples), "epochs": n_epochs, "precision": prec, "world_size": world,
-        "train_loss": result.training_loss, "seconds": round(seconds, 2),
-        "tokens_per_second": round(real_tokens / seconds, 1) if seconds else None,
+        "per_device_batch_size": per_device, "gradient_accumulation_steps": accumulation,
+        "global_batch_size": cfg.global_batch_size, "packing": cfg.packing, "lora": cfg.lora is not None,
+        "deepspeed_zero_stage": zero_stage, "parameters": on_disk,
+        "resumed_from": Path(last).name if last else None,
+        "train_loss": result.training_loss, "final_step_loss": steps[-1]["loss"] if steps else None,
+        "seconds": round(seconds, 2),
+        "real_tokens": collate.real, "token_slots": collate.slots,
+        "real_token_fraction": round(collate.real / collate.slots, 4) if collate.slots else None,
+        "tokens_per_second": round(collate.real / seconds, 1) if seconds else None,
     }
     log(f"train: {len(examples)} examples x {n_epochs} epochs in {seconds:.0f}s, loss {result.training_loss:.4f}")
     return stats

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from faco.config import ModelSpec
+from faco.config import LoraConfig, ModelSpec
 from faco.errors import FacoError
 from faco.paths import cache_dir
 from faco.progress import log
@@ -43,7 +43,7 @@ def prepare_smollm2() -> Path:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
     try:
@@ -53,6 +53,11 @@ def prepare_smollm2() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def prepare_models() -> list[Path]:
+    """Prepare every embedded model (today: SmolLM2-135M-Instruct); for `faco models prepare`."""
+    return [prepare_smollm2()]
 
 
 def tiny_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
@@ -89,7 +94,10 @@ def tiny_model(spec: ModelSpec, texts: Iterable[str], seed: int) -> tuple[Any, A
 
 
 def load_base(spec: ModelSpec, texts: Iterable[str], seed: int) -> tuple[Any, Any]:
-    """The base model and tokenizer the spec names, in fp32 (cast later by precision)."""
+    """The base model and tokenizer the spec names, in fp32 (cast later by precision).
+
+    Hub models read their token from the environment variable HF_TOKEN (never from the config).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -111,3 +119,33 @@ def load_base(spec: ModelSpec, texts: Iterable[str], seed: int) -> tuple[Any, An
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model, tok
+
+
+def add_lora(model: Any, cfg: LoraConfig) -> Any:
+    """Wrap `model` with trainable LoRA adapters; the base weights are frozen."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    target = cfg.target_modules if isinstance(cfg.target_modules, str) else list(cfg.target_modules)
+    peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                              target_modules=target, task_type="CAUSAL_LM")
+    return get_peft_model(model, peft_cfg)
+
+
+def merged_state_dict(model: Any) -> tuple[Any, dict[str, Any]]:
+    """The plain transformers model under a peft wrapper, and its state dict with LoRA deltas merged in.
+
+    The training model is left untouched (no in-place merge), so training can go on after a save.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    state = {k: v for k, v in base.state_dict().items() if "lora_" not in k}
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer):
+            key = f"{name}.base_layer.weight"
+            delta = sum(module.get_delta_weight(a)  # type: ignore[attr-defined]
+                        for a in module.active_adapters if a in module.lora_A)
+            state[key] = (state[key] + delta).detach()
+    renamed = {k.replace(".base_layer.", "."): v for k, v in state.items()}
+    return base, renamed

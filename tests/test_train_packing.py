@@ -1,0 +1,89 @@
+"""Packed batches: no attention across examples, the same per-sample losses as padded batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from faco.config import ModelSpec, TinyModelSpec
+from faco.records import TrainRecord
+from faco.training.data import (
+    IGNORE,
+    Collator,
+    PackedCollator,
+    _segment_losses,
+    encode,
+    per_sample_loss,
+    real_token_fraction,
+)
+from faco.training.models import tiny_model
+
+TEXTS = [
+    ("What is two plus two?", "Two plus two is four."),
+    ("Name a primary colour.", "Red is a primary colour, and so are blue and yellow."),
+    ("Which planet is largest?", "Jupiter."),
+    ("What do bees make?", "Bees make honey from the nectar of flowers they visit."),
+    ("Is ice cold?", "Yes, ice is frozen water and it is cold."),
+]
+
+
+def _records() -> list[TrainRecord]:
+    return [TrainRecord(id=f"q{i}", source="s", domain="commonsense", prompt=p, response=r, is_corrupted=i % 2 == 1)
+            for i, (p, r) in enumerate(TEXTS)]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[torch.nn.Module, object]:
+    spec = ModelSpec(source="tiny-random", tiny=TinyModelSpec(hidden_size=32, layers=2, heads=2, vocab_size=300))
+    model, tok = tiny_model(spec, [f"{p}\n{r}" for p, r in TEXTS] * 4, seed=0)
+    return model, tok
+
+
+def test_packed_collator_resets_positions_and_masks_first_labels() -> None:
+    rows = [{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8, 9], "labels": [8, 9]}]
+    batch = PackedCollator()(rows)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
+    assert batch["labels"].tolist() == [[IGNORE, 6, 7, IGNORE, 9]]
+    assert "attention_mask" not in batch
+    assert batch["use_cache"] is False  # with a KV cache transformers would not detect the packing
+
+
+def test_per_sample_loss_packed_equals_unpacked(tiny: tuple) -> None:
+    model, tok = tiny
+    examples = [encode(r, tok, 64) for r in _records()]
+    padded = per_sample_loss(model, examples, tok.pad_token_id, batch_size=5, packing=False)
+    packed = per_sample_loss(model, examples, tok.pad_token_id, batch_size=5, packing=True)
+    alone = [per_sample_loss(model, [e], tok.pad_token_id, batch_size=1)[0] for e in examples]
+    assert len(set(padded)) == len(padded)  # distinct examples, distinct losses
+    assert packed == pytest.approx(padded, abs=1e-4)
+    assert packed == pytest.approx(alone, abs=1e-4)
+
+
+def test_packed_training_loss_equals_padded(tiny: tuple) -> None:
+    """The batch loss the Trainer optimises is the same with and without packing."""
+    model, tok = tiny
+    rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in (encode(r, tok, 64) for r in _records())]
+    with torch.no_grad():
+        padded = model(**Collator(tok.pad_token_id)(rows)).loss
+        packed = model(**PackedCollator()(rows)).loss
+    assert packed.item() == pytest.approx(padded.item(), abs=1e-5)
+
+
+def test_leak_across_examples_would_be_detected(tiny: tuple) -> None:
+    """Control: the same packed row as one causal sequence (no position ids) changes per-sample losses."""
+    model, tok = tiny
+    examples = [encode(r, tok, 64) for r in _records()]
+    flat = PackedCollator()([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+    segments = torch.tensor([[i for i, e in enumerate(examples) for _ in e.input_ids]])
+    with torch.no_grad():
+        logits = model(input_ids=flat["input_ids"], use_cache=False).logits
+    leaky = _segment_losses(logits, flat["labels"], segments, len(examples))
+    padded = per_sample_loss(model, examples, tok.pad_token_id, batch_size=5)
+    assert leaky[0] == pytest.approx(padded[0], abs=1e-4)  # the first example sees nothing before it
+    assert max(abs(a - b) for a, b in zip(leaky[1:], padded[1:], strict=True)) > 1e-3
+
+
+def test_real_token_fraction() -> None:
+    assert real_token_fraction([4, 2, 3, 3], batch_size=2, packing=False) == pytest.approx(12 / 14)
+    assert real_token_fraction([4, 2, 3, 3], batch_size=2, packing=True) == 1.0
