@@ -20,25 +20,30 @@ def count_params(model: Any) -> int:
     return sum(getattr(p, "ds_numel", p.numel()) for n, p in model.named_parameters() if "lora_" not in n)
 
 
-def count_saved_params(folder: Path) -> int:
-    """Number of values in the safetensors files of a saved model."""
+def tied_keys(model: Any) -> dict[str, str]:
+    """Weights the model ties to another (e.g. `lm_head.weight` -> `model.embed_tokens.weight`)."""
+    base = model.get_base_model() if _is_peft(model) else model
+    return dict(getattr(base, "all_tied_weights_keys", None) or {})
+
+
+def count_saved_params(folder: Path, tied: dict[str, str] | None = None) -> int:
+    """Number of values in the safetensors files of a saved model, a tied copy counted once."""
     from safetensors import safe_open
 
     files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FacoError(f"{folder}: no *.safetensors weights were saved")
-    total = 0
+    sizes: dict[str, int] = {}
     for f in files:
         with safe_open(str(f), framework="pt") as fh:
             for key in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
                 n = 1
                 for d in fh.get_slice(key).get_shape():
                     n *= d
-                total += n
-    return total
+                sizes[key] = n
+    return sum(n for key, n in sizes.items() if (tied or {}).get(key) not in sizes)
 
 
-def save_model(trainer: Any, tok: Any, folder: Path, expected: int, main: bool) -> None:
+def save_model(trainer: Any, tok: Any, folder: Path, expected: int, main: bool,
+               tied: dict[str, str] | None = None) -> None:
     """Save the trained model (LoRA merged, ZeRO-3 gathered) loadable by `from_pretrained`.
 
     Call on every process: under ZeRO-3 gathering the weights is collective. The main process
@@ -56,7 +61,7 @@ def save_model(trainer: Any, tok: Any, folder: Path, expected: int, main: bool) 
     if not main:
         return
     tok.save_pretrained(folder)
-    on_disk = count_saved_params(folder)
+    on_disk = count_saved_params(folder, tied)
     if on_disk != expected:
         raise FacoError(
             f"{folder}: saved {on_disk} parameters, the model has {expected} (under ZeRO-3 set "

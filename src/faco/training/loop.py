@@ -23,7 +23,7 @@ from faco.errors import FacoError
 from faco.paths import repo_root
 from faco.progress import log
 from faco.records import TrainRecord
-from faco.training.checkpoints import count_params, count_saved_params, save_model
+from faco.training.checkpoints import count_params, count_saved_params, save_model, tied_keys
 from faco.training.data import Collator, Example, PackedCollator, encode, per_sample_loss
 
 Loader = Callable[[], tuple[Any, Any]]
@@ -207,7 +207,7 @@ def train(
         from faco.training.models import add_lora
 
         model = add_lora(model, cfg.lora)
-    expected_params = count_params(model)
+    expected_params, tied = count_params(model), tied_keys(model)
     examples = [encode(r, tok, cfg.max_seq_len) for r in records]
     (work / "sample_loss").mkdir(exist_ok=True)
     holder: dict[str, Any] = {}
@@ -223,7 +223,7 @@ def train(
                         for e, loss in zip(examples, losses, strict=True)]
                 (work / "sample_loss" / f"epoch_{epoch}.jsonl").write_text("".join(r + "\n" for r in rows))
             if cfg.save_every_epoch:
-                save_model(holder["trainer"], tok, work / "epochs" / f"epoch_{epoch}", expected_params, main)
+                save_model(holder["trainer"], tok, work / "epochs" / f"epoch_{epoch}", expected_params, main, tied)
 
     collate = _Counting(PackedCollator() if cfg.packing else Collator(tok.pad_token_id))
     trainer = Trainer(model=model, args=args, train_dataset=_Rows(examples), data_collator=collate,
@@ -235,7 +235,7 @@ def train(
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
-    save_model(trainer, tok, out / "model", expected_params, main)
+    save_model(trainer, tok, out / "model", expected_params, main, tied)
     if not main:
         return {}
     steps = [e for e in trainer.state.log_history if "loss" in e]
@@ -248,7 +248,7 @@ def train(
             fh.write((work / "sample_loss" / f"epoch_{epoch}.jsonl").read_text())
     if cfg.save_every_epoch:
         shutil.copytree(work / "epochs", out / "checkpoints")
-    on_disk = count_saved_params(out / "model")
+    on_disk = count_saved_params(out / "model", tied)
     stats = {
         "examples": len(examples), "epochs": n_epochs, "precision": prec, "world_size": world,
         "per_device_batch_size": per_device, "gradient_accumulation_steps": accumulation,
