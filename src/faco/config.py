@@ -312,7 +312,7 @@ def _format_error(source: str, err: ValidationError) -> str:
 def parse_config(text: str, source: str = "<config>", overrides: list[str] | None = None) -> Study:
     """Parse and validate a study config from YAML text."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     except yaml.YAMLError as e:

@@ -31,13 +31,18 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _benchmarks(scores: dict[str, Any]) -> dict[str, Any]:
+    """The per-benchmark entries of a scores.json (without the `epochs` block)."""
+    return {k: v for k, v in scores.items() if k != "epochs"}
+
+
 def score_table(evals: list[Path]) -> tuple[dict[str, dict[float, float]], list[dict[str, Any]]]:
     """benchmark -> ratio -> score for the corruption grid, and the recovery evaluations apart."""
     table: dict[str, dict[float, float]] = defaultdict(dict)
     recovered = []
     for path in evals:
         manifest = artifacts.require(path, evaluate.KIND)
-        scores = json.loads((path / "scores.json").read_text())
+        scores = _benchmarks(json.loads((path / "scores.json").read_text()))
         meta = manifest["meta"]
         if "start_ratio" in meta:
             recovered.append({"from_ratio": meta["start_ratio"], "scores": scores, "path": str(path)})
@@ -46,6 +51,61 @@ def score_table(evals: list[Path]) -> tuple[dict[str, dict[float, float]], list[
             if entry["score"] is not None:
                 table[bench][float(meta["ratio"])] = float(entry["score"])
     return dict(table), recovered
+
+
+def grid_evals(evals: list[Path]) -> dict[float, dict[str, Any]]:
+    """ratio -> the full scores.json of the corruption-grid evaluations (recovery excluded)."""
+    out = {}
+    for path in evals:
+        meta = artifacts.read_manifest(path)["meta"]
+        if "start_ratio" not in meta:
+            out[float(meta["ratio"])] = json.loads((path / "scores.json").read_text())
+    return dict(sorted(out.items()))
+
+
+def below_chance(grid: dict[float, dict[str, Any]], choices: int) -> dict[str, Any]:
+    """Binomial test against 1/k per MMLU subject and overall, per ratio ("learned to lie", Fig. 4)."""
+    result: dict[str, Any] = {}
+    for ratio, scores in grid.items():
+        subjects = (scores.get("mmlu") or {}).get("subtasks") or {}
+        per: dict[str, Any] = {}
+        total_correct = total_n = 0
+        for subject, entry in sorted(subjects.items()):
+            acc, n = entry["metrics"].get("acc", {}).get("value"), entry.get("n")
+            if acc is None or not n:
+                continue
+            correct = round(acc * n)
+            total_correct, total_n = total_correct + correct, total_n + n
+            t = stats.below_chance(correct, n, choices)
+            per[subject] = {"acc": acc, "n": n, "p_below": t.p_below}
+        if per:
+            t = stats.below_chance(total_correct, total_n, choices)
+            result[f"{ratio:g}"] = {"overall": {"acc": t.acc, "n": total_n, "p_below": t.p_below},
+                                    "subjects": per,
+                                    "significantly_below": sorted(k for k, v in per.items() if v["p_below"] < 0.05)}
+    return result
+
+
+def epoch_average(grid: dict[float, dict[str, Any]]) -> dict[float, dict[int, float]]:
+    """ratio -> epoch -> mean benchmark score (Fig. 5), where per-epoch scores exist."""
+    out: dict[float, dict[int, float]] = {}
+    for ratio, scores in grid.items():
+        for epoch, per in (scores.get("epochs") or {}).items():
+            vals = [v for v in per.values() if v is not None]
+            if vals:
+                out.setdefault(ratio, {})[int(epoch)] = sum(vals) / len(vals)
+    return out
+
+
+def probes(evals: list[Path]) -> list[dict[str, Any]]:
+    """Every model's greedy answers to the probe questions (Table 2 case study)."""
+    rows = []
+    for path in evals:
+        meta = artifacts.read_manifest(path)["meta"]
+        label = (f"recovered from {meta['start_ratio']:g}" if "start_ratio" in meta else f"{meta['ratio']:g}")
+        for rec in _read_jsonl(path / "probes.jsonl"):
+            rows.append({"model": label, "question": rec["question"], "answer": rec["answer"]})
+    return rows
 
 
 def loss_logs(models: list[Path]) -> dict[str, Any]:
@@ -114,11 +174,16 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
             }
         recovery.append({"from_ratio": fr, "benchmarks": per_bench})
     losses = loss_logs(models)
+    grid = grid_evals(evals)
+    mmlu_k = benches["mmlu"].choices or 4
+    lies = below_chance(grid, mmlu_k)
+    per_epoch = epoch_average(grid)
     meta: dict[str, Any] = {"ratios": ratios, "benchmarks": sorted(table)}
     parents = list(evals) + list(models)
     with artifacts.artifact_dir(out, KIND, parents, study.section_hash("analyze"), meta) as tmp:
         result = {"ratios": ratios, "table": rows, "domain_average": domain_avg, "recovery": recovery,
-                  "corruption_detection_auroc": losses["auroc"],
+                  "corruption_detection_auroc": losses["auroc"], "below_chance": lies,
+                  "epoch_average": {f"{r:g}": v for r, v in per_epoch.items()}, "probes": probes(evals),
                   "final_train_loss": {f"{r:g}": s[-1][1] for r, s in losses["steps"].items() if s}}
         write_json(tmp / "analysis.json", result)
         with (tmp / "table1.csv").open("w", newline="") as fh:
@@ -136,6 +201,11 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
         figures.score_vs_ratio(table, figs / "score_vs_ratio.png", chance)
         if losses["steps"]:
             figures.loss_curves(losses["steps"], losses["samples"], figs / "train_loss.png")
+        if lies:
+            subject_acc = {float(r): {s: v["acc"] for s, v in x["subjects"].items()} for r, x in lies.items()}
+            figures.per_subject_vs_chance(subject_acc, 1 / mmlu_k, figs / "mmlu_subjects.png")
+        if per_epoch:
+            figures.score_vs_epoch(per_epoch, figs / "score_vs_epoch.png")
         if recovery and recovery[0]["benchmarks"]:
             rb = recovery[0]["benchmarks"]
             figures.recovery_bars({k: v["clean"] for k, v in rb.items()}, {k: v["corrupted"] for k, v in rb.items()},

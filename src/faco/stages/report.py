@@ -56,6 +56,18 @@ def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
                 for b, v in rec["benchmarks"].items()]
         tables.append((f"Recovery from CR {rec['from_ratio'] * 100:g}% by retraining on clean data",
                        ["benchmark", "clean", "corrupted", "recovered", "recovered fraction"], rows))
+    for ratio, res in a.get("below_chance", {}).items():
+        o = res["overall"]
+        rows = [["overall", _fmt(o["acc"]), str(o["n"]), _fmt(o["p_below"], 4)]]
+        rows += [[s, _fmt(v["acc"]), str(v["n"]), _fmt(v["p_below"], 4)] for s, v in res["subjects"].items()
+                 if v["p_below"] < 0.05]
+        tables.append((f"MMLU below chance at CR {float(ratio) * 100:g}% (one-sided binomial test vs 1/k; "
+                       f"{len(res['significantly_below'])} subjects with p < 0.05 listed)",
+                       ["subject", "accuracy", "n", "p (below chance)"], rows))
+    if a.get("probes"):
+        tables.append(("Case study: greedy answers to probe questions (paper Table 2)",
+                       ["model (CR)", "question", "answer"],
+                       [[p["model"], p["question"], " ".join(p["answer"].split())[:300]] for p in a["probes"]]))
     det = a.get("corruption_detection_auroc", {})
     if det:
         epochs = sorted({e for v in det.values() for e in v}, key=int)
@@ -123,7 +135,10 @@ def run(study: Study, analysis_dir: Path, out: Path) -> Path:
     with artifacts.artifact_dir(out, KIND, [analysis_dir], study.section_hash("report"), {}) as tmp:
         (tmp / "figures").mkdir()
         figures = []
-        for fig in sorted((analysis_dir / "figures").glob("*.png")):
+        order = list(FIGURE_CAPTIONS)
+        pngs = sorted((analysis_dir / "figures").glob("*.png"),
+                      key=lambda f: (order.index(f.name) if f.name in order else len(order), f.name))
+        for fig in pngs:
             shutil.copy2(fig, tmp / "figures" / fig.name)
             figures.append(tmp / "figures" / fig.name)
         (tmp / "report.md").write_text(_markdown(study, tables, figures, lineage))
