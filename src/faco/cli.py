@@ -156,16 +156,61 @@ def models_prepare() -> None:
     typer.echo(prepare_smollm2())
 
 
+kfp_app = typer.Typer(no_args_is_help=True, help="Kubeflow Pipelines: compile, run locally, submit.")
+app.add_typer(kfp_app, name="kfp")
+SettingsOpt = Annotated[Path | None, typer.Option(help="cluster settings YAML (GPUs, node selector, secrets)")]
+
+
+@kfp_app.command("compile")
+def kfp_compile(
+    out: Annotated[Path | None, typer.Option(help="output directory (default: pipelines/)")] = None,
+    settings: SettingsOpt = None,
+) -> None:
+    """Compile every pipeline to YAML."""
+    from faco import kfp_cli
+    from faco.k8s.settings import load_settings
+
+    for path in kfp_cli.compile_all(out, load_settings(settings)):
+        typer.echo(path)
+
+
+@kfp_app.command("run")
+def kfp_run(
+    config: ConfigArg,
+    local: Annotated[bool, typer.Option("--local", help="run with kfp.local (the only mode so far)")] = False,
+    ratio: Annotated[list[float] | None, typer.Option(help="override the ratio grid")] = None,
+    set_: SetOpt = None,
+    root: Annotated[Path, typer.Option(help="local pipeline root")] = Path("kfp-local"),
+) -> None:
+    """Run the corruption-study pipeline locally (kfp.local SubprocessRunner)."""
+    from faco import kfp_cli
+
+    if not local:
+        raise FacoError("kfp run: only --local is supported; use `faco kfp submit` for a cluster")
+    typer.echo(kfp_cli.run_local(config, ratio or None, set_ or [], root))
+
+
+@kfp_app.command("submit")
+def kfp_submit(
+    config: ConfigArg,
+    host: Annotated[str, typer.Option(help="KFP API endpoint")],
+    experiment: str = "faco",
+    cache: Annotated[bool, typer.Option(help="enable KFP caching")] = True,
+    pipeline: str = "corruption_study",
+    settings: SettingsOpt = None,
+) -> None:
+    """Submit a study to a Kubeflow cluster (run name carries the config hash)."""
+    from faco import kfp_cli
+    from faco.k8s.settings import load_settings
+
+    typer.echo(kfp_cli.submit(host, config, pipeline=pipeline, experiment=experiment, enable_caching=cache,
+                              settings=load_settings(settings)))
+
+
 def _mount() -> None:
     from faco import lineage
 
     app.add_typer(lineage.app, name="lineage")
-    try:
-        from faco import kfp_cli
-    except ImportError:  # kfp is a core dependency; this only guards partial installs
-        return
-    if hasattr(kfp_cli, "app"):
-        app.add_typer(kfp_cli.app, name="kfp")
 
 
 _mount()
