@@ -10,11 +10,15 @@ from faco.records import TrainRecord
 from faco.training.data import (
     IGNORE,
     Collator,
+    Example,
     PackedCollator,
     _segment_losses,
     encode,
+    pack,
+    packed_row,
     per_sample_loss,
     real_token_fraction,
+    response_only_loss,
 )
 from faco.training.models import tiny_model
 
@@ -39,14 +43,23 @@ def tiny() -> tuple[torch.nn.Module, object]:
     return model, tok
 
 
-def test_packed_collator_resets_positions_and_masks_first_labels() -> None:
-    rows = [{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8, 9], "labels": [8, 9]}]
-    batch = PackedCollator()(rows)
-    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9]]
-    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
-    assert batch["labels"].tolist() == [[IGNORE, 6, 7, IGNORE, 9]]
+def test_packed_rows_reset_positions_and_pad_as_a_separate_segment() -> None:
+    a, b, c = Example("a", False, [5, 6, 7], [IGNORE, 6, 7]), Example("b", True, [8, 9], [8, 9]), \
+        Example("c", False, [4], [4])
+    batch = PackedCollator(pad_id=0)([packed_row([a, b]), packed_row([c])])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9], [4, 0, 0, 0, 0]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 0, 1, 2, 3]]
+    assert batch["labels"].tolist() == [[IGNORE, 6, 7, IGNORE, 9], [IGNORE] * 5]
     assert "attention_mask" not in batch
     assert batch["use_cache"] is False  # with a KV cache transformers would not detect the packing
+
+
+def test_pack_fills_sequences_without_exceeding_capacity() -> None:
+    lengths = [128, 200, 56, 128, 100, 90, 66, 250, 6]  # fits exactly in 4 sequences of 256
+    rows = pack(lengths, 256)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in row) <= 256 for row in rows)
+    assert len(rows) == 4
 
 
 def test_per_sample_loss_packed_equals_unpacked(tiny: tuple) -> None:
@@ -66,15 +79,33 @@ def test_packed_training_loss_equals_padded(tiny: tuple) -> None:
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in (encode(r, tok, 64) for r in _records())]
     with torch.no_grad():
         padded = model(**Collator(tok.pad_token_id)(rows)).loss
-        packed = model(**PackedCollator()(rows)).loss
+        examples = [encode(r, tok, 64) for r in _records()]
+        packed = model(**PackedCollator(tok.pad_token_id)([packed_row(examples[:2]), packed_row(examples[2:])])).loss
     assert packed.item() == pytest.approx(padded.item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_response_only_loss_equals_the_models_loss(tiny: tuple, packed: bool) -> None:
+    model, tok = tiny
+    examples = [encode(r, tok, 64) for r in _records()]
+    if packed:
+        batch = PackedCollator(tok.pad_token_id)([packed_row(examples[:3]), packed_row(examples[3:])])
+    else:
+        batch = Collator(tok.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+    with torch.no_grad():
+        full = model(**batch).loss
+        fast = response_only_loss(model, batch)
+        n = int((batch["labels"][:, 1:] != IGNORE).sum())
+        summed = response_only_loss(model, batch, num_items=2 * n)  # as under gradient accumulation
+    assert fast.item() == pytest.approx(full.item(), abs=1e-5)
+    assert summed.item() == pytest.approx(full.item() / 2, abs=1e-5)
 
 
 def test_leak_across_examples_would_be_detected(tiny: tuple) -> None:
     """Control: the same packed row as one causal sequence (no position ids) changes per-sample losses."""
     model, tok = tiny
     examples = [encode(r, tok, 64) for r in _records()]
-    flat = PackedCollator()([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+    flat = PackedCollator(tok.pad_token_id)([packed_row(examples)])
     segments = torch.tensor([[i for i, e in enumerate(examples) for _ in e.input_ids]])
     with torch.no_grad():
         logits = model(input_ids=flat["input_ids"], use_cache=False).logits
@@ -85,5 +116,4 @@ def test_leak_across_examples_would_be_detected(tiny: tuple) -> None:
 
 
 def test_real_token_fraction() -> None:
-    assert real_token_fraction([4, 2, 3, 3], batch_size=2, packing=False) == pytest.approx(12 / 14)
-    assert real_token_fraction([4, 2, 3, 3], batch_size=2, packing=True) == 1.0
+    assert real_token_fraction([4, 2, 3, 3], batch_size=2) == pytest.approx(12 / 14)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,32 +58,65 @@ class Collator:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-class PackedCollator:
-    """Packs a batch into one padding-free row; position ids restart at 0 for every example.
+def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Group example indices into sequences of at most `capacity` tokens (best-fit decreasing)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    rows: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # (tokens left, row), sorted
+    for i in order:
+        k = bisect.bisect_left(free, (lengths[i], -1))
+        if k == len(free):
+            rows.append([i])
+            left, row = capacity - lengths[i], len(rows) - 1
+        else:
+            left, row = free.pop(k)
+            rows[row].append(i)
+            left -= lengths[i]
+        bisect.insort(free, (left, row))
+    return rows
 
-    The same format as transformers' `DataCollatorWithFlattening`: no attention mask, so
-    transformers derives a block-diagonal causal mask from the position ids (sdpa/eager) or uses
-    the varlen kernels (flash attention) — no token attends across examples. That detection is
-    skipped when the model builds a KV cache, hence `use_cache=False`. The first label of every
-    example is ignored so that no example is trained to predict the next one's first token.
+
+def packed_row(examples: Sequence[Example]) -> dict[str, list[int]]:
+    """Several examples as one sequence: position ids restart at 0 for every example, and the first
+    label of every example is ignored, so that none is trained to predict the next one's first token."""
+    ids: list[int] = []
+    labels: list[int] = []
+    pos: list[int] = []
+    for e in examples:
+        ids += e.input_ids
+        labels += [IGNORE, *e.labels[1:]]
+        pos += range(len(e.input_ids))
+    return {"input_ids": ids, "labels": labels, "position_ids": pos}
+
+
+class PackedCollator:
+    """Batches packed rows without an attention mask; no token attends across examples.
+
+    transformers derives a block-diagonal causal mask from position ids that restart (sdpa/eager)
+    or uses the varlen kernels (flash attention), as with its `DataCollatorWithFlattening`. That
+    detection is skipped when the model builds a KV cache, hence `use_cache=False`. Shorter rows
+    are filled with a padding segment whose positions restart too, so it stays apart as well.
     """
 
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
     def __call__(self, batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        ids: list[int] = []
-        labels: list[int] = []
-        pos: list[int] = []
+        width = max(len(b["input_ids"]) for b in batch)
+        ids, labels, pos = [], [], []
         for b in batch:
-            ids += b["input_ids"]
-            labels += [IGNORE, *b["labels"][1:]]
-            pos += range(len(b["input_ids"]))
-        return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-                "position_ids": torch.tensor([pos]), "use_cache": False}
+            fill = width - len(b["input_ids"])
+            ids.append(b["input_ids"] + [self.pad_id] * fill)
+            labels.append(b["labels"] + [IGNORE] * fill)
+            pos.append(b["position_ids"] + list(range(fill)))
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "position_ids": torch.tensor(pos),
+                "use_cache": False}
 
 
-def real_token_fraction(lengths: Sequence[int], batch_size: int, packing: bool) -> float:
-    """Share of the token slots a forward pass spends on real tokens, batching in the given order."""
+def real_token_fraction(lengths: Sequence[int], batch_size: int) -> float:
+    """Share of the token slots padded batches of `lengths` (in this order) spend on real tokens."""
     real = sum(lengths)
-    if packing or not real:
+    if not real:
         return 1.0
     slots = sum(max(lengths[i : i + batch_size]) * len(lengths[i : i + batch_size])
                 for i in range(0, len(lengths), batch_size))
@@ -112,8 +146,8 @@ def per_sample_loss(
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
         rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in chunk]
-        if packing:
-            batch = PackedCollator()(rows)
+        if packing:  # the whole chunk as one packed row
+            batch = PackedCollator(pad_id)([packed_row(chunk)])
             segments = torch.tensor([[i for i, e in enumerate(chunk) for _ in e.input_ids]], device=device)
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
@@ -129,3 +163,20 @@ def per_sample_loss(
         out.extend((tok_loss.sum(1) / counts).tolist())
     model.train(was_training)
     return out
+
+
+def response_only_loss(model: Any, inputs: dict[str, Any], num_items: Any = None) -> torch.Tensor:
+    """The causal-LM loss with logits computed only where a label is, not for prompt and padding.
+
+    Equal to the model's own loss (mean over labelled tokens, or sum / `num_items` as transformers
+    does under gradient accumulation) but skips the vocabulary projection of every other position.
+    """
+    inner = model.get_base_model() if hasattr(model, "peft_config") else model
+    backbone = getattr(inner, inner.base_model_prefix)
+    labels = inputs["labels"]
+    hidden = backbone(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+    target = labels[:, 1:]
+    keep = target != IGNORE
+    logits = inner.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    loss = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum")
+    return loss / (num_items if num_items is not None else keep.sum().clamp(min=1))

@@ -8,6 +8,7 @@ the artifact files are assembled from it at the end.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -24,7 +25,16 @@ from faco.paths import repo_root
 from faco.progress import log
 from faco.records import TrainRecord
 from faco.training.checkpoints import count_params, count_saved_params, save_model, tied_keys
-from faco.training.data import Collator, Example, PackedCollator, encode, per_sample_loss
+from faco.training.data import (
+    Collator,
+    Example,
+    PackedCollator,
+    encode,
+    pack,
+    packed_row,
+    per_sample_loss,
+    response_only_loss,
+)
 
 Loader = Callable[[], tuple[Any, Any]]
 
@@ -37,22 +47,38 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def batch_plan(cfg: TrainConfig, world: int) -> tuple[int, int]:
-    """(per-device batch, gradient accumulation) that make `global_batch_size` on `world` processes.
+def batch_plan(cfg: TrainConfig, world: int, rows: int | None = None) -> tuple[int, int]:
+    """(per-device batch, gradient accumulation) that make the global batch on `world` processes.
 
+    The global batch is `global_batch_size` examples, or with packing `rows` packed sequences.
     The per-device batch is `per_device_batch_size`, or less when a process's share is smaller.
     """
-    if cfg.global_batch_size % world:
-        raise FacoError(f"train.global_batch_size ({cfg.global_batch_size}) is not divisible by the world "
-                        f"size ({world})")
-    share = cfg.global_batch_size // world
+    total = rows or cfg.global_batch_size
+    if total % world:
+        raise FacoError(f"train.global_batch_size ({total}) is not divisible by the world size ({world})")
+    share = total // world
     per_device = min(cfg.per_device_batch_size, share)
+    if rows:  # a derived size: take the largest per-device batch that divides it
+        per_device = max(d for d in range(1, per_device + 1) if share % d == 0)
     if share % per_device:
         raise FacoError(
-            f"train.global_batch_size ({cfg.global_batch_size}) is not divisible by per_device_batch_size "
+            f"train.global_batch_size ({total}) is not divisible by per_device_batch_size "
             f"({per_device}) x world size ({world})"
         )
     return per_device, share // per_device
+
+
+def pack_length(cfg: TrainConfig) -> int:
+    """Tokens per packed sequence: `pack_length`, by default 3 x `max_seq_len` (room for several examples)."""
+    return cfg.pack_length or 3 * cfg.max_seq_len
+
+
+def packed_batch_rows(cfg: TrainConfig, lengths: list[int], world: int) -> int:
+    """Packed sequences per optimizer step that carry about `global_batch_size` examples' tokens
+    (rounded up to a multiple of the world size), so packing keeps the recipe's tokens per step."""
+    mean = sum(lengths) / max(len(lengths), 1)
+    rows = max(1, math.ceil(cfg.global_batch_size * mean / pack_length(cfg) - 1e-9))
+    return math.ceil(rows / world) * world
 
 
 def accumulation_steps(cfg: TrainConfig, world: int) -> int:
@@ -95,15 +121,14 @@ def _single_process_env() -> None:
 
 
 class _Rows(torch.utils.data.Dataset):
-    def __init__(self, examples: list[Example]) -> None:
-        self.examples = examples
+    def __init__(self, rows: list[dict[str, list[int]]]) -> None:
+        self.rows = rows
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        e = self.examples[i]
-        return {"input_ids": e.input_ids, "labels": e.labels}
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.rows[i]
 
 
 class _Counting:
@@ -172,16 +197,17 @@ def train(
     set_seed(cfg.seed)
     prec = precision(cfg)
     world = world_size()
-    per_device, accumulation = batch_plan(cfg, world)
     n_epochs = epochs or cfg.epochs
     main = rank() == 0
     work.mkdir(parents=True, exist_ok=True)
     if not resume:
         shutil.rmtree(work / "trainer", ignore_errors=True)
-    args = TrainingArguments(  # before loading the model: ZeRO-3 then partitions it while loading
+    def arguments(per_device: int, accumulation: int) -> Any:
+        return TrainingArguments(
+            per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation, **common)
+
+    common: dict[str, Any] = dict(
         output_dir=str(work / "trainer"),
-        per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=accumulation,
         num_train_epochs=n_epochs,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
@@ -202,6 +228,8 @@ def train(
         remove_unused_columns=False,
         disable_tqdm=not main,
     )
+    per_device, accumulation = batch_plan(cfg, world)
+    args = arguments(per_device, accumulation)  # before loading: ZeRO-3 then partitions while loading
     model, tok = load()
     if cfg.lora is not None:
         from faco.training.models import add_lora
@@ -209,6 +237,13 @@ def train(
         model = add_lora(model, cfg.lora)
     expected_params, tied = count_params(model), tied_keys(model)
     examples = [encode(r, tok, cfg.max_seq_len) for r in records]
+    if cfg.packing:
+        lengths = [len(e.input_ids) for e in examples]
+        rows = [packed_row([examples[i] for i in row]) for row in pack(lengths, pack_length(cfg))]
+        per_device, accumulation = batch_plan(cfg, world, packed_batch_rows(cfg, lengths, world))
+        args = arguments(per_device, accumulation)
+    else:
+        rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
     (work / "sample_loss").mkdir(exist_ok=True)
     holder: dict[str, Any] = {}
 
@@ -217,7 +252,8 @@ def train(
 
         def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             epoch = round(state.epoch or 0)
-            losses = _sharded_sample_loss(kw["model"], examples, tok.pad_token_id, per_device, cfg.packing)
+            losses = _sharded_sample_loss(kw["model"], examples, tok.pad_token_id, cfg.per_device_batch_size,
+                                          cfg.packing)
             if main:
                 rows = [json.dumps({"epoch": epoch, "id": e.id, "is_corrupted": e.is_corrupted, "loss": loss})
                         for e, loss in zip(examples, losses, strict=True)]
@@ -225,8 +261,18 @@ def train(
             if cfg.save_every_epoch:
                 save_model(holder["trainer"], tok, work / "epochs" / f"epoch_{epoch}", expected_params, main, tied)
 
-    collate = _Counting(PackedCollator() if cfg.packing else Collator(tok.pad_token_id))
-    trainer = Trainer(model=model, args=args, train_dataset=_Rows(examples), data_collator=collate,
+    class FacoTrainer(Trainer):  # type: ignore[misc]
+        """Alone and without DeepSpeed, logits only for labelled positions (the same loss, less work);
+        wrapped models (DDP, DeepSpeed engines) go through their own forward."""
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            if return_outputs or world > 1 or ds_path:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return response_only_loss(model, inputs, num_items_in_batch)
+
+    collate = _Counting(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id))
+    trainer = FacoTrainer(model=model, args=args, train_dataset=_Rows(rows), data_collator=collate,
                       callbacks=[EpochEnd(), *callbacks])
     holder["trainer"] = trainer
     last = get_last_checkpoint(str(work / "trainer")) if resume and (work / "trainer").is_dir() else None
@@ -252,7 +298,8 @@ def train(
     stats = {
         "examples": len(examples), "epochs": n_epochs, "precision": prec, "world_size": world,
         "per_device_batch_size": per_device, "gradient_accumulation_steps": accumulation,
-        "global_batch_size": cfg.global_batch_size, "packing": cfg.packing, "lora": cfg.lora is not None,
+        "global_batch_size": cfg.global_batch_size, "packing": cfg.packing, "sequences": len(rows),
+        "lora": cfg.lora is not None,
         "deepspeed_zero_stage": zero_stage, "parameters": on_disk,
         "resumed_from": Path(last).name if last else None,
         "train_loss": result.training_loss, "final_step_loss": steps[-1]["loss"] if steps else None,
