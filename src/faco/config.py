@@ -166,7 +166,9 @@ class TrainConfig(Section):
     seed: int = 0
     lora: LoraConfig | None = None
     packing: bool = Field(default=False, description="pack several examples per sequence, no cross-attention")
-    pack_length: int | None = Field(default=None, ge=16, description="tokens per packed sequence; default 3 x max_seq_len")
+    pack_length: int | None = Field(
+        default=None, ge=16, description="tokens per packed sequence; default 3 x max_seq_len"
+    )
     save_every_epoch: bool = False
     checkpoint_steps: int | None = Field(default=None, ge=1, description="resumable checkpoint every N steps")
     recovery: RecoveryConfig | None = None
