@@ -20,10 +20,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
 SCHEMAS = Path(__file__).parent / "data" / "k8s-schemas"
-KUSTOMIZATIONS = ["base", "base/examples", "overlays/dev-minio", "overlays/production"]
+KUSTOMIZATIONS = ["base", "base/examples", "base/trainer-runtime", "overlays/dev-minio", "overlays/production"]
 K8S_VERSION = "1.32.0"
 CRDS = {("kubeflow.org", "PyTorchJob"): "kubeflow.org_pytorchjobs.yaml",
-        ("trainer.kubeflow.org", "TrainJob"): "trainer.kubeflow.org_trainjobs.yaml"}
+        ("trainer.kubeflow.org", "TrainJob"): "trainer.kubeflow.org_trainjobs.yaml",
+        # the namespaced TrainingRuntime has the ClusterTrainingRuntime's spec
+        ("trainer.kubeflow.org", "TrainingRuntime"): "trainer.kubeflow.org_clustertrainingruntimes.yaml"}
 UNTRUSTED = "faco.dev/executes-untrusted-code"
 
 KUBECTL = shutil.which("kubectl")
@@ -60,6 +62,8 @@ def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
         return [spec["template"]["spec"]]
     if obj["kind"] == "PyTorchJob":
         return [r["template"]["spec"] for r in spec["pytorchReplicaSpecs"].values()]
+    if obj["kind"] == "TrainingRuntime":
+        return [j["template"]["spec"]["template"]["spec"] for j in spec["template"]["spec"]["replicatedJobs"]]
     return []
 
 
@@ -99,7 +103,8 @@ def test_pods_meet_restricted_pod_security(rendered: tuple[str, list[dict[str, A
                 assert csc["allowPrivilegeEscalation"] is False, name
                 assert csc["capabilities"]["drop"] == ["ALL"] and "add" not in csc["capabilities"], name
                 assert csc["readOnlyRootFilesystem"] is True, name
-                assert "limits" in c["resources"], name
+                if obj["kind"] != "TrainingRuntime":  # each TrainJob sets resourcesPerNode
+                    assert "limits" in c["resources"], name
                 assert not c["image"].endswith(":latest") and ":" in c["image"], name
                 assert not any("value" in e and "KEY" in e["name"] for e in c.get("env", [])), name
 

@@ -32,6 +32,12 @@ class Image:
 
 VERSION = "0.1.0"
 
+#: The images' non-root user and group (docker/Dockerfile.*: `USER 10001:10001`) and its HOME.
+#: Pods run as this identity; with a read-only root filesystem, /tmp and HOME are emptyDirs.
+USER_ID = 10001
+GROUP_ID = 10001
+HOME_DIR = "/home/faco"
+
 #: Light stages (ingest, generate, corrupt, analyze, report, the training-job launcher): CPU only.
 CPU = Image("ghcr.io/faco-project/faco-cpu", VERSION, env="FACO_IMAGE_CPU_DIGEST")
 #: Training and evaluation: CUDA, PyTorch, DeepSpeed, lm-eval; also the multi-node job's image.

@@ -50,8 +50,13 @@ class MultiNode(_Strict):
 
     nodes: int = Field(default=1, ge=1)
     job_api: Literal["PyTorchJob", "TrainJob"] = "PyTorchJob"
-    runtime: str = Field(default="torch-distributed", description="ClusterTrainingRuntime of a TrainJob")
+    runtime: str = Field(default="faco-torch", description="training runtime of a TrainJob")
+    runtime_kind: Literal["TrainingRuntime", "ClusterTrainingRuntime"] = Field(
+        default="TrainingRuntime",
+        description="faco-torch: the namespaced restricted runtime in manifests/base (faco.k8s.jobs.training_runtime)")
     namespace: str | None = Field(default=None, description="default: the launcher pod's namespace")
+    service_account: str | None = Field(
+        default=None, description="of the training pods (faco-workload in namespace faco); default: the namespace's")
     poll_seconds: int = Field(default=30, ge=1)
     timeout_hours: float = Field(default=72.0, gt=0)
 
@@ -71,6 +76,8 @@ class ClusterSettings(_Strict):
     light_cpu: str = "2"
     light_memory: str = "8G"
     shm_size: str = "64Gi"
+    tmp_size: str = Field(default="100Gi", description="/tmp emptyDir of training pods (HF cache, torch extensions)")
+    home_size: str = Field(default="4Gi", description="$HOME emptyDir of training pods")
     checkpoint_pvc: str = "faco-checkpoints"
     checkpoint_mount: str = "/mnt/checkpoints"
     sweep_parallelism: int = Field(default=0, ge=0, description="studies a sweep runs at once (0: all)")
