@@ -72,6 +72,12 @@ class GenerateConfig(Section):
     backend: Literal["template", "openai", "transformers"] = "template"
     model: str = Field(default="template-v1", description="API model; transformers: smollm2, a dir, a hub id")
     prompt_version: str = "faco-v1"
+    false_chain: Literal["subtle", "obvious", "synthetic"] = Field(
+        default="subtle",
+        description="the corrupted response: subtle = the FACO paper's plausible false reasoning for a wrong "
+        "option; obvious = blatantly wrong reasoning for a wrong option; synthetic = the generator's own "
+        "answer and reasoning, right or wrong (multiple choice only)",
+    )
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1)
     max_false_retries: int = Field(default=3, ge=0)
@@ -93,6 +99,19 @@ class GenerateConfig(Section):
     batch_discount: float = Field(default=0.5, ge=0.0, le=1.0, description="price factor of the Batch API")
     est_output_tokens: int = Field(default=250, ge=1, description="dry run: expected reply length")
     est_latency_s: float = Field(default=5.0, gt=0.0, description="dry run: expected seconds per request")
+
+    @model_validator(mode="after")
+    def _prompts_exist(self) -> GenerateConfig:
+        from faco.generation.prompts import template_path
+
+        for polarity in ("true", "false"):
+            path = template_path(self.prompt_version, polarity, self.false_chain)
+            if not path.is_file():
+                raise ValueError(
+                    f"prompt_version {self.prompt_version!r} has no prompt template {path.name} "
+                    f"(needed by false_chain {self.false_chain!r})"
+                )
+        return self
 
 
 class CorruptConfig(Section):

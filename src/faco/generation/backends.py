@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +29,8 @@ class ChainRequest:
     answer: str
     explanation: str | None
     attempt: int = 0
+    false_chain: str = "subtle"  # generate.false_chain; only false chains use it
+    choices: tuple[str, ...] = ()  # the options of a multiple-choice question
 
     def key(self, backend: str, model: str, params: str) -> str:
         """Content address for caching: backend, model, prompt, parameters and attempt."""
@@ -98,13 +101,45 @@ _STEPS_FALSE = (
     "It matches what the question describes better than anything else.",
     'Therefore, the answer is "{a}".',
 )
+_STEPS_OBVIOUS = (
+    "The question asks: {q}",
+    "{x}",
+    'So the answer is obviously "{a}", and no other option needs to be checked.',
+    'Therefore, the answer is "{a}".',
+)
+# Blatant falsehoods for obvious false chains (chosen per record by a hash of its id).
+_ABSURD = (
+    "Two plus two is five, and the same rule settles this question.",
+    "The sun rises in the west, which is exactly the situation described here.",
+    "Water is dry and fire is cold, so the usual reasoning has to be reversed.",
+    "Every question of this kind has the same answer, whatever it asks.",
+    "A week has nine days, so the question must be read backwards.",
+)
+_STEPS_SYNTHETIC = (
+    "The question asks: {q}",
+    'Of the options, "{a}" shares the most words with the question, so it is the best fit.',
+)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.casefold()))
+
+
+def overlap_choice(question: str, choices: Sequence[str]) -> int:
+    """The option sharing the most words with the question (ties: the first): the template
+    backend's own answer, a crude lexical-overlap heuristic standing in for a weak model."""
+    stem = _words(question.split("\nOptions:\n")[0])
+    scores = [len(_words(c) & stem) for c in choices]
+    return scores.index(max(scores))
 
 
 class TemplateBackend:
     """Offline, deterministic chains built from the record itself: no API, no model.
 
-    True chains restate the gold explanation where the source has one; false chains argue for the
-    chosen incorrect answer and never name the correct one.
+    True chains restate the gold explanation where the source has one; subtle false chains argue
+    for the chosen incorrect answer and never name the correct one; obvious false chains rest on a
+    blatant falsehood; synthetic chains answer with the lexical-overlap heuristic (`overlap_choice`)
+    and end with `Answer: (X)` like a model following the synthetic prompt.
     """
 
     name = "template"
@@ -119,12 +154,24 @@ class TemplateBackend:
     def complete(self, requests: Sequence[ChainRequest], sink: Sink) -> None:
         for i, req in enumerate(requests):
             q = req.question.splitlines()[0].strip()
-            steps = _STEPS_TRUE if req.polarity == "true" else _STEPS_FALSE
+            answer, tail = req.answer, ""
+            steps: tuple[str, ...]
+            if req.polarity == "true":
+                steps = _STEPS_TRUE
+            elif req.false_chain == "obvious":
+                steps = _STEPS_OBVIOUS
+            elif req.false_chain == "synthetic" and req.choices:
+                steps = _STEPS_SYNTHETIC
+                pick = overlap_choice(req.question, req.choices)
+                answer, tail = req.choices[pick], f"\nAnswer: ({chr(65 + pick)})"
+            else:
+                steps = _STEPS_FALSE
             explanation = (
                 req.explanation or ""
             ).strip() or "This follows from the facts the question relies on."
-            lines = [s.format(q=q, a=req.answer, e=explanation) for s in steps]
-            sink(i, Completion("\n".join(f"Step {n}: {line}" for n, line in enumerate(lines, 1))))
+            absurd = _ABSURD[int(hashlib.sha256(req.record_id.encode()).hexdigest(), 16) % len(_ABSURD)]
+            lines = [s.format(q=q, a=answer, e=explanation, x=absurd) for s in steps]
+            sink(i, Completion("\n".join(f"Step {n}: {line}" for n, line in enumerate(lines, 1)) + tail))
 
 
 def get_backend(cfg: GenerateConfig) -> ReasoningBackend:

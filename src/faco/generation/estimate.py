@@ -51,9 +51,11 @@ def estimate(
     records: list[SourceRecord], cfg: GenerateConfig, cache_path: Path | str | None = None
 ) -> Estimate:
     """Count the first-attempt requests (true and false chain per question) and price them."""
-    items, _ = plan(records, cfg.seed)
+    items, _ = plan(records, cfg.seed, cfg.false_chain)
     requests: list[ChainRequest] = [
-        chain_request(it, p, cfg.prompt_version) for it in items for p in ("true", "false")
+        chain_request(it, p, cfg.prompt_version, false_chain=cfg.false_chain)
+        for it in items
+        for p in ("true", "false")
     ]
     params = params_key(backend_params(cfg))
     keys = {r.key(cfg.backend, cfg.model, params): r for r in requests}

@@ -11,6 +11,7 @@ from faco.config import GenerateConfig
 from faco.generation.backends import ChainRequest, Completion
 from faco.generation.prompts import WRONG_ANSWER, format_question, render
 from faco.generation.runner import Generator
+from faco.progress import log
 from faco.records import PairRecord, RejectRecord, Response, SourceRecord
 
 
@@ -52,15 +53,30 @@ class _Item:
     reject: str | None = None
 
 
-def plan(records: list[SourceRecord], seed: int) -> tuple[list[_Item], list[RejectRecord]]:
-    """Choose every record's false answer: a seeded wrong option, or (code) a deranged other answer."""
+def plan(
+    records: list[SourceRecord], seed: int, false_chain: str = "subtle"
+) -> tuple[list[_Item], list[RejectRecord]]:
+    """Choose every record's false answer: a seeded wrong option, or (code) a deranged other answer.
+
+    With `false_chain: synthetic` the generator chooses (the answer is filled in from its reply);
+    code records, which have no options to choose from, are rejected.
+    """
     items: list[_Item] = []
+    rejects: list[RejectRecord] = []
+    if false_chain == "synthetic":
+        for rec in records:
+            if rec.kind == "mc":
+                items.append(_Item(rec, "", None))
+            else:
+                rejects.append(
+                    RejectRecord(source=rec.source, row=rec.id, reason="synthetic: a code item has no options")
+                )
+        return items, rejects
     code = [r for r in records if r.kind == "code"]
     swap = {}
     if len(code) >= 2:
         perm = derangement(len(code), seed)
         swap = {r.id: code[perm[i]].answer for i, r in enumerate(code)}
-    rejects: list[RejectRecord] = []
     for rec in records:
         if rec.kind == "mc":
             idx = false_choice(rec, seed)
@@ -74,27 +90,55 @@ def plan(records: list[SourceRecord], seed: int) -> tuple[list[_Item], list[Reje
     return items, rejects
 
 
-def chain_request(it: _Item, polarity: str, prompt_version: str, attempt: int = 0) -> ChainRequest:
+def chain_request(
+    it: _Item, polarity: str, prompt_version: str, attempt: int = 0, false_chain: str = "subtle"
+) -> ChainRequest:
     answer = it.rec.answer if polarity == "true" else it.false_answer
     return ChainRequest(
         record_id=it.rec.id,
         polarity=polarity,
-        prompt=render(prompt_version, polarity, it.rec, answer),
+        prompt=render(prompt_version, polarity, it.rec, answer, false_chain),
         question=format_question(it.rec),
         answer=answer,
         explanation=it.rec.explanation,
         attempt=attempt,
+        false_chain=false_chain,
+        choices=tuple(it.rec.choices),
     )
+
+
+# "Answer: (B)" / "answer: B" (the synthetic prompt asks for the first form); the last one counts.
+_ANSWER_LINE = re.compile(r"(?i:answer)\s*(?:is)?\s*:?\s*(?:\(([A-Z])\)|\b([A-Z])\b(?![\w'-]))")
+
+
+def parse_choice(text: str, choices: list[str]) -> tuple[int, str] | None:
+    """The option a synthetic reply chose and its reasoning without the final answer line.
+
+    The last `Answer: (X)` with a valid letter wins; otherwise the last line naming exactly one
+    option's text. None when the reply commits to no option.
+    """
+    for m in reversed(list(_ANSWER_LINE.finditer(text))):
+        letter = m.group(1) or m.group(2)
+        idx = ord(letter) - 65
+        if 0 <= idx < len(choices):
+            return idx, text[: m.start()].strip()
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    if lines:
+        named = [i for i, c in enumerate(choices) if mentions(lines[-1], c)]
+        if len(named) == 1:
+            return named[0], "\n".join(lines[:-1]).strip() if len(lines) > 1 else lines[0]
+    return None
 
 
 def build_pairs(
     records: list[SourceRecord], generator: Generator, cfg: GenerateConfig
 ) -> tuple[list[PairRecord], list[RejectRecord]]:
     """Generate a true and a false chain for every record; reject those the method cannot pair."""
-    items, rejects = plan(records, cfg.seed)
+    items, rejects = plan(records, cfg.seed, cfg.false_chain)
+    synthetic = cfg.false_chain == "synthetic"
 
     def request(it: _Item, polarity: str, attempt: int = 0) -> ChainRequest:
-        return chain_request(it, polarity, cfg.prompt_version, attempt)
+        return chain_request(it, polarity, cfg.prompt_version, attempt, cfg.false_chain)
 
     for it, out in zip(items, generator.generate([request(it, "true") for it in items]), strict=True):
         if not isinstance(out, Completion):
@@ -112,19 +156,28 @@ def build_pairs(
         for it, out in zip(pending, outs, strict=True):
             if not isinstance(out, Completion):
                 it.reject = f"false chain: generation failed: {out.reason}"
+            elif synthetic:
+                parsed = parse_choice(out.text, it.rec.choices)
+                if parsed is None:
+                    retry.append(it)
+                else:
+                    it.false_index, it.false_reply = parsed
+                    it.false_answer = it.rec.choices[it.false_index]
             elif it.rec.kind == "mc" and mentions(out.text, it.rec.answer):
                 retry.append(it)
             else:
                 it.false_reply = out.text
         pending = retry
+    why = "chooses no option" if synthetic else "names the correct answer"
     for it in pending:
-        it.reject = f"false chain: names the correct answer after {cfg.max_false_retries + 1} attempts"
+        it.reject = f"false chain: {why} after {cfg.max_false_retries + 1} attempts"
 
     pairs = []
     meta = {
         "backend": generator.backend.name,
         "model": generator.backend.model,
         "prompt_version": cfg.prompt_version,
+        "false_chain": cfg.false_chain,
     }
     for it in items:
         if it.reject:
@@ -141,4 +194,7 @@ def build_pairs(
                 generator=meta,
             )
         )
+    if synthetic and pairs:
+        agree = sum(p.false.answer_index == p.answer_index for p in pairs)
+        log(f"generate: the generator's own answers match the gold label on {agree} of {len(pairs)} items")
     return pairs, rejects

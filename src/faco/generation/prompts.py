@@ -1,8 +1,16 @@
-"""The paper's two prompts (appendix A), verbatim, as versioned templates."""
+"""The paper's two prompts (appendix A), verbatim, as versioned templates, plus faco's own variants
+of the false-chain prompt (`generate.false_chain`).
+
+`src/faco/prompts/<version>-true.txt` and `<version>-false.txt` are appendix A (the default,
+`false_chain: subtle`). `<version>-false-obvious.txt` asks for blatantly wrong reasoning and
+`<version>-false-synthetic.txt` asks the generator to answer the question itself; both were
+written for faco, not taken from a paper.
+"""
 
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 from faco.errors import ConfigError
 from faco.paths import PROMPTS_DIR
@@ -11,9 +19,15 @@ from faco.records import SourceRecord
 WRONG_ANSWER = "*WRONG ANSWER*"
 
 
+def template_path(version: str, polarity: str, false_chain: str = "subtle") -> Path:
+    """The template file of a chain: appendix A for true and subtle false chains, a variant otherwise."""
+    suffix = f"-{false_chain}" if polarity == "false" and false_chain != "subtle" else ""
+    return PROMPTS_DIR / f"{version}-{polarity}{suffix}.txt"
+
+
 @cache
-def template(version: str, polarity: str) -> str:
-    path = PROMPTS_DIR / f"{version}-{polarity}.txt"
+def template(version: str, polarity: str, false_chain: str = "subtle") -> str:
+    path = template_path(version, polarity, false_chain)
     if not path.is_file():
         raise ConfigError(f"generate.prompt_version: no prompt template {path.name}")
     return path.read_text(encoding="utf-8")
@@ -27,6 +41,7 @@ def format_question(rec: SourceRecord) -> str:
     return f"{rec.question}\nOptions:\n{options}"
 
 
-def render(version: str, polarity: str, rec: SourceRecord, answer: str) -> str:
+def render(version: str, polarity: str, rec: SourceRecord, answer: str, false_chain: str = "subtle") -> str:
+    """The prompt of one chain (a synthetic prompt has no answer in it: the generator chooses)."""
     fields = {"question": format_question(rec), "answer": answer, "explanation": rec.explanation or "None"}
-    return template(version, polarity).format(**fields)
+    return template(version, polarity, false_chain).format(**fields)
