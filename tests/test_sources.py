@@ -124,6 +124,18 @@ HUB_ROWS: dict[str, dict[str, Any]] = {
         "rewritten_intent": "join list `x` with commas",
         "snippet": "','.join(x)",
     },
+    "multinli": {  # nyu-mll/multi_nli: label is a ClassLabel (0 entailment, 1 neutral, 2 contradiction)
+        "promptID": 31193,
+        "pairID": "31193n",
+        "premise": "Conceptually cream skimming has two basic dimensions - product and geography.",
+        "premise_binary_parse": "( ( Conceptually ( cream skimming ) ) ... )",
+        "premise_parse": "(ROOT (S ...))",
+        "hypothesis": "Product and geography are what make cream skimming work. ",
+        "hypothesis_binary_parse": "( ( ( Product and ) geography ) ... )",
+        "hypothesis_parse": "(ROOT (S ...))",
+        "genre": "government",
+        "label": 1,
+    },
 }
 
 EXPECTED = {  # source -> (domain, answer, explanation substring or None)
@@ -136,6 +148,7 @@ EXPECTED = {  # source -> (domain, answer, explanation substring or None)
     "qasc": ("knowledge", "light", "Sunlight is light"),
     "mbpp": ("programming", "def add(a, b):\n    return a + b", None),
     "conala": ("programming", "','.join(x)", None),
+    "multinli": ("nli", "neutral", None),
 }
 
 
@@ -183,6 +196,7 @@ MIRRORED = [  # source, split, at least this many valid rows, gold explanation e
     ("mbpp", "train", 374, False),
     ("conala", "train", 2300, False),
     ("conala", "test", 490, False),
+    ("multinli", "validation_matched", 4866, False),
 ]
 
 
@@ -213,6 +227,42 @@ def test_mirror_conversions_keep_meaning() -> None:
     assert qasc[0].explanation and "temperature and moisture" in qasc[0].explanation
     mbpp, _ = ingest.load_source(st, SourceSpec(name="mbpp", split="train"))
     assert {int(r.id.split(":")[1]) for r in mbpp} == set(range(601, 975))
+
+
+def test_multinli_mirror_rows_become_three_way_questions() -> None:
+    st = study()
+    records, rejects = ingest.load_source(st, SourceSpec(name="multinli", split="validation_matched"))
+    assert not rejects and len(records) == 4866
+    first = records[0]  # idx 6 (idx 0-5 hash to the benchmark half), gold label contradiction
+    assert first.id == "multinli:idx6" and first.domain == "nli"
+    assert first.question.startswith("Premise: yeah i know and i did that all through college and it worked too\n"
+                                     "Hypothesis: I did that all through college but it never worked\n")
+    assert first.choices == ["entailment", "neutral", "contradiction"]
+    assert (first.answer, first.answer_index) == ("contradiction", 2)
+    counts = {c: sum(r.answer == c for r in records) for c in first.choices}
+    assert counts == {"entailment": 1666, "neutral": 1551, "contradiction": 1649}
+
+
+def test_multinli_bad_labels_are_rejected_with_reasons(tmp_path: Path) -> None:
+    src = tmp_path / "sources" / "multinli"
+    src.mkdir(parents=True)
+    rows = [
+        {"idx": 1, "premise": "A man sleeps.", "hypothesis": "A man is awake.", "label": "contradiction"},
+        {"idx": 2, "premise": "A man sleeps.", "hypothesis": "Someone rests.", "label": "maybe"},
+        {"idx": 3, "premise": "", "hypothesis": "Someone rests.", "label": "entailment"},
+    ]
+    (src / "validation_matched_source.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    st = study(tmp_path, sources=[{"name": "multinli", "split": "validation_matched"}])
+    records, rejects = ingest.load_source(st, st.ingest.sources[0])
+    assert [r.id for r in records] == ["multinli:idx1"] and records[0].answer == "contradiction"
+    assert {r.row: r.reason for r in rejects} == {
+        "validation_matched[1]": "label: not 0, 1 or 2 ('maybe')",
+        "validation_matched[2]": "premise: empty",
+    }
+    hub = tmp_path / "hub.jsonl"
+    hub.write_text(json.dumps({**HUB_ROWS["multinli"], "label": -1}) + "\n")
+    st = study(origin="hub", sources=[{"name": "multinli", "data_files": str(hub)}])
+    assert [r.reason for r in ingest.load_source(st, st.ingest.sources[0])[1]] == ["label: -1 (no gold label)"]
 
 
 @pytest.mark.parametrize("name", ["sciq", "quartz"])

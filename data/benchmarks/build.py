@@ -2,12 +2,15 @@
 
 Usage: python data/benchmarks/build.py /work/shared/data   (deterministic: first-N rows only)
 ARC, OpenBookQA and PIQA's two files were copied unchanged; PIQA's are joined here.
+MNLI validation_matched is split by a seeded hash of its idx into the `multinli` source's mirror
+rows (data/sources/multinli/) and the `faco_mnli` benchmark's rows, so the two never overlap.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 import shutil
 import sys
@@ -109,6 +112,26 @@ def piqa() -> None:
            [{**r, "label": int(x)} for r, x in zip(rows, labels, strict=True)])
 
 
+MNLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+def mnli_half(idx: int) -> str:
+    """`source` or `benchmark`: a seeded hash of the row's idx splits MNLI validation_matched in two."""
+    digest = hashlib.sha256(f"faco-mnli-split:{idx}".encode()).hexdigest()
+    return "source" if int(digest[:8], 16) % 2 == 0 else "benchmark"
+
+
+def multinli(src: Path) -> None:
+    """MNLI validation_matched, split by `mnli_half` into disjoint halves: the `multinli` source's
+    mirror rows (verbatim) and the `faco_mnli` benchmark's rows (label as GLUE's 0/1/2)."""
+    rows = _jsonl(src / "multinli" / "validation_matched.jsonl")
+    _write(OUT.parent / "sources" / "multinli" / "validation_matched_source.jsonl",
+           [r for r in rows if mnli_half(int(r["idx"])) == "source"])
+    _write(OUT / "multinli" / "validation_matched_benchmark.jsonl", [
+        {**r, "label": MNLI_LABELS.index(r["label"])} for r in rows if mnli_half(int(r["idx"])) == "benchmark"
+    ])
+
+
 def main(src: Path) -> None:
     for name in ("winogrande", "mathqa"):
         (OUT / name).mkdir(exist_ok=True)
@@ -119,6 +142,7 @@ def main(src: Path) -> None:
     logiqa(src)
     squad(src)
     bigbench(src, per_subtask=200)
+    multinli(src)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from faco.errors import FacoError
-from faco.sources.registry import SOURCES, Row
+from faco.sources.registry import NLI_LABELS, SOURCES, Row
 
 # source -> split -> file under data/sources/<source>/ (the mirror's split names follow the hub's).
 MIRROR_FILES: dict[str, dict[str, str]] = {
@@ -20,6 +20,8 @@ MIRROR_FILES: dict[str, dict[str, str]] = {
     "winogrande": {"validation": "dev_llmfoundry_format.jsonl"},
     "mbpp": {"train": "mbpp.jsonl", "test": "mbpp.jsonl", "validation": "mbpp.jsonl", "prompt": "mbpp.jsonl"},
     "conala": {"train": "conala-train.json", "test": "conala-test.json"},
+    # The source half of MNLI validation_matched (the other half is the offline MNLI benchmark).
+    "multinli": {"validation_matched": "validation_matched_source.jsonl"},
 }
 
 # MBPP "full": the published task-id ranges of each split.
@@ -70,11 +72,18 @@ def _winogrande(row: Row) -> Row:
     }
 
 
+def _multinli(row: Row) -> Row:
+    """GLUE-style `{idx, premise, hypothesis, label: "neutral"}` -> integer label as on the hub."""
+    label = row.get("label")
+    return {**row, "label": NLI_LABELS.index(label) if label in NLI_LABELS else label}
+
+
 _CONVERT: dict[str, Callable[[Row], Row]] = {
     "commonsense_qa": _stem_choices,
     "qasc": _stem_choices,
     "openbookqa": _obqa,
     "winogrande": _winogrande,
+    "multinli": _multinli,
 }
 
 

@@ -178,6 +178,32 @@ def conala(row: Row, index: int) -> SourceRecord:
     )
 
 
+NLI_LABELS = ("entailment", "neutral", "contradiction")  # the hub's ClassLabel order (0, 1, 2)
+
+
+def multinli(row: Row, index: int) -> SourceRecord:
+    """MultiNLI premise/hypothesis pair -> a three-option question (entailment/neutral/contradiction).
+
+    Hub rows (`nyu-mll/multi_nli`) carry `pairID`; GLUE-schema rows (the offline mirror) carry `idx`.
+    Label -1 (no gold majority) is rejected.
+    """
+    premise = _text(row.get("premise"), "premise")
+    hypothesis = _text(row.get("hypothesis"), "hypothesis")
+    label = row.get("label")
+    if label == -1:
+        raise RowRejected("label: -1 (no gold label)")
+    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(NLI_LABELS):
+        raise RowRejected(f"label: not 0, 1 or 2 ({label!r})")
+    rid = row.get("pairID")
+    if rid is None or str(rid).strip() == "":
+        rid = f"idx{_text(row.get('idx'), 'pairID/idx')}"
+    question = (
+        f"Premise: {premise}\nHypothesis: {hypothesis}\n"
+        "Does the premise entail the hypothesis, contradict it, or neither?"
+    )
+    return _mc("multinli", "nli", str(rid), question, list(NLI_LABELS), label)
+
+
 @dataclass(frozen=True)
 class SourceAdapter:
     """A FACO source: its hub dataset, its domain, and its row normaliser."""
@@ -202,5 +228,7 @@ SOURCES: dict[str, SourceAdapter] = {
         SourceAdapter("quartz", "reasoning", "allenai/quartz", None, quartz),
         SourceAdapter("conala", "programming", "neulab/conala", "curated", conala),
         SourceAdapter("mbpp", "programming", "google-research-datasets/mbpp", "full", mbpp),
+        # Not a FACO source: MultiNLI, the general task of paper 002 (synthetic data vs HANS).
+        SourceAdapter("multinli", "nli", "nyu-mll/multi_nli", None, multinli),
     ]
 }
