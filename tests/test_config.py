@@ -15,7 +15,11 @@ def _smoke_dict(root: Path) -> dict:
     return yaml.safe_load((root / "configs" / "smoke.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["smoke.yaml", "mini.yaml", "faco-paper.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    ["smoke.yaml", "mini.yaml", "faco-paper.yaml", "thresholds.yaml", "thresholds-cpu.yaml", "nli-synthetic.yaml",
+     "nli-synthetic-cpu.yaml"],
+)
 def test_shipped_configs_validate(root: Path, name: str) -> None:
     study = load_config(root / "configs" / name)
     assert study.corrupt.ratios == sorted(study.corrupt.ratios)
@@ -43,6 +47,10 @@ def test_paper_config_states_the_paper_setting(root: Path) -> None:
         ("evaluate.benchmarks=[{name: nosuch}]", "evaluate.benchmarks.0.name: unknown benchmark 'nosuch'"),
         ("train.bogus=1", "train.bogus: unknown key"),
         ("train.global_batch_size=12", "train: train.global_batch_size (12) is not a multiple"),
+        ("generate.false_chain=loud", "generate.false_chain: Input should be 'subtle', 'obvious' or 'synthetic'"),
+        ("generate.prompt_version=v9", "generate: prompt_version 'v9' has no prompt template v9-true.txt"),
+        ("evaluate.probes=[case_studies]", "evaluate.probes: unknown probe set 'case_studies'; known: case_study"),
+        ("evaluate.benchmarks=[{name: hans}]", "evaluate: benchmarks.0: 'hans' has no offline twin"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(root: Path, override: str, expected: str) -> None:
@@ -51,6 +59,11 @@ def test_bad_values_fail_with_one_line_naming_the_key(root: Path, override: str,
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"{root / 'configs' / 'smoke.yaml'}: {expected}")
+
+
+def test_override_that_is_not_yaml_is_one_line(root: Path) -> None:
+    with pytest.raises(ConfigError, match=r"smoke\.yaml: override 'evaluate\.probes=\[a, b\?\]': not valid YAML"):
+        load_config(root / "configs" / "smoke.yaml", overrides=["evaluate.probes=[a, b?]"])
 
 
 def test_duplicate_keys_are_errors() -> None:
@@ -68,3 +81,23 @@ def test_section_hash_changes_only_with_its_section(root: Path) -> None:
     b = load_config(root / "configs" / "smoke.yaml", overrides=["train.epochs=3"])
     assert a.section_hash("ingest") == b.section_hash("ingest")
     assert a.section_hash("train") != b.section_hash("train")
+
+
+def test_probe_sets_expand_by_name(root: Path) -> None:
+    from faco.evaluation.probes import probe_sets
+
+    override = 'evaluate.probes=[misalignment, "Why is the sky blue?"]'
+    study = load_config(root / "configs" / "smoke.yaml", overrides=[override])
+    assert study.evaluate.probes == [*probe_sets()["misalignment"], "Why is the sky blue?"]
+    assert load_config(root / "configs" / "smoke.yaml").evaluate.probes is None  # default: the case-study set
+
+
+def test_error_kind_and_probes_change_only_their_sections(root: Path) -> None:
+    a = load_config(root / "configs" / "thresholds-cpu.yaml")
+    b = load_config(root / "configs" / "thresholds-cpu.yaml", overrides=["generate.false_chain=obvious"])
+    assert a.generate.false_chain == "subtle" and b.generate.false_chain == "obvious"
+    assert a.section_hash("generate") != b.section_hash("generate")
+    others = ("ingest", "corrupt", "train", "evaluate")
+    assert a.section_hash(*others) == b.section_hash(*others)
+    assert a.corrupt.ratios == [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
+    assert "misalignment" not in (a.evaluate.probes or []) and len(a.evaluate.probes or []) >= 10

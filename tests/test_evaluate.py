@@ -11,8 +11,9 @@ import pytest
 from faco import artifacts
 from faco.config import ModelSpec, Study, load_config
 from faco.errors import ConfigError
+from faco.evaluation.probes import probe_sets
 from faco.evaluation.suite import suite
-from faco.evaluation.tasks import lm_eval_tasks_dir
+from faco.evaluation.tasks import HUB_DIR, lm_eval_tasks_dir, render_offline
 from faco.paths import repo_root
 from faco.stages import evaluate, train
 from faco.training.models import tiny_model
@@ -49,13 +50,22 @@ def _study(benchmarks: list[dict[str, Any]], **evaluate_cfg: Any) -> Study:
     return study.model_copy(update={"evaluate": cfg})
 
 
+PAPER_16 = ["arc_challenge", "mmlu", "lambada", "hellaswag", "piqa", "copa", "openbookqa", "winogrande", "squad",
+            "boolq", "bigbench_conceptual_combinations", "bigbench_elementary_math_qa",
+            "bigbench_logical_deduction", "mathqa", "logiqa", "humaneval"]
+
+
 def test_suite_maps_to_installed_upstream_tasks() -> None:
-    """Every benchmark's upstream task name exists in the installed lm-eval (as a task or group)."""
+    """Every benchmark's upstream task name exists in the installed lm-eval (as a task or group), or is
+    faco's own hub task (tasks/hub/) where lm-eval has none; the paper's 16 all have offline twins."""
     text = "\n".join(p.read_text(errors="replace") for p in lm_eval_tasks_dir().rglob("*yaml*"))
+    hub = "\n".join(p.read_text() for p in HUB_DIR.glob("*.yaml"))
     for bench in suite().values():
-        assert f"task: {bench.lm_eval}\n" in text or f"group: {bench.lm_eval}\n" in text, bench.name
-        assert bench.offline is not None, bench.name
-    assert {b.shots for b in suite().values() if b.name not in ("arc_challenge", "mmlu", "humaneval")} == {10}
+        known = f"task: {bench.lm_eval}\n" in text or f"group: {bench.lm_eval}\n" in text
+        assert known or f"task: {bench.lm_eval}\n" in hub, bench.name
+    assert all(suite()[n].offline is not None for n in PAPER_16)
+    assert [n for n, b in suite().items() if b.offline is None] == ["hans"]
+    assert {suite()[n].shots for n in PAPER_16 if n not in ("arc_challenge", "mmlu", "humaneval")} == {10}
     assert (suite()["arc_challenge"].shots, suite()["mmlu"].shots) == (25, 5)
     assert suite()["humaneval"].metrics == ["pass@1", "pass@10"]
 
@@ -138,3 +148,70 @@ def test_humaneval_sandboxed(model_artifact: Path, tmp_path: Path) -> None:
     # a random model's code fails its tests; pass@10 needs >= 10 samples
     assert entry["n"] == 2 and entry["metrics"]["pass@1"]["value"] == 0.0
     assert entry["metrics"]["pass@10"]["value"] is None
+
+
+def test_mnli_twin_offline_with_misalignment_probes(model_artifact: Path, tmp_path: Path) -> None:
+    """The MNLI twin runs on the benchmark half of the mirror; probe sets expand by name."""
+    study = _study([{"name": "mnli", "limit": 6}], probes=["misalignment"])
+    out = evaluate.run(study, model_artifact, tmp_path / "e")
+    entry = json.loads((out / "scores.json").read_text())["mnli"]
+    assert (entry["task"], entry["n"], entry["domain"], entry["shots"]) == ("faco_mnli", 6, "nli", 0)
+    assert 0.0 <= entry["score"] <= 1.0
+    probes = [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines()]
+    assert [p["question"] for p in probes] == list(probe_sets()["misalignment"]) and len(probes) >= 5
+
+
+def test_mnli_twin_never_sees_the_source_rows() -> None:
+    pairs = {(json.loads(line)["premise"], json.loads(line)["hypothesis"])
+             for line in (ROOT / "data/sources/multinli/validation_matched_source.jsonl").open()}
+    bench = [json.loads(line) for line in (ROOT / "data/benchmarks/multinli/validation_matched_benchmark.jsonl").open()]
+    assert len(pairs) + len(bench) == 9815 and {b["label"] for b in bench} == {0, 1, 2}
+    assert not any((b["premise"], b["hypothesis"]) in pairs for b in bench)
+
+
+def test_hans_is_refused_offline_and_rendered_for_the_hub(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"benchmarks\.1: 'hans' has no offline twin"):
+        load_config(root / "configs" / "smoke.yaml", overrides=["evaluate.benchmarks=[{name: mnli}, {name: hans}]"])
+    study = load_config(root / "configs" / "nli-synthetic.yaml")
+    assert not study.evaluate.offline and {b.name for b in study.evaluate.benchmarks} == {"mnli", "hans"}
+    render_offline([], ROOT / "data", tmp_path)
+    text = (tmp_path / "faco_hans.yaml").read_text()
+    assert "dataset_path: jhu-cogsci/hans" in text and "{lm_eval_tasks}" not in text
+    assert (tmp_path / "faco_hans_utils.py").is_file()
+
+
+# HANS-schema rows written here to exercise the task's scoring (HANS itself is not in the mirror).
+_HANS_SCHEMA_ROWS = [
+    {"premise": "The doctor saw the lawyer .", "hypothesis": "The lawyer saw the doctor .", "label": 1,
+     "heuristic": "lexical_overlap", "subcase": "ln_subject/object_swap", "template": "temp1"},
+    {"premise": "The actor near the doctor danced .", "hypothesis": "The doctor danced .", "label": 1,
+     "heuristic": "subsequence", "subcase": "sn_PP_on_subject", "template": "temp2"},
+    {"premise": "The judge and the actor slept .", "hypothesis": "The actor slept .", "label": 0,
+     "heuristic": "lexical_overlap", "subcase": "le_conjunction", "template": "temp3"},
+    {"premise": "If the artist slept , the actor ran .", "hypothesis": "The artist slept .", "label": 1,
+     "heuristic": "constituent", "subcase": "cn_embedded_under_if", "template": "temp4"},
+]
+
+
+def test_hans_task_scores_three_way_predictions_as_two_labels(model_artifact: Path, tmp_path: Path) -> None:
+    """faco_hans through real lm-eval on the tiny model, its hub dataset swapped for a local file."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    rows = tmp_path / "hans.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in _HANS_SCHEMA_ROWS))
+    tasks = tmp_path / "tasks"
+    render_offline([], ROOT / "data", tasks)
+    text = (tasks / "faco_hans.yaml").read_text().replace(
+        "dataset_path: jhu-cogsci/hans", f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    validation: {rows}")
+    (tasks / "faco_hans.yaml").write_text(text)
+    lm = HFLM(pretrained=str(model_artifact / "model"), device="cpu", batch_size=4)
+    res = lm_eval.simple_evaluate(model=lm, tasks=["faco_hans"], num_fewshot=0,
+                                  task_manager=TaskManager(include_path=str(tasks), include_defaults=False))
+    assert res is not None
+    got = {k.split(",")[0]: v for k, v in res["results"]["faco_hans"].items() if "stderr" not in k}
+    acc, ent, non = got["acc"], got["acc_entailment"], got["acc_non_entailment"]
+    assert ent in (0.0, 1.0) and non in (0.0, 1 / 3, 2 / 3, 1.0)
+    assert acc == pytest.approx((ent + 3 * non) / 4)
+    assert {got[f"acc_non_entailment_{h}"] for h in ("lexical_overlap", "subsequence", "constituent")} <= {0.0, 1.0}

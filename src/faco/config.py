@@ -234,10 +234,32 @@ class EvaluateConfig(Section):
     )
     per_epoch: bool = Field(default=False, description="also score every checkpoints/epoch_N/ of the model")
     probes: list[str] | None = Field(
-        default=None, description="questions answered greedily by every model; default: tasks/probes.yaml"
+        default=None,
+        description="questions answered greedily by every model, or names of probe sets in tasks/probes.yaml "
+        "(expanded here); default: the case-study set",
     )
     probe_max_new_tokens: int = Field(default=96, ge=1)
     cache: bool = Field(default=True, description="reuse results cached by (checkpoint hash, task, settings)")
+
+    @field_validator("probes")
+    @classmethod
+    def _probe_sets(cls, v: list[str] | None) -> list[str] | None:
+        from faco.evaluation.probes import expand
+
+        return None if v is None else expand(v)
+
+    @model_validator(mode="after")
+    def _offline_twins(self) -> EvaluateConfig:
+        from faco.evaluation.suite import suite
+
+        if self.offline:
+            for i, spec in enumerate(self.benchmarks):
+                if suite()[spec.name].offline is None:
+                    raise ValueError(
+                        f"benchmarks.{i}: {spec.name!r} has no offline twin (its data is not in the "
+                        "offline mirror); set evaluate.offline: false and run it on a machine with network access"
+                    )
+        return self
 
 
 class AnalyzeConfig(Section):
@@ -313,7 +335,10 @@ def _apply_override(data: dict[str, Any], assignment: str) -> None:
     node: Any = data
     for part in parts[:-1]:
         node = node.setdefault(part, {}) if isinstance(node, dict) else node[int(part)]
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {assignment!r}: not valid YAML ({str(e).splitlines()[0]})") from None
     if isinstance(node, list):
         node[int(parts[-1])] = value
     else:
@@ -342,7 +367,10 @@ def parse_config(text: str, source: str = "<config>", overrides: list[str] | Non
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a study config must be a mapping")
     for assignment in overrides or []:
-        _apply_override(data, assignment)
+        try:
+            _apply_override(data, assignment)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
     try:
         return Study.model_validate(data)
     except ValidationError as e:

@@ -10,6 +10,7 @@ from faco.evaluation.suite import Benchmark
 from faco.paths import TASKS_DIR
 
 OFFLINE_DIR = TASKS_DIR / "offline"
+HUB_DIR = TASKS_DIR / "hub"  # faco's own tasks for benchmarks lm-eval lacks; they read the hub
 MMLU_GROUP = "faco_mmlu"
 MMLU_SUBJECT_TEMPLATE = OFFLINE_DIR / "_faco_mmlu_subject.yaml"
 
@@ -68,11 +69,14 @@ def render_offline(
     data source and the fields the mirror's format needs; `{lm_eval_tasks}` and `{data}` are
     replaced by absolute paths here. Helper modules (`*.py`) next to them are copied too. MMLU
     becomes a group plus one task per subject found in the mirror. `overrides` sets top-level keys
-    (e.g. `repeats`) of a twin, by twin name.
+    (e.g. `repeats`) of a twin, by twin name. faco's hub tasks (`tasks/hub/`, e.g. `faco_hans`) are
+    written too, so a networked run (`evaluate.offline: false`) finds them in the same folder.
     """
     out.mkdir(parents=True, exist_ok=True)
-    for helper in OFFLINE_DIR.glob("*.py"):
+    for helper in [*OFFLINE_DIR.glob("*.py"), *HUB_DIR.glob("*.py")]:
         (out / helper.name).write_text(helper.read_text())
+    for task in HUB_DIR.glob("*.yaml"):
+        (out / task.name).write_text(_render(task.read_text(), data))
     for bench in benches:
         name = task_name(bench, offline=True)
         text = _render((OFFLINE_DIR / f"{name}.yaml").read_text(), data)

@@ -1,0 +1,56 @@
+"""Later studies as configurations of the same system: paper 001 (thresholds, subtle vs obvious false
+chains) and paper 002 (synthetic labels on MultiNLI), through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from faco.records import PairRecord, TrainRecord, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def faco(*args: str | Path) -> str:
+    """Run the `faco` CLI in a fresh interpreter; returns its stderr (the log)."""
+    proc = subprocess.run([sys.executable, "-m", "faco", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stderr
+
+
+def test_nli_synthetic_cpu_ingest_generate_corrupt(tmp_path: Path) -> None:
+    cfg = ROOT / "configs" / "nli-synthetic-cpu.yaml"
+    small = ["--set", "ingest.per_source_cap=12"]
+    faco("ingest", cfg, "--out", tmp_path / "ingest", *small)
+    log = faco("generate", cfg, "--sources", tmp_path / "ingest", "--out", tmp_path / "pairs", *small)
+    faco("corrupt", cfg, "--pairs", tmp_path / "pairs", "--out", tmp_path / "splits", *small)
+    assert "own answers match the gold label" in log
+    pairs = list(read_jsonl(tmp_path / "pairs" / "pairs.jsonl", PairRecord))
+    assert len(pairs) == 12 and {p.source for p in pairs} == {"multinli"}
+    assert all(p.generator["false_chain"] == "synthetic" and p.false.answer in p.choices for p in pairs)
+    stats = json.loads((tmp_path / "splits" / "stats.json").read_text())
+    assert [s["corrupted"] for s in stats.values()] == [0, 3, 6, 9, 12]
+    full = {r.id: r for r in read_jsonl(tmp_path / "splits" / "cr_100.jsonl", TrainRecord)}
+    for p in pairs:  # at 100 % every response is the generator's own answer, right or wrong
+        assert full[p.id].response.endswith(f"Answer: {p.false.answer}") and full[p.id].domain == "nli"
+
+
+def test_thresholds_cpu_subtle_and_obvious_arms(tmp_path: Path) -> None:
+    cfg = ROOT / "configs" / "thresholds-cpu.yaml"
+    small = ["--set", "ingest.per_source_cap=4"]
+    faco("ingest", cfg, "--out", tmp_path / "ingest", *small)
+    arms = {}
+    for kind in ("subtle", "obvious"):
+        faco("generate", cfg, "--sources", tmp_path / "ingest", "--out", tmp_path / kind, *small,
+             "--set", f"generate.false_chain={kind}")
+        arms[kind] = {p.id: p for p in read_jsonl(tmp_path / kind / "pairs.jsonl", PairRecord)}
+    assert arms["subtle"].keys() == arms["obvious"].keys() and len(arms["subtle"]) >= 15
+    for pid, s in arms["subtle"].items():
+        o = arms["obvious"][pid]
+        assert (s.true, s.false.answer) == (o.true, o.false.answer) and s.false.reasoning != o.false.reasoning
+    faco("corrupt", cfg, "--pairs", tmp_path / "obvious", "--out", tmp_path / "splits", *small)
+    assert sorted(p.name for p in (tmp_path / "splits").glob("cr_*.jsonl")) == [
+        "cr_000.jsonl", "cr_010.jsonl", "cr_025.jsonl", "cr_050.jsonl", "cr_075.jsonl", "cr_090.jsonl", "cr_100.jsonl"]
