@@ -26,13 +26,13 @@ TEXTS = ["The quick brown fox jumps over the lazy dog. Question: Answer: yes no"
 
 @pytest.fixture(scope="module")
 def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model artifact with two epoch checkpoints (copies of the final weights)."""
+    """A tiny model artifact with two epoch checkpoints: epoch 1 other weights, epoch 2 the final ones."""
     out = tmp_path_factory.mktemp("models") / "cr_000"
     tiny = {"hidden_size": 32, "layers": 1, "heads": 2, "vocab_size": 300}
     spec = ModelSpec.model_validate({"source": "tiny-random", "tiny": tiny})
-    model, tok = tiny_model(spec, TEXTS, seed=0)
     with artifacts.artifact_dir(out, train.KIND, [], "x", {"ratio": 0.0, "tag": "cr_000"}) as tmp:
-        for sub in ("model", "checkpoints/epoch_1", "checkpoints/epoch_2"):
+        for sub, seed in (("checkpoints/epoch_1", 1), ("checkpoints/epoch_2", 0), ("model", 0)):
+            model, tok = tiny_model(spec, TEXTS, seed=seed)
             model.save_pretrained(tmp / sub)
             tok.save_pretrained(tmp / sub)
     return out
@@ -94,12 +94,12 @@ def test_epochs_probes_and_cache(
     out = evaluate.run(study, model_artifact, tmp_path / "eval1")
     scores = json.loads((out / "scores.json").read_text())
     assert set(scores["epochs"]) == {"1", "2"}
-    # the epoch checkpoints hold the final weights: identical scores
+    # the last epoch's checkpoint holds the final weights: scored once, identical scores
     assert scores["epochs"]["2"] == {"copa": scores["copa"]["score"]}
     probes = [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines()]
     assert [p["question"] for p in probes] == evaluate.default_probes()
     assert all(isinstance(p["answer"], str) and p["max_new_tokens"] == 4 for p in probes)
-    assert capfd.readouterr().err.count("loading model") == 3  # final + two epochs
+    assert capfd.readouterr().err.count("loading model") == 2  # final + epoch 1 (epoch 2 == final)
 
     again = evaluate.run(study, model_artifact, tmp_path / "eval2")
     assert "loading model" not in capfd.readouterr().err

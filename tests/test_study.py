@@ -35,14 +35,23 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     assert "| arc_challenge |" in report and "| openbookqa |" in report
     html = (out / "report" / "report.html").read_text()
     assert "data:image/png;base64," in html and "<img" in html
-    img = matplotlib.image.imread(out / "report" / "figures" / "score_vs_ratio.png")
-    assert img.shape[0] > 200 and img.shape[1] > 200
+    # the smoke study exercises every figure of the paper (Figs. 2-6)
+    figures = {p.name for p in (out / "report" / "figures").glob("*.png")}
+    assert figures == {"score_vs_ratio.png", "train_loss.png", "mmlu_subjects.png", "score_vs_epoch.png",
+                       "recovery.png"}
+    for name in figures:
+        img = matplotlib.image.imread(out / "report" / "figures" / name)
+        assert img.shape[0] > 200 and img.shape[1] > 200, name
 
     analysis = json.loads((out / "analysis" / "analysis.json").read_text())
     assert analysis["ratios"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     arc = analysis["table"]["arc_challenge"]
     assert arc["abs"] == pytest.approx(arc["scores"]["0"] - arc["scores"]["1"])
     assert analysis["recovery"][0]["from_ratio"] == 1.0
+    # per-epoch scores (evaluate.per_epoch over train.save_every_epoch checkpoints) for every ratio
+    scores = json.loads((out / "eval" / "cr_050" / "scores.json").read_text())
+    assert sorted(scores["epochs"]) == ["1", "2"]
+    assert set(scores["epochs"]["1"]) == {"arc_challenge", "openbookqa", "mmlu"}
 
     # every artifact is intact and chained to its parents
     for art in [out / "ingest", out / "pairs", out / "splits", *sorted((out / "train").iterdir()),

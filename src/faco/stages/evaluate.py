@@ -75,8 +75,12 @@ class Checkpoint:
 
 
 def checkpoint_hash(manifest: dict[str, Any], prefix: str) -> str:
-    """sha256 over the (path, sha256) of the manifest's files under `prefix` (the checkpoint's files)."""
-    files = sorted((k, v) for k, v in manifest["files"].items() if k.startswith(prefix))
+    """sha256 over the (path inside the checkpoint, sha256) of the manifest's files under `prefix`.
+
+    Paths are relative to the checkpoint, so identical weights saved twice (the last epoch's checkpoint
+    and the final model) share one hash and are scored once.
+    """
+    files = sorted((k.removeprefix(prefix), v) for k, v in manifest["files"].items() if k.startswith(prefix))
     if not files:
         raise FacoError(f"model artifact lists no files under {prefix!r}")
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()
@@ -295,7 +299,7 @@ def run(study: Study, model_dir: Path, out: Path) -> Path:
         log(f"evaluate: per_epoch is set but {model_dir} has no {CHECKPOINTS}/epoch_N/")
     m = model_manifest["meta"]
     meta: dict[str, Any] = {k: m[k] for k in ("ratio", "tag", "start_ratio") if k in m}
-    tag = str(meta.get("tag", ""))
+    tag = model_dir.name  # the model's name in logs: cr_050, recovery_from_cr_100
     with _offline_env(cfg.offline), \
             artifacts.artifact_dir(out, KIND, [model_dir], study.section_hash("evaluate"), meta) as tmp, \
             tempfile.TemporaryDirectory(prefix="faco-tasks-") as tasks_dir:
@@ -303,7 +307,8 @@ def run(study: Study, model_dir: Path, out: Path) -> Path:
         scores: dict[str, Any] = evaluator.score(final, tag)
         if epochs:
             scores["epochs"] = {
-                str(n): {b: e["score"] for b, e in evaluator.score(ck, f"{tag} epoch {n}").items()}
+                str(n): {b: e["score"] for b, e in
+                         (scores if ck.digest == final.digest else evaluator.score(ck, f"{tag} epoch {n}")).items()}
                 for n, ck in epochs.items()
             }
             for ck in epochs.values():
