@@ -1,4 +1,12 @@
-"""Evaluate component: a Model -> an evaluation artifact, with each benchmark's score as a Metric."""
+"""Evaluate components: a Model -> an evaluation artifact, with each benchmark's score as a Metric.
+
+`evaluate_untrusted` is the same step for configs whose evaluation runs model-written code; the
+pipelines give its pod the no-network label and no Secrets. It is a separate component, not a
+flag, so that its executor never shares a name with `evaluate`'s: kfp 2.17 merges the Kubernetes
+settings of nested pipelines' executors by name before it renames colliding ones
+(`_merge_deployment_spec` calls `merge_platform_specs` inside its renaming loop), so same-named
+executors in two nested pipelines would swap Secrets and labels. No upstream issue found.
+"""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Metrics, Model, Output
@@ -10,10 +18,19 @@ from faco import images
 def evaluate(config_yaml: str, model: Input[Model], evaluation: Output[Artifact], metrics: Output[Metrics]):
     from pathlib import Path
 
-    from faco.config import parse_config
-    from faco.kfp_glue import scores
-    from faco.stages import evaluate as stage
+    from faco.kfp_glue import evaluate_model
 
-    out = stage.run(parse_config(config_yaml, "config_yaml"), Path(model.path), Path(evaluation.path))
-    for bench, score in scores(out).items():
+    for bench, score in evaluate_model(config_yaml, Path(model.path), Path(evaluation.path)).items():
+        metrics.log_metric(bench, score)
+
+
+@dsl.component(base_image=images.TRAIN.ref, install_kfp_package=False)
+def evaluate_untrusted(config_yaml: str, model: Input[Model], evaluation: Output[Artifact],
+                       metrics: Output[Metrics]):
+    """`evaluate` for evaluations that run model-written code (faco's sandbox, no network)."""
+    from pathlib import Path
+
+    from faco.kfp_glue import evaluate_model
+
+    for bench, score in evaluate_model(config_yaml, Path(model.path), Path(evaluation.path)).items():
         metrics.log_metric(bench, score)

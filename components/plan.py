@@ -9,17 +9,22 @@ from faco import images
 
 @dsl.component(base_image=images.CPU.ref, install_kfp_package=False)
 def plan(config_yaml: str, ratios: list, overrides: list) -> NamedTuple(  # type: ignore[valid-type]
-    "PlanOutputs", config_yaml=str, recovery=bool
+    "PlanOutputs", config_yaml=str, recovery=bool, untrusted_code=bool
 ):
-    """Fail fast on a bad config; every later task gets the resolved config text."""
+    """Fail fast on a bad config; every later task gets the resolved config text.
+
+    `untrusted_code`: evaluation runs model-written code, so the pipeline takes the branch whose
+    evaluate tasks carry the no-network pod label.
+    """
     from typing import NamedTuple
 
     from faco.kfp_glue import plan as make_plan
 
     p = make_plan(config_yaml, ratios, overrides)
     # KFP's multi-output form: the NamedTuple is built inside, the component's source travels alone
-    outputs = NamedTuple("PlanOutputs", config_yaml=str, recovery=bool)  # type: ignore[misc] # noqa: UP014
-    return outputs(p.config_yaml, p.recovery)  # type: ignore[call-arg]
+    outputs = NamedTuple(  # type: ignore[misc] # noqa: UP014
+        "PlanOutputs", config_yaml=str, recovery=bool, untrusted_code=bool)
+    return outputs(p.config_yaml, p.recovery, p.untrusted_code)  # type: ignore[call-arg]
 
 
 @dsl.component(base_image=images.CPU.ref, install_kfp_package=False)

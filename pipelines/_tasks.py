@@ -8,7 +8,7 @@ from __future__ import annotations
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from faco.k8s.settings import ClusterSettings, SecretRef
+from faco.k8s.settings import UNTRUSTED_CODE_LABEL, ClusterSettings, SecretRef
 
 
 def secrets(task: PipelineTask, *refs: SecretRef) -> PipelineTask:
@@ -50,12 +50,20 @@ def trainer(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
     return secrets(task, s.secrets.huggingface, s.secrets.s3)
 
 
-def evaluator(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
-    """An evaluation task: `eval_gpus` GPUs (0: CPU), the shared cache on the PVC."""
+def evaluator(task: PipelineTask, s: ClusterSettings, *, untrusted_code: bool = False) -> PipelineTask:
+    """An evaluation task: `eval_gpus` GPUs (0: CPU), the shared cache on the PVC.
+
+    `untrusted_code`: the task (`evaluate_untrusted`) runs model-written code, so its pod carries
+    the label that the `isolate-untrusted-code` NetworkPolicies select (no egress beyond what
+    KFP's own launcher needs) and gets no Secrets.
+    """
     if s.eval_gpus:
         _on_gpu_nodes(task, s, s.eval_gpus)
     task.set_cpu_request(s.eval_cpu).set_memory_request(s.eval_memory)
     _checkpoints(task, s)
+    if untrusted_code:
+        kubernetes.add_pod_label(task, label_key=UNTRUSTED_CODE_LABEL, label_value="true")
+        return task
     return secrets(task, s.secrets.huggingface, s.secrets.s3)
 
 

@@ -1,7 +1,9 @@
 """The corruption study: ingest -> generate -> corrupt -> per ratio [train -> evaluate] -> analyze -> report.
 
 With `train.recovery` in the config, the model of `from_ratio` is also retrained on the clean
-split and evaluated, and that run joins the analysis.
+split and evaluated, and that run joins the analysis. When evaluation runs model-written code
+(`plan`'s `untrusted_code`), the grid's variant whose evaluate tasks carry the no-network pod
+label runs instead (a pod label is fixed at compile time, the config arrives at run time).
 """
 
 from kfp import dsl
@@ -10,7 +12,7 @@ from kfp.dsl.graph_component import GraphComponent
 
 from components.analyze import analyze
 from components.corrupt import corrupt
-from components.evaluate import evaluate
+from components.evaluate import evaluate, evaluate_untrusted
 from components.generate import generate
 from components.ingest import ingest
 from components.launch_training_job import launch_training_job
@@ -24,7 +26,7 @@ from pipelines import _tasks
 NAME = "faco-corruption-study"
 
 
-def build_finish(s: ClusterSettings) -> GraphComponent:
+def build_finish(s: ClusterSettings, untrusted_code: bool = False) -> GraphComponent:
     """Fan-in: analyze and report, with the recovery run first when the config asks for it.
 
     A nested pipeline, because a `dsl.Collected` list of artifacts consumed inside a `dsl.If`
@@ -33,12 +35,15 @@ def build_finish(s: ClusterSettings) -> GraphComponent:
     with conditions in https://github.com/kubeflow/pipelines/issues/10050.
     """
 
-    @dsl.pipeline(name="faco-analyze-and-report")
+    evaluator = evaluate_untrusted if untrusted_code else evaluate
+
+    @dsl.pipeline(name="faco-analyze-and-report" + ("-isolated" if untrusted_code else ""))
     def finish(config_yaml: str, recovery: bool, splits: Dataset, evaluations: list[Artifact],
                models: list[Model]):
         with dsl.If(recovery == True):  # noqa: E712 - a KFP condition, not a Python test
             rec = _tasks.trainer(recover(config_yaml=config_yaml, splits=splits, models=models), s)
-            rec_eval = _tasks.evaluator(evaluate(config_yaml=config_yaml, model=rec.outputs["model"]), s)
+            rec_eval = _tasks.evaluator(evaluator(config_yaml=config_yaml, model=rec.outputs["model"]), s,
+                                        untrusted_code=untrusted_code)
             with_rec = _tasks.light(analyze(
                 config_yaml=config_yaml, evaluations=evaluations, models=models,
                 recovery_evaluation=rec_eval.outputs["evaluation"], recovery_model=rec.outputs["model"],
@@ -51,16 +56,17 @@ def build_finish(s: ClusterSettings) -> GraphComponent:
     return finish
 
 
-def build_grid(s: ClusterSettings) -> GraphComponent:
-    """Per ratio [train -> evaluate], then the fan-in.
+def build_grid(s: ClusterSettings, untrusted_code: bool = False) -> GraphComponent:
+    """Per ratio [train -> evaluate], then the fan-in; `untrusted_code`: evaluate tasks get the no-network label.
 
     A nested pipeline iterating over its own input: in kfp.local (2.17), inside a ParallelFor over
     a task's output, other task-output arguments receive the loop item instead of their value
     (no upstream issue found; the symptom of the long-fixed https://github.com/kubeflow/pipelines/issues/2943).
     """
-    finish = build_finish(s)
+    finish = build_finish(s, untrusted_code)
+    evaluator = evaluate_untrusted if untrusted_code else evaluate
 
-    @dsl.pipeline(name="faco-ratio-grid")
+    @dsl.pipeline(name="faco-ratio-grid" + ("-isolated" if untrusted_code else ""))
     def grid(config_yaml: str, ratios: list[float], recovery: bool, splits: Dataset):
         # no `name=` on ParallelFor: it breaks dsl.Collected on the backend
         # (https://github.com/kubeflow/pipelines/issues/13239)
@@ -71,7 +77,8 @@ def build_grid(s: ClusterSettings) -> GraphComponent:
                     image=images.TRAIN.ref, unique=dsl.PIPELINE_TASK_ID_PLACEHOLDER), s)
             else:
                 tr = _tasks.trainer(train(config_yaml=config_yaml, splits=splits, ratio=ratio), s)
-            ev = _tasks.evaluator(evaluate(config_yaml=config_yaml, model=tr.outputs["model"]), s)
+            ev = _tasks.evaluator(evaluator(config_yaml=config_yaml, model=tr.outputs["model"]), s,
+                                  untrusted_code=untrusted_code)
         finish(config_yaml=config_yaml, recovery=recovery, splits=splits,
                evaluations=dsl.Collected(ev.outputs["evaluation"]), models=dsl.Collected(tr.outputs["model"]))
 
@@ -81,7 +88,7 @@ def build_grid(s: ClusterSettings) -> GraphComponent:
 def build(s: ClusterSettings | None = None) -> GraphComponent:
     """The corruption-study pipeline for these cluster settings."""
     s = s or ClusterSettings()
-    grid = build_grid(s)
+    grid, isolated_grid = build_grid(s), build_grid(s, untrusted_code=True)
 
     @dsl.pipeline(name=NAME, description="FACO corruption study: share of false SFT data vs scores.")
     def corruption_study(config_yaml: str, ratios: list[float] = [], overrides: list[str] = []):  # noqa: B006
@@ -94,6 +101,9 @@ def build(s: ClusterSettings | None = None) -> GraphComponent:
                                s.secrets.openai)
         splits = _tasks.light(corrupt(config_yaml=cfg, pairs=pairs.outputs["pairs"]), s).outputs["splits"]
         ratio_list = _tasks.light(ratio_grid(config_yaml=cfg), s).output
-        grid(config_yaml=cfg, ratios=ratio_list, recovery=p.outputs["recovery"], splits=splits)
+        with dsl.If(p.outputs["untrusted_code"] == True):  # noqa: E712 - a KFP condition
+            isolated_grid(config_yaml=cfg, ratios=ratio_list, recovery=p.outputs["recovery"], splits=splits)
+        with dsl.Else():
+            grid(config_yaml=cfg, ratios=ratio_list, recovery=p.outputs["recovery"], splits=splits)
 
     return corruption_study

@@ -4,7 +4,7 @@ from kfp import dsl
 from kfp.dsl import Dataset, Model
 from kfp.dsl.graph_component import GraphComponent
 
-from components.evaluate import evaluate
+from components.evaluate import evaluate, evaluate_untrusted
 from components.plan import plan
 from components.train import train_from
 from faco.k8s.settings import ClusterSettings
@@ -28,6 +28,9 @@ def build(s: ClusterSettings | None = None) -> GraphComponent:
         splits = dsl.importer(artifact_uri=splits_uri, artifact_class=Dataset, reimport=False)
         tr = _tasks.trainer(
             train_from(config_yaml=cfg, splits=splits.output, start=start.output, ratio=ratio), s)
-        _tasks.evaluator(evaluate(config_yaml=cfg, model=tr.outputs["model"]), s)
+        with dsl.If(p.outputs["untrusted_code"] == True):  # noqa: E712 - a KFP condition
+            _tasks.evaluator(evaluate_untrusted(config_yaml=cfg, model=tr.outputs["model"]), s, untrusted_code=True)
+        with dsl.Else():
+            _tasks.evaluator(evaluate(config_yaml=cfg, model=tr.outputs["model"]), s)
 
     return recovery

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,39 @@ def test_sweep_cells_cross_grids_and_seeds() -> None:
     assert cells[1] == {"ratios": [0.0, 1.0], "overrides": ["train.epochs=1", "train.seed=1"]}
     with pytest.raises(ConfigError):
         sweep_cells([], [0])
+
+
+def policy_labels() -> dict[str, dict[str, str]]:
+    """manifest -> the pod labels its `isolate-untrusted-code` NetworkPolicy selects, read from manifests/."""
+    out = {}
+    for path in sorted((ROOT / "manifests").rglob("networkpolicy.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"] == "isolate-untrusted-code":
+                out[str(path.relative_to(ROOT))] = doc["spec"]["podSelector"]["matchLabels"]
+    return out
+
+
+@pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
+def test_code_executing_evaluation_carries_the_policy_label(name: str) -> None:
+    """The label the committed pipeline sets on evaluate pods is the one both NetworkPolicies select."""
+    selected = policy_labels()
+    assert set(selected) == {"manifests/base/networkpolicy.yaml", "manifests/kubeflow-profile/networkpolicy.yaml"}
+    (label,) = {json.dumps(v, sort_keys=True) for v in selected.values()}  # both select the same label
+    path = ROOT / "pipelines" / f"{name}.yaml"
+    args = {ex: e["container"]["args"] for ex, e in executors(path).items() if "container" in e}
+    functions = {ex: a[a.index("--function_to_execute") + 1] for ex, a in args.items() if "--function_to_execute" in a}
+    labelled = {ex: k8s for ex, k8s in platform(path).items() if "podMetadata" in k8s}
+    assert labelled, f"{name}: no task carries the untrusted-code label"
+    for ex, k8s in labelled.items():
+        assert json.dumps(k8s["podMetadata"]["labels"], sort_keys=True) == label, ex
+        assert "secretAsEnv" not in k8s, f"{ex}: model-written code runs there, so no Secrets"
+    assert {ex for ex, f in functions.items() if f == "evaluate_untrusted"} == set(labelled)
+    # the plain branch evaluates the same models
+    assert sum(f == "evaluate" for f in functions.values()) == len(labelled)
+
+
+def test_plan_says_when_evaluation_runs_model_code() -> None:
+    assert not plan(SMOKE).untrusted_code
+    code = plan(SMOKE, overrides=['evaluate.benchmarks=[{"name": "humaneval", "limit": 2}]',
+                                  "evaluate.allow_code_execution=true"])
+    assert code.untrusted_code

@@ -17,16 +17,20 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from faco.k8s.settings import UNTRUSTED_CODE_LABEL as UNTRUSTED
+
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
 SCHEMAS = Path(__file__).parent / "data" / "k8s-schemas"
-KUSTOMIZATIONS = ["base", "base/examples", "base/trainer-runtime", "overlays/dev-minio", "overlays/production"]
+KUSTOMIZATIONS = ["base", "base/examples", "base/trainer-runtime", "overlays/dev-minio", "overlays/production",
+                  "kubeflow-profile"]
+#: Kustomizations for the Kubeflow profile namespace (where pipeline steps run), not for `faco`.
+PROFILE = "kubeflow-profile"
 K8S_VERSION = "1.32.0"
 CRDS = {("kubeflow.org", "PyTorchJob"): "kubeflow.org_pytorchjobs.yaml",
         ("trainer.kubeflow.org", "TrainJob"): "trainer.kubeflow.org_trainjobs.yaml",
         # the namespaced TrainingRuntime has the ClusterTrainingRuntime's spec
         ("trainer.kubeflow.org", "TrainingRuntime"): "trainer.kubeflow.org_clustertrainingruntimes.yaml"}
-UNTRUSTED = "faco.dev/executes-untrusted-code"
 
 KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) is not installed")
@@ -82,10 +86,12 @@ def test_every_object_validates(rendered: tuple[str, list[dict[str, Any]]]) -> N
 
 
 def test_objects_live_in_the_faco_namespace(rendered: tuple[str, list[dict[str, Any]]]) -> None:
-    _, objects = rendered
+    rel, objects = rendered
+    namespace = yaml.safe_load((MANIFESTS / PROFILE / "kustomization.yaml").read_text())["namespace"] \
+        if rel == PROFILE else "faco"
     for obj in objects:
         if obj["kind"] != "Namespace":
-            assert obj["metadata"].get("namespace") == "faco", obj["metadata"]["name"]
+            assert obj["metadata"].get("namespace") == namespace, obj["metadata"]["name"]
         assert not obj["kind"].startswith("Cluster"), "namespaced objects only"
 
 
@@ -145,6 +151,24 @@ def test_untrusted_code_pods_have_no_network() -> None:
     (policy,) = [p for p in policies if p["spec"]["podSelector"]["matchLabels"].get(UNTRUSTED) == "true"]
     assert set(policy["spec"]["policyTypes"]) == {"Egress", "Ingress"}
     assert policy["spec"].get("egress", []) == [] and policy["spec"].get("ingress", []) == []
+
+
+@needs_kubectl
+def test_untrusted_code_pipeline_steps_reach_only_kfp() -> None:
+    """In the profile namespace: no ingress; egress only to DNS, KFP's namespace and one API-server address."""
+    (policy,) = [o for o in render(PROFILE) if o["kind"] == "NetworkPolicy"]
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {UNTRUSTED: "true"}}
+    assert set(spec["policyTypes"]) == {"Egress", "Ingress"} and spec["ingress"] == []
+    peers = []
+    for rule in spec["egress"]:
+        assert rule.get("ports"), "every egress rule names its ports"
+        for peer in rule["to"]:
+            if "ipBlock" in peer:
+                assert peer["ipBlock"]["cidr"].endswith("/32"), peer  # one address, never the internet
+            else:
+                peers.append(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+    assert sorted(peers) == ["kube-system", "kubeflow"]
 
 
 @needs_kubectl

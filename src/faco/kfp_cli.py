@@ -7,6 +7,8 @@ source checkout (`pipelines/`, `components/`), so these functions need one.
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,30 +45,62 @@ def build(name: str, settings: ClusterSettings | None = None) -> Any:
 
 
 def compile_all(out_dir: Path | None = None, settings: ClusterSettings | None = None) -> list[Path]:
-    """Compile every pipeline to `<out_dir>/<name>.yaml` (default: the checkout's pipelines/)."""
+    """Compile every pipeline to `<out_dir>/<name>.yaml` (default: the checkout's pipelines/).
+
+    Compiles in a child process on protobuf's pure-Python backend, so the YAML is the same on
+    every run: kfp 2.17 renames colliding components of nested pipelines in protobuf-map order
+    (`_merge_component_spec`), which the default upb backend randomises per process, and the
+    sweep (a study holding two ratio-grid variants, inside a loop) has such collisions. No
+    upstream issue found.
+    """
+    out = (out_dir or checkout() / "pipelines").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    code = ("import sys; from pathlib import Path; from faco.kfp_cli import compile_here; "
+            "from faco.k8s.settings import ClusterSettings; "
+            "compile_here(Path(sys.argv[1]), ClusterSettings.model_validate_json(sys.argv[2]))")
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    done = subprocess.run([sys.executable, "-c", code, str(out), (settings or ClusterSettings()).model_dump_json()],
+                          cwd=checkout(), env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise FacoError(f"compiling the pipelines failed:\n{done.stderr[-4000:]}")
+    return [out / f"{name}.yaml" for name in PIPELINES]
+
+
+def compile_here(out: Path, settings: ClusterSettings) -> None:
+    """Compile every pipeline into `out` in this process (see `compile_all`)."""
     from kfp import compiler
 
-    out = out_dir or checkout() / "pipelines"
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
     for name in PIPELINES:
-        path = out / f"{name}.yaml"
-        compiler.Compiler().compile(build(name, settings), str(path))
-        paths.append(path)
-    return paths
+        compiler.Compiler().compile(build(name, settings), str(out / f"{name}.yaml"))
 
 
 def run_local(config_path: Path, ratios: list[float] | None = None, overrides: list[str] | None = None,
               pipeline_root: Path = Path("kfp-local")) -> Path:
     """Run the corruption study with kfp.local in this environment; returns the report directory."""
-    from kfp import local
-
     text = config_path.read_text()
     parse_config(text, str(config_path), overrides)  # fail here, not in a task, on a bad config
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root.resolve()))
-    # kfp.local raises when a task fails (raise_on_error defaults to True)
-    build("corruption_study")(config_yaml=text, ratios=list(ratios or []), overrides=list(overrides or []))
+    run_pipeline_local("corruption_study", {"config_yaml": text, "ratios": list(ratios or []),
+                                            "overrides": list(overrides or [])}, pipeline_root)
     return report_dir(pipeline_root.resolve())
+
+
+def run_pipeline_local(name: str, arguments: dict[str, Any], pipeline_root: Path = Path("kfp-local")) -> Path:
+    """Run pipeline `name` (a key of PIPELINES) with kfp.local in this environment; returns its run directory.
+
+    Every component runs as a subprocess of this virtual environment; Kubernetes settings (GPUs,
+    volumes, Secrets, labels) are ignored. Raises when a task fails.
+    """
+    from kfp import local
+
+    root = pipeline_root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.iterdir())
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    build(name)(**arguments)  # kfp.local raises when a task fails (raise_on_error defaults to True)
+    new = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
+    if not new:
+        raise FacoError(f"kfp.local wrote no run under {root}")
+    return new[-1]
 
 
 def report_dir(pipeline_root: Path) -> Path:

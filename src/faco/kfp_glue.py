@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from faco import artifacts
 from faco.config import Study, parse_config
 from faco.errors import ConfigError
+from faco.progress import log
 
 
 class Plan(NamedTuple):
@@ -22,6 +23,23 @@ class Plan(NamedTuple):
     ratios: list[float]
     recovery: bool
     from_ratio: float
+    untrusted_code: bool
+
+
+def untrusted_code(study: Study) -> bool:
+    """Whether evaluation runs model-written code: a code benchmark with `allow_code_execution`."""
+    from faco.evaluation.suite import suite
+
+    cfg = study.evaluate
+    return cfg.allow_code_execution and any(suite()[b.name].code_execution for b in cfg.benchmarks)
+
+
+def hub_benchmarks(study: Study) -> list[str]:
+    """Benchmarks whose data evaluation downloads from the hub (not an offline twin)."""
+    from faco.evaluation.suite import suite
+    from faco.evaluation.tasks import uses_twin
+
+    return [b.name for b in study.evaluate.benchmarks if not uses_twin(suite()[b.name], study.evaluate.offline)]
 
 
 def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[str] | None = None) -> Plan:
@@ -31,8 +49,21 @@ def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[st
         extra.append(f"corrupt.ratios={json.dumps([float(r) for r in ratios])}")
     study = parse_config(config_yaml, "config_yaml", extra)
     rec = study.train.recovery
+    isolated = untrusted_code(study)
+    downloads = hub_benchmarks(study) if isolated else []
+    if downloads:
+        log(f"evaluation runs model-written code, so its pods carry the no-network label; on a cluster that "
+            f"enforces the isolate-untrusted-code NetworkPolicy, {', '.join(downloads)} cannot be downloaded "
+            "there (evaluate.offline: true, or a warm HF cache; docs/deploy.md)")
     return Plan(study, study.to_yaml(), list(study.corrupt.ratios), rec is not None,
-                rec.from_ratio if rec else 1.0)
+                rec.from_ratio if rec else 1.0, isolated)
+
+
+def evaluate_model(config_yaml: str, model_dir: Path, out: Path) -> dict[str, float]:
+    """The evaluate stage on a model artifact; returns each benchmark's main score (for KFP Metrics)."""
+    from faco.stages import evaluate
+
+    return scores(evaluate.run(parse_config(config_yaml, "config_yaml"), model_dir, out))
 
 
 def scores(eval_dir: Path) -> dict[str, float]:

@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from faco.errors import ConfigError
 
+#: Pod label of pipeline tasks that run model-written code (HumanEval with
+#: `evaluate.allow_code_execution`). The NetworkPolicies `isolate-untrusted-code` in manifests/
+#: select it; tests compare the two.
+UNTRUSTED_CODE_LABEL = "faco.dev/executes-untrusted-code"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
