@@ -45,10 +45,12 @@ def _losses(path: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_two_processes_match_one(tmp_path: Path, root: Path, splits: Path, single: Path, stage: int) -> None:
-    out = tmp_path / f"zero{stage}"
-    done = _torchrun(root, splits, out, f"train.deepspeed=configs/deepspeed/zero{stage}.json",
+@pytest.mark.parametrize(("config", "stage"), [("zero2", 2), ("zero3", 3), ("zero3_offload", 3)])
+def test_two_processes_match_one(
+    tmp_path: Path, root: Path, splits: Path, single: Path, config: str, stage: int
+) -> None:
+    out = tmp_path / config
+    done = _torchrun(root, splits, out, f"train.deepspeed=configs/deepspeed/{config}.json",
                      "train.save_every_epoch=true")
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((out / "train_stats.json").read_text())
