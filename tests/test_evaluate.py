@@ -98,6 +98,7 @@ def test_epochs_probes_and_cache(
     assert scores["epochs"]["2"] == {"copa": scores["copa"]["score"]}
     probes = [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines()]
     assert [p["question"] for p in probes] == evaluate.default_probes()
+    assert {p["set"] for p in probes} == {"case_study"}
     assert all(isinstance(p["answer"], str) and p["max_new_tokens"] == 4 for p in probes)
     assert capfd.readouterr().err.count("loading model") == 2  # final + epoch 1 (epoch 2 == final)
 

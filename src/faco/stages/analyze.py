@@ -104,7 +104,8 @@ def probes(evals: list[Path]) -> list[dict[str, Any]]:
         meta = artifacts.read_manifest(path)["meta"]
         label = (f"recovered from {meta['start_ratio']:g}" if "start_ratio" in meta else f"{meta['ratio']:g}")
         for rec in _read_jsonl(path / "probes.jsonl"):
-            rows.append({"model": label, "question": rec["question"], "answer": rec["answer"]})
+            rows.append({"model": label, "set": rec.get("set", "custom"), "question": rec["question"],
+                         "answer": rec["answer"]})
     return rows
 
 

@@ -24,8 +24,9 @@ from faco import artifacts
 from faco.config import BenchmarkSpec, EvaluateConfig, Study
 from faco.errors import ConfigError, FacoError
 from faco.evaluation import sandbox
+from faco.evaluation.probes import probe_sets
 from faco.evaluation.suite import Benchmark, suite
-from faco.evaluation.tasks import OFFLINE_DIR, render_offline, task_name, uses_twin
+from faco.evaluation.tasks import HUB_DIR, OFFLINE_DIR, render_offline, task_name, uses_twin
 from faco.paths import TASKS_DIR, cache_dir, data_dir
 from faco.progress import log, track
 from faco.records import write_json
@@ -184,7 +185,8 @@ class Evaluator:
         import lm_eval
 
         versions: dict[str, Any] = {"lm_eval": lm_eval.__version__,
-                                    "helpers": _tree_hash(OFFLINE_DIR) if twins else None}
+                                    "helpers": _tree_hash(OFFLINE_DIR) if twins else None,
+                                    "hub": _tree_hash(HUB_DIR)}
         for bench in twins:
             name = task_name(bench, True)
             text = "".join(sorted(p.read_text() for p in self.tasks_dir.glob(f"{name}*.yaml")))
@@ -212,6 +214,7 @@ class Evaluator:
                 "score", ckpt.digest, task, shots, spec.model_dump(mode="json"), self.cfg.seed,
                 self.cfg.backend, self._versions.get(task), self._versions["lm_eval"],
                 self._versions["helpers"] if twin else None,
+                self._versions["hub"] if (HUB_DIR / f"{task}.yaml").is_file() else None,
             )
             entry = self.cache.get(key)
             if entry is None:
@@ -260,7 +263,9 @@ class Evaluator:
                              arguments=(p, {"until": until, "max_gen_toks": n, "do_sample": False}))
                     for q, p in zip(questions, prompts, strict=True)]
         answers = lm.generate_until(requests)
-        rows = [{"id": i, "question": q, "prompt": p, "answer": a, "max_new_tokens": n}
+        set_of = {q: name for name, qs in probe_sets().items() for q in qs}
+        rows = [{"id": i, "set": set_of.get(q, "custom"), "question": q, "prompt": p, "answer": a,
+                 "max_new_tokens": n}
                 for i, (q, p, a) in enumerate(zip(questions, prompts, answers, strict=True))]
         self.cache.put(key, rows)
         return rows

@@ -65,9 +65,10 @@ def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
                        f"{len(res['significantly_below'])} subjects with p < 0.05 listed)",
                        ["subject", "accuracy", "n", "p (below chance)"], rows))
     if a.get("probes"):
-        tables.append(("Case study: greedy answers to probe questions (paper Table 2)",
-                       ["model (CR)", "question", "answer"],
-                       [[p["model"], p["question"], " ".join(p["answer"].split())[:300]] for p in a["probes"]]))
+        tables.append(("Case study: greedy answers to probe questions (paper Table 2; misalignment probes: "
+                       "paper 001)", ["model (CR)", "probe set", "question", "answer"],
+                       [[p["model"], p.get("set", "custom"), p["question"], " ".join(p["answer"].split())[:300]]
+                        for p in a["probes"]]))
     det = a.get("corruption_detection_auroc", {})
     if det:
         epochs = sorted({e for v in det.values() for e in v}, key=int)
