@@ -1,53 +1,91 @@
-"""`dvc repro` in a fresh clone runs the smoke study offline; a second repro does no work."""
+"""`dvc repro` in a fresh clone runs the smoke study offline; a second repro does no work;
+`dvc exp run -S` sweeps the ratio grid that `dvc.yaml`'s foreach stages follow."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 
-@pytest.mark.slow
-def test_dvc_repro_fresh_clone(tmp_path: Path, root: Path) -> None:
+def fresh_clone(root: Path, clone: Path, params: dict[str, Any] | None = None) -> dict[str, str]:
+    """The working tree's tracked files as a new git repository (like a fresh `git clone`), with
+    `params` (section -> keys) merged into params.yaml before the commit; returns the env for dvc."""
     if not (root / ".git").exists():
         pytest.skip("needs a git checkout")
-    clone = tmp_path / "clone"
-    # a clone of the working tree as it is (tracked files), like a fresh `git clone`
     files = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
     for rel in filter(None, files.decode().split("\0")):
         src = root / rel
         if src.is_file():
             (clone / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, clone / rel)
+    if params:
+        merged = yaml.safe_load((clone / "params.yaml").read_text())
+        for section, values in params.items():
+            merged[section].update(values)
+        (clone / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(clone / "src")}
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"]):
+           "PYTHONPATH": str(clone / "src"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "clone"]):
         subprocess.run(cmd, cwd=clone, check=True, env=env)
-    params = yaml.safe_load((clone / "params.yaml").read_text())
-    params["corrupt"]["ratios"] = [0.0, 1.0]  # two models keep the test quick; the full grid is in test_study
-    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return env
 
-    first = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=clone, env=env, capture_output=True,
-                           text=True)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+
+def dvc(clone: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=clone, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_dvc_repro_fresh_clone(tmp_path: Path, root: Path) -> None:
+    clone = tmp_path / "clone"
+    # two models keep the test quick; the full grid is in test_study
+    env = fresh_clone(root, clone, {"corrupt": {"ratios": [0.0, 1.0]}})
+
+    first = dvc(clone, env, "repro")
     assert "Running stage 'train@1'" in first.stdout or "Running stage 'train@1.0'" in first.stdout
     assert (clone / "artifacts" / "report" / "report.md").is_file()
     assert (clone / "reports" / "metrics.json").is_file()
 
-    second = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=clone, env=env, capture_output=True,
-                            text=True)
-    assert second.returncode == 0
+    second = dvc(clone, env, "repro")
     assert "Running stage" not in second.stdout
-    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=clone, env=env, capture_output=True,
-                            text=True)
-    assert "Data and pipelines are up to date" in status.stdout
+    assert "Data and pipelines are up to date" in dvc(clone, env, "status").stdout
+    assert "pearson_r" in dvc(clone, env, "metrics", "show", "--json").stdout
 
-    metrics = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=clone, env=env,
-                             capture_output=True, text=True)
-    assert "pearson_r" in metrics.stdout
+
+#: The cheapest study that still runs every stage: few rows, one epoch, four documents.
+TINY = {"ingest": {"per_source_cap": 4},
+        "train": {"epochs": 1, "save_every_epoch": False},
+        "evaluate": {"benchmarks": [{"name": "arc_challenge", "shots": 0, "limit": 4}], "per_epoch": False}}
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_sweeps_the_ratio_grid(tmp_path: Path, root: Path) -> None:
+    """`-S` overrides params.yaml for one experiment; the foreach stages follow the new grid."""
+    clone = tmp_path / "clone"
+    env = fresh_clone(root, clone, TINY)  # the committed grid stays the smoke config's five ratios
+    run = dvc(clone, env, "exp", "run", "-n", "cr-ends", "-S", "corrupt.ratios=[0.0,1.0]")
+    trained = sorted(line.split("'")[1] for line in run.stdout.splitlines() if line.startswith("Running stage 'train@"))
+    assert trained == ["train@0.0", "train@1.0"], run.stdout[-2000:]
+
+    shown = json.loads(dvc(clone, env, "exp", "show", "--json").stdout)
+    (baseline,) = [r for r in shown if r["rev"] != "workspace"]  # the one commit; experiments hang below it
+    (exp,) = [e for e in baseline["experiments"] or [] if e["name"] == "cr-ends"]
+    (data,) = [r["data"] for r in exp["revs"]]
+    assert data["params"]["params.yaml"]["data"]["corrupt"]["ratios"] == [0.0, 1.0]
+    metrics = data["metrics"]["reports/metrics.json"]
+    assert "error" not in metrics, metrics  # read from the experiment, not from the workspace
+    assert all("pearson_r" in m for m in metrics["data"].values()), metrics
+    # the workspace holds the experiment's results; the committed params are untouched in git
+    committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=clone, env=env, capture_output=True,
+                               text=True, check=True).stdout
+    assert yaml.safe_load(committed)["corrupt"]["ratios"] == [0.0, 0.25, 0.5, 0.75, 1.0]

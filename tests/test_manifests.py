@@ -286,3 +286,11 @@ def test_workflows_keep_cluster_work_out_of_ci() -> None:
     assert submit["environment"] == "production" and submit["needs"] == "images"
     images_job = json.dumps(release["jobs"]["images"])
     assert "secrets.KFP" not in images_job and "docker/Dockerfile.train" in images_job
+
+
+def test_ci_renders_every_kustomization() -> None:
+    """The CI manifests job renders (and checkov-scans) the same kustomizations these tests do."""
+    (step,) = [s for s in yaml.safe_load((ROOT / ".github/workflows/ci.yml").read_text())["jobs"]["manifests"]["steps"]
+               if s.get("name") == "Render every kustomization"]
+    loop = next(line for line in step["run"].splitlines() if line.strip().startswith("for k in"))
+    assert loop.split(" in ", 1)[1].split(";")[0].split() == KUSTOMIZATIONS
