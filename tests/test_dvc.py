@@ -60,6 +60,11 @@ def test_dvc_repro_fresh_clone(tmp_path: Path, root: Path) -> None:
     assert "Running stage" not in second.stdout
     assert "Data and pipelines are up to date" in dvc(clone, env, "status").stdout
     assert "pearson_r" in dvc(clone, env, "metrics", "show", "--json").stdout
+    (plot,) = json.loads(dvc(clone, env, "plots", "show", "--json").stdout)["data"]["reports/scores.csv"]
+    assert plot["content"]["encoding"]["color"]["field"] == "benchmark"  # faco's template: a line per benchmark
+    rows = plot["content"]["data"]["values"]
+    assert {(r["benchmark"], float(r["corruption_ratio"])) for r in rows} >= {("arc_challenge", 0.0),
+                                                                            ("arc_challenge", 1.0)}
 
 
 #: The cheapest study that still runs every stage: few rows, one epoch, four documents.
