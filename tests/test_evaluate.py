@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from faco import artifacts
 from faco.config import ModelSpec, Study, load_config
 from faco.errors import ConfigError
+from faco.evaluation import hf_cache
 from faco.evaluation.probes import probe_sets
 from faco.evaluation.suite import suite
 from faco.evaluation.tasks import HUB_DIR, lm_eval_tasks_dir, render_offline
@@ -216,3 +219,73 @@ def test_hans_task_scores_three_way_predictions_as_two_labels(model_artifact: Pa
     assert ent in (0.0, 1.0) and non in (0.0, 1 / 3, 2 / 3, 1.0)
     assert acc == pytest.approx((ent + 3 * non) / 4)
     assert {got[f"acc_non_entailment_{h}"] for h in ("lexical_overlap", "subsequence", "constituent")} <= {0.0, 1.0}
+
+
+def _with_data(study: Study, data: Path) -> Study:
+    return study.model_copy(update={"ingest": study.ingest.model_copy(update={"data_dir": str(data)})})
+
+
+def test_prefetched_benchmarks_are_read_offline_from_the_artifact(
+    model_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefetch the twins' datasets into a fresh artifact, then garble their source JSON (same path and
+    mtime, which is how `datasets` recognises a local file it has prepared): evaluation with the
+    artifact, hub and datasets offline, scores exactly as on the intact files; without it, it fails."""
+    import datasets
+    from datasets.exceptions import DatasetGenerationError
+
+    names = ["copa", "piqa"]
+    data = tmp_path / "data"
+    for name in names:
+        shutil.copytree(ROOT / "data" / "benchmarks" / name, data / "benchmarks" / name)
+    study = _with_data(_study([{"name": n, "shots": 1, "limit": 4} for n in names], probes=[], cache=False), data)
+    with hf_cache.use_cache(tmp_path / "baseline-cache", offline=True):
+        baseline = json.loads((evaluate.run(study, model_artifact, tmp_path / "e0") / "scores.json").read_text())
+
+    fetched = evaluate.prefetch(study, tmp_path / "benchmarks")
+    manifest = artifacts.read_manifest(fetched)
+    assert manifest["kind"] == evaluate.PREFETCH_KIND and manifest["meta"]["tasks"] == ["faco_copa", "faco_piqa"]
+    assert {tuple(d["data_files"]) for d in manifest["meta"]["datasets"]} == {
+        ("benchmarks/copa/train.jsonl", "benchmarks/copa/validation.jsonl"),
+        ("benchmarks/piqa/validation.jsonl",)}
+    arrows = [f for f in manifest["files"] if f.startswith("hf_datasets/json/") and f.endswith(".arrow")]
+    assert len(arrows) == 3 and not any(f.endswith(".lock") for f in manifest["files"])
+
+    sources = sorted((data / "benchmarks").rglob("*.jsonl"))
+    for src in sources:
+        st = src.stat()
+        src.write_text("this is not JSON\n")
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with hf_cache.use_cache(tmp_path / "fresh-cache", offline=True), pytest.raises(DatasetGenerationError):
+        evaluate.run(study, model_artifact, tmp_path / "e-fresh")  # control: the garbled files are read
+
+    loads: list[tuple[str | None, str, bool]] = []
+    real_load = datasets.load_dataset
+
+    def spy(*args: object, **kwargs: object) -> object:
+        loads.append((os.environ.get("HF_DATASETS_OFFLINE"), str(datasets.config.HF_DATASETS_CACHE),
+                      datasets.config.HF_HUB_OFFLINE))
+        return real_load(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(datasets, "load_dataset", spy)
+    for var in hf_cache.OFFLINE_VARS:  # online outside evaluation, so what the spy sees is evaluate's doing
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    before = datasets.config.HF_DATASETS_CACHE
+    out = evaluate.run(study, model_artifact, tmp_path / "e1", benchmarks=fetched)
+    assert before == datasets.config.HF_DATASETS_CACHE and not datasets.config.HF_HUB_OFFLINE
+    assert not any(var in os.environ for var in hf_cache.OFFLINE_VARS)
+    scores = json.loads((out / "scores.json").read_text())
+    assert {n: scores[n]["metrics"] for n in names} == {n: baseline[n]["metrics"] for n in names}
+    assert scores["copa"]["n"] == 4 and scores["piqa"]["n"] == 4
+    assert len(loads) >= 2
+    for offline, cache, hub_offline in loads:  # every load offline, from a private copy of the artifact
+        assert offline == "1" and hub_offline and "faco-hf-cache-" in cache and str(fetched) not in cache
+    assert artifacts.verify(fetched) == []  # reading wrote nothing into the artifact
+    parents = artifacts.read_manifest(out)["parents"]
+    assert [p["kind"] for p in parents] == ["model", evaluate.PREFETCH_KIND]
+    assert all(src.read_text() == "this is not JSON\n" for src in sources)
+
+    more = _with_data(_study([{"name": "copa", "limit": 2}, {"name": "winogrande", "limit": 2}], probes=[]), data)
+    with pytest.raises(ConfigError, match="lack faco_winogrande"):
+        evaluate.run(more, model_artifact, tmp_path / "e2", benchmarks=fetched)

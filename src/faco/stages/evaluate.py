@@ -3,6 +3,10 @@
 Writes `scores.json` ({bench: {task, shots, limit, domain, metrics, score, n[, subtasks]}}, plus
 `epochs: {N: {bench: score}}` with evaluate.per_epoch) and `probes.jsonl`. Results are cached by
 (checkpoint hash, task, settings) under `cache_dir()/eval`: an unchanged model is not loaded again.
+
+`prefetch` writes a `benchmarks` artifact, every configured benchmark's datasets in an HF datasets
+cache; `run(..., benchmarks=that)` reads them from there with the hub switched off, so evaluation
+needs no network (the no-egress pods that run model-written code).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import yaml
 from faco import artifacts
 from faco.config import BenchmarkSpec, EvaluateConfig, Study
 from faco.errors import ConfigError, FacoError
-from faco.evaluation import sandbox
+from faco.evaluation import hf_cache, sandbox
 from faco.evaluation.probes import probe_sets
 from faco.evaluation.suite import Benchmark, suite
 from faco.evaluation.tasks import HUB_DIR, OFFLINE_DIR, render_offline, task_name, uses_twin
@@ -33,6 +37,10 @@ from faco.records import write_json
 from faco.stages import train
 
 KIND = "eval"
+PREFETCH_KIND = "benchmarks"
+#: HF `evaluate` metrics that class-based lm-eval tasks load from the hub while scoring, not when built
+#: (lm-eval's squadv2 calls `evaluate.load("squad_v2")` in its aggregation).
+SCORING_METRICS: dict[str, tuple[str, ...]] = {"squadv2": ("squad_v2",)}
 CHECKPOINTS = "checkpoints"
 _EPOCH = re.compile(r"epoch_(\d+)")
 
@@ -195,6 +203,10 @@ class Evaluator:
                               *(_tree_hash(self.data / "benchmarks" / d) for d in dirs)]
         return versions
 
+    def task_names(self) -> list[str]:
+        """The lm-eval task of every configured benchmark, in config order."""
+        return [task_name(b, self.cfg.offline) for _, b in self.specs]
+
     def manager(self) -> Any:
         from lm_eval.tasks import TaskManager
 
@@ -288,8 +300,84 @@ def _offline_env(offline: bool) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def run(study: Study, model_dir: Path, out: Path) -> Path:
-    """Score the model artifact (and, with per_epoch, each epoch checkpoint) on every configured benchmark."""
+def _leaf_tasks(tasks: dict[Any, Any]) -> dict[str, Any]:
+    """task name -> Task of a `get_task_dict` result, groups (MMLU) flattened into their tasks."""
+    found: dict[str, Any] = {}
+    for key, value in tasks.items():
+        if isinstance(value, dict):
+            found.update(_leaf_tasks(value))
+        else:
+            found[str(key)] = value
+    return found
+
+
+def _dataset_ref(name: str, task: Any, data: Path) -> dict[str, Any]:
+    """What a task loads: `datasets.load_dataset(path, name, revision=…, data_files=…)`."""
+    kwargs = dict(getattr(task.config, "dataset_kwargs", None) or {})
+    files = kwargs.get("data_files") or {}
+    flat = [f for v in (files.values() if isinstance(files, dict) else [files])
+            for f in (v if isinstance(v, list) else [v])]
+    rel = sorted(Path(f).relative_to(data).as_posix() if Path(f).is_relative_to(data) else str(f) for f in flat)
+    return {"task": name, "path": task.DATASET_PATH, "name": task.DATASET_NAME,
+            "revision": kwargs.get("revision"), **({"data_files": rel} if rel else {})}
+
+
+def prefetch(study: Study, out: Path) -> Path:
+    """Materialise the datasets of every configured benchmark in an HF datasets cache artifact.
+
+    The tasks are built with lm-eval's own TaskManager and `get_task_dict`, set up exactly as `run`
+    sets them up, so the same dataset_path/name/revision are fetched (from the hub with
+    `evaluate.offline: false`, from the mirror's JSON for twins), plus the hub metrics of
+    SCORING_METRICS. The artifact holds `hf_datasets/` (prepared Arrow files; raw downloads and
+    locks dropped) and `hf_modules/`; its manifest meta lists the tasks and datasets.
+    """
+    cfg = study.evaluate
+    meta: dict[str, Any] = {"offline": cfg.offline}
+    with artifacts.artifact_dir(out, PREFETCH_KIND, [], study.section_hash("evaluate"), meta) as tmp, \
+            tempfile.TemporaryDirectory(prefix="faco-tasks-") as tasks_dir, \
+            hf_cache.use_cache(tmp, offline=cfg.offline):
+        from lm_eval.tasks import get_task_dict
+
+        evaluator = Evaluator(study, Path(tasks_dir))
+        names = evaluator.task_names()
+        log(f"prefetch: building {', '.join(names)} ({'offline twins' if cfg.offline else 'hub'})")
+        leaves = _leaf_tasks(get_task_dict(names, evaluator.manager()))
+        metrics = sorted({m for n in names for m in SCORING_METRICS.get(n, ())})
+        if metrics:
+            import evaluate as hf_evaluate
+
+            for metric in metrics:
+                hf_evaluate.load(metric)
+        hf_cache.prune(tmp)
+        meta.update(tasks=names, metrics=metrics,
+                    datasets=[_dataset_ref(n, t, evaluator.data) for n, t in sorted(leaves.items())])
+        log(f"prefetch: {len(leaves)} tasks, {len(metrics)} hub metrics -> {out}")
+    return out
+
+
+@contextmanager
+def _prefetched(study: Study, benchmarks: Path) -> Iterator[None]:
+    """Read benchmark data only from a `prefetch` artifact (a private working copy), offline."""
+    meta = artifacts.require(benchmarks, PREFETCH_KIND)["meta"]
+    cfg = study.evaluate
+    names = [task_name(suite()[s.name], cfg.offline) for s in cfg.benchmarks]
+    missing = [n for n in names if n not in meta.get("tasks", [])]
+    if missing:
+        raise ConfigError(
+            f"{benchmarks}: the prefetched benchmarks lack {', '.join(missing)}; prefetch with this "
+            "config (`faco benchmarks fetch`)"
+        )
+    log(f"evaluate: benchmark data from {benchmarks} (hub offline)")
+    with tempfile.TemporaryDirectory(prefix="faco-hf-cache-") as work, \
+            hf_cache.use_cache(hf_cache.working_copy(benchmarks, Path(work) / "cache"), offline=True):
+        yield
+
+
+def run(study: Study, model_dir: Path, out: Path, benchmarks: Path | None = None) -> Path:
+    """Score the model artifact (and, with per_epoch, each epoch checkpoint) on every configured benchmark.
+
+    `benchmarks`: a `prefetch` artifact to read every dataset from, with the hub switched off.
+    """
     model_manifest = artifacts.require(model_dir, train.KIND)
     cfg = study.evaluate
     needs_code = [s.name for s in cfg.benchmarks if suite()[s.name].code_execution]
@@ -305,8 +393,9 @@ def run(study: Study, model_dir: Path, out: Path) -> Path:
     m = model_manifest["meta"]
     meta: dict[str, Any] = {k: m[k] for k in ("ratio", "tag", "start_ratio") if k in m}
     tag = model_dir.name  # the model's name in logs: cr_050, recovery_from_cr_100
-    with _offline_env(cfg.offline), \
-            artifacts.artifact_dir(out, KIND, [model_dir], study.section_hash("evaluate"), meta) as tmp, \
+    parents = [model_dir] if benchmarks is None else [model_dir, benchmarks]
+    with _offline_env(cfg.offline) if benchmarks is None else _prefetched(study, benchmarks), \
+            artifacts.artifact_dir(out, KIND, parents, study.section_hash("evaluate"), meta) as tmp, \
             tempfile.TemporaryDirectory(prefix="faco-tasks-") as tasks_dir:
         evaluator = Evaluator(study, Path(tasks_dir))
         scores: dict[str, Any] = evaluator.score(final, tag)
