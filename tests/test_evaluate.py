@@ -289,3 +289,20 @@ def test_prefetched_benchmarks_are_read_offline_from_the_artifact(
     more = _with_data(_study([{"name": "copa", "limit": 2}, {"name": "winogrande", "limit": 2}], probes=[]), data)
     with pytest.raises(ConfigError, match="lack faco_winogrande"):
         evaluate.run(more, model_artifact, tmp_path / "e2", benchmarks=fetched)
+
+
+def test_cli_fetches_benchmarks_and_evaluates_from_them(model_artifact: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from faco.cli import app
+
+    config = ROOT / "configs" / "smoke.yaml"
+    sets = ["--set", 'evaluate.benchmarks=[{"name": "copa", "limit": 2, "shots": 0}]', "--set", "evaluate.probes=[]"]
+    fetched = tmp_path / "benchmarks"
+    result = CliRunner().invoke(app, ["benchmarks", "fetch", str(config), "--out", str(fetched), *sets])
+    assert result.exit_code == 0, result.output
+    assert artifacts.read_manifest(fetched)["meta"]["tasks"] == ["faco_copa"]
+    result = CliRunner().invoke(app, ["evaluate", str(config), "--model", str(model_artifact), "--out",
+                                      str(tmp_path / "eval"), "--benchmarks", str(fetched), *sets])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "eval" / "scores.json").read_text())["copa"]["n"] == 2

@@ -109,12 +109,14 @@ def train(
 @app.command()
 def evaluate(
     config: ConfigArg, out: OutOpt, model: Annotated[Path, typer.Option(help="model artifact")],
+    benchmarks: Annotated[Path | None, typer.Option(
+        help="benchmark data from `faco benchmarks fetch`: read from there, with the hub offline")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Score a model on the configured benchmarks (lm-evaluation-harness)."""
     from faco.stages import evaluate as stage
 
-    stage.run(_load(config, set_), model, out)
+    stage.run(_load(config, set_), model, out, benchmarks=benchmarks)
 
 
 @app.command()
@@ -154,6 +156,19 @@ def models_prepare() -> None:
     from faco.training.models import prepare_smollm2
 
     typer.echo(prepare_smollm2())
+
+
+benchmarks_app = typer.Typer(no_args_is_help=True, help="Benchmark data.")
+app.add_typer(benchmarks_app, name="benchmarks")
+
+
+@benchmarks_app.command("fetch")
+def benchmarks_fetch(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
+    """Download every configured benchmark's datasets into an artifact (an HF datasets cache) that
+    `faco evaluate --benchmarks` reads without network."""
+    from faco.stages import evaluate as stage
+
+    typer.echo(stage.prefetch(_load(config, set_), out))
 
 
 kfp_app = typer.Typer(no_args_is_help=True, help="Kubeflow Pipelines: compile, run locally, submit.")
