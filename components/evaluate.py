@@ -1,15 +1,17 @@
 """Evaluate components: a Model -> an evaluation artifact, with each benchmark's score as a Metric.
 
 `evaluate_untrusted` is the same step for configs whose evaluation runs model-written code; the
-pipelines give its pod the no-network label and no Secrets. It is a separate component, not a
-flag, so that its executor never shares a name with `evaluate`'s: kfp 2.17 merges the Kubernetes
-settings of nested pipelines' executors by name before it renames colliding ones
-(`_merge_deployment_spec` calls `merge_platform_specs` inside its renaming loop), so same-named
-executors in two nested pipelines would swap Secrets and labels. No upstream issue found.
+pipelines give its pod the no-network label and no Secrets, so it reads every benchmark dataset
+from the artifact of `prefetch_benchmarks`, which runs once before it, with network and no model.
+`evaluate_untrusted` is a separate component, not a flag, so that its executor never shares a
+name with `evaluate`'s: kfp 2.17 merges the Kubernetes settings of nested pipelines' executors by
+name before it renames colliding ones (`_merge_deployment_spec` calls `merge_platform_specs` inside
+its renaming loop), so same-named executors in two nested pipelines would swap Secrets and labels.
+No upstream issue found.
 """
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from faco import images
 
@@ -25,12 +27,24 @@ def evaluate(config_yaml: str, model: Input[Model], evaluation: Output[Artifact]
 
 
 @dsl.component(base_image=images.TRAIN.ref, install_kfp_package=False)
-def evaluate_untrusted(config_yaml: str, model: Input[Model], evaluation: Output[Artifact],
-                       metrics: Output[Metrics]):
-    """`evaluate` for evaluations that run model-written code (faco's sandbox, no network)."""
+def evaluate_untrusted(config_yaml: str, model: Input[Model], benchmarks: Input[Dataset],
+                       evaluation: Output[Artifact], metrics: Output[Metrics]):
+    """`evaluate` for evaluations that run model-written code (faco's sandbox, no network): the
+    benchmark datasets come from `benchmarks` (`prefetch_benchmarks`), read with the hub offline."""
     from pathlib import Path
 
     from faco.kfp_glue import evaluate_model
 
-    for bench, score in evaluate_model(config_yaml, Path(model.path), Path(evaluation.path)).items():
+    scores = evaluate_model(config_yaml, Path(model.path), Path(evaluation.path), Path(benchmarks.path))
+    for bench, score in scores.items():
         metrics.log_metric(bench, score)
+
+
+@dsl.component(base_image=images.CPU.ref, install_kfp_package=False)
+def prefetch_benchmarks(config_yaml: str, benchmarks: Output[Dataset]):
+    """Every configured benchmark's datasets (an HF datasets cache), fetched with network, no model."""
+    from pathlib import Path
+
+    from faco.kfp_glue import prefetch_benchmarks as fetch
+
+    fetch(config_yaml, Path(benchmarks.path))

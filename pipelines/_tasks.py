@@ -8,6 +8,7 @@ from __future__ import annotations
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from faco import images
 from faco.k8s.settings import UNTRUSTED_CODE_LABEL, ClusterSettings, SecretRef
 
 
@@ -21,9 +22,26 @@ def secrets(task: PipelineTask, *refs: SecretRef) -> PipelineTask:
     return task
 
 
+def restricted(task: PipelineTask) -> PipelineTask:
+    """Run the task's container as the images' non-root user (UID/GID 10001, runAsNonRoot).
+
+    kfp-kubernetes 2.17 sets only these identity fields, on the container's securityContext
+    (kubeflow/pipelines#12832, #12859); seccomp RuntimeDefault, no privilege escalation and dropped
+    capabilities are not settable from the SDK: a backend with kubeflow/pipelines#12782 applies them
+    to every task itself. Pod-level fields (fsGroup) are not exposed at all (docs/kubeflow.md).
+    """
+    return kubernetes.set_security_context(task, run_as_user=images.USER_ID, run_as_group=images.GROUP_ID,
+                                           run_as_non_root=True)
+
+
 def light(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
     """A CPU stage."""
-    return task.set_cpu_request(s.light_cpu).set_memory_request(s.light_memory)
+    return restricted(task.set_cpu_request(s.light_cpu).set_memory_request(s.light_memory))
+
+
+def fetcher(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """`prefetch_benchmarks`: light, with network and the hub token (gated datasets), no model."""
+    return secrets(light(task, s), s.secrets.huggingface)
 
 
 def _on_gpu_nodes(task: PipelineTask, s: ClusterSettings, gpus: int) -> PipelineTask:
@@ -47,7 +65,7 @@ def trainer(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
                                size_limit=s.shm_size)
     _checkpoints(task, s)
-    return secrets(task, s.secrets.huggingface, s.secrets.s3)
+    return secrets(restricted(task), s.secrets.huggingface, s.secrets.s3)
 
 
 def evaluator(task: PipelineTask, s: ClusterSettings, *, untrusted_code: bool = False) -> PipelineTask:
@@ -55,12 +73,13 @@ def evaluator(task: PipelineTask, s: ClusterSettings, *, untrusted_code: bool = 
 
     `untrusted_code`: the task (`evaluate_untrusted`) runs model-written code, so its pod carries
     the label that the `isolate-untrusted-code` NetworkPolicies select (no egress beyond what
-    KFP's own launcher needs) and gets no Secrets.
+    KFP's own launcher needs) and gets no Secrets; its benchmark data comes prefetched.
     """
     if s.eval_gpus:
         _on_gpu_nodes(task, s, s.eval_gpus)
     task.set_cpu_request(s.eval_cpu).set_memory_request(s.eval_memory)
     _checkpoints(task, s)
+    restricted(task)
     if untrusted_code:
         kubernetes.add_pod_label(task, label_key=UNTRUSTED_CODE_LABEL, label_value="true")
         return task

@@ -3,16 +3,19 @@
 With `train.recovery` in the config, the model of `from_ratio` is also retrained on the clean
 split and evaluated, and that run joins the analysis. When evaluation runs model-written code
 (`plan`'s `untrusted_code`), the grid's variant whose evaluate tasks carry the no-network pod
-label runs instead (a pod label is fixed at compile time, the config arrives at run time).
+label runs instead (a pod label is fixed at compile time, the config arrives at run time); those
+tasks have no network, so `prefetch_benchmarks` fetches the benchmark data once before the loop.
 """
 
+from typing import Any
+
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Model
+from kfp.dsl import Artifact, Dataset, Model, PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
 from components.analyze import analyze
 from components.corrupt import corrupt
-from components.evaluate import evaluate, evaluate_untrusted
+from components.evaluate import evaluate, evaluate_untrusted, prefetch_benchmarks
 from components.generate import generate
 from components.ingest import ingest
 from components.launch_training_job import launch_training_job
@@ -26,24 +29,29 @@ from pipelines import _tasks
 NAME = "faco-corruption-study"
 
 
+def _evaluate(s: ClusterSettings, config_yaml: Any, model: Any, benchmarks: Any = None) -> PipelineTask:
+    """`evaluate`; with prefetched `benchmarks`, `evaluate_untrusted` (no-network label, no Secrets)."""
+    if benchmarks is None:
+        return _tasks.evaluator(evaluate(config_yaml=config_yaml, model=model), s)
+    return _tasks.evaluator(evaluate_untrusted(config_yaml=config_yaml, model=model, benchmarks=benchmarks), s,
+                            untrusted_code=True)
+
+
 def build_finish(s: ClusterSettings, untrusted_code: bool = False) -> GraphComponent:
     """Fan-in: analyze and report, with the recovery run first when the config asks for it.
 
     A nested pipeline, because a `dsl.Collected` list of artifacts consumed inside a `dsl.If`
     does not compile in kfp 2.17 (TypeError in build_component_spec_for_group), while a
     condition inside a nested pipeline that receives the list does. Upstream tracks Collected
-    with conditions in https://github.com/kubeflow/pipelines/issues/10050.
+    with conditions in https://github.com/kubeflow/pipelines/issues/10050. The isolated variant
+    also takes the prefetched benchmark data its recovery evaluation reads.
     """
 
-    evaluator = evaluate_untrusted if untrusted_code else evaluate
-
-    @dsl.pipeline(name="faco-analyze-and-report" + ("-isolated" if untrusted_code else ""))
-    def finish(config_yaml: str, recovery: bool, splits: Dataset, evaluations: list[Artifact],
-               models: list[Model]):
+    def body(config_yaml: Any, recovery: Any, splits: Any, evaluations: Any, models: Any,
+             benchmarks: Any = None) -> None:
         with dsl.If(recovery == True):  # noqa: E712 - a KFP condition, not a Python test
             rec = _tasks.trainer(recover(config_yaml=config_yaml, splits=splits, models=models), s)
-            rec_eval = _tasks.evaluator(evaluator(config_yaml=config_yaml, model=rec.outputs["model"]), s,
-                                        untrusted_code=untrusted_code)
+            rec_eval = _evaluate(s, config_yaml, rec.outputs["model"], benchmarks)
             with_rec = _tasks.light(analyze(
                 config_yaml=config_yaml, evaluations=evaluations, models=models,
                 recovery_evaluation=rec_eval.outputs["evaluation"], recovery_model=rec.outputs["model"],
@@ -53,21 +61,33 @@ def build_finish(s: ClusterSettings, untrusted_code: bool = False) -> GraphCompo
             plain = _tasks.light(analyze(config_yaml=config_yaml, evaluations=evaluations, models=models), s)
             _tasks.light(report(config_yaml=config_yaml, analysis=plain.outputs["analysis"]), s)
 
+    if untrusted_code:
+        @dsl.pipeline(name="faco-analyze-and-report-isolated")
+        def finish_isolated(config_yaml: str, recovery: bool, splits: Dataset, evaluations: list[Artifact],
+                            models: list[Model], benchmarks: Dataset):
+            body(config_yaml, recovery, splits, evaluations, models, benchmarks)
+
+        return finish_isolated
+
+    @dsl.pipeline(name="faco-analyze-and-report")
+    def finish(config_yaml: str, recovery: bool, splits: Dataset, evaluations: list[Artifact],
+               models: list[Model]):
+        body(config_yaml, recovery, splits, evaluations, models)
+
     return finish
 
 
 def build_grid(s: ClusterSettings, untrusted_code: bool = False) -> GraphComponent:
-    """Per ratio [train -> evaluate], then the fan-in; `untrusted_code`: evaluate tasks get the no-network label.
+    """Per ratio [train -> evaluate], then the fan-in; `untrusted_code`: evaluate tasks get the
+    no-network label and read the benchmark data prefetched before the loop (input `benchmarks`).
 
     A nested pipeline iterating over its own input: in kfp.local (2.17), inside a ParallelFor over
     a task's output, other task-output arguments receive the loop item instead of their value
     (no upstream issue found; the symptom of the long-fixed https://github.com/kubeflow/pipelines/issues/2943).
     """
     finish = build_finish(s, untrusted_code)
-    evaluator = evaluate_untrusted if untrusted_code else evaluate
 
-    @dsl.pipeline(name="faco-ratio-grid" + ("-isolated" if untrusted_code else ""))
-    def grid(config_yaml: str, ratios: list[float], recovery: bool, splits: Dataset):
+    def body(config_yaml: Any, ratios: Any, recovery: Any, splits: Any, benchmarks: Any = None) -> None:
         # no `name=` on ParallelFor: it breaks dsl.Collected on the backend
         # (https://github.com/kubeflow/pipelines/issues/13239)
         with dsl.ParallelFor(ratios) as ratio:
@@ -77,10 +97,22 @@ def build_grid(s: ClusterSettings, untrusted_code: bool = False) -> GraphCompone
                     image=images.TRAIN.ref, unique=dsl.PIPELINE_TASK_ID_PLACEHOLDER), s)
             else:
                 tr = _tasks.trainer(train(config_yaml=config_yaml, splits=splits, ratio=ratio), s)
-            ev = _tasks.evaluator(evaluator(config_yaml=config_yaml, model=tr.outputs["model"]), s,
-                                  untrusted_code=untrusted_code)
-        finish(config_yaml=config_yaml, recovery=recovery, splits=splits,
-               evaluations=dsl.Collected(ev.outputs["evaluation"]), models=dsl.Collected(tr.outputs["model"]))
+            ev = _evaluate(s, config_yaml, tr.outputs["model"], benchmarks)
+        fan_in = {"config_yaml": config_yaml, "recovery": recovery, "splits": splits,
+                  "evaluations": dsl.Collected(ev.outputs["evaluation"]), "models": dsl.Collected(tr.outputs["model"])}
+        finish(**fan_in) if benchmarks is None else finish(**fan_in, benchmarks=benchmarks)
+
+    if untrusted_code:
+        @dsl.pipeline(name="faco-ratio-grid-isolated")
+        def grid_isolated(config_yaml: str, ratios: list[float], recovery: bool, splits: Dataset,
+                          benchmarks: Dataset):
+            body(config_yaml, ratios, recovery, splits, benchmarks)
+
+        return grid_isolated
+
+    @dsl.pipeline(name="faco-ratio-grid")
+    def grid(config_yaml: str, ratios: list[float], recovery: bool, splits: Dataset):
+        body(config_yaml, ratios, recovery, splits)
 
     return grid
 
@@ -102,7 +134,10 @@ def build(s: ClusterSettings | None = None) -> GraphComponent:
         splits = _tasks.light(corrupt(config_yaml=cfg, pairs=pairs.outputs["pairs"]), s).outputs["splits"]
         ratio_list = _tasks.light(ratio_grid(config_yaml=cfg), s).output
         with dsl.If(p.outputs["untrusted_code"] == True):  # noqa: E712 - a KFP condition
-            isolated_grid(config_yaml=cfg, ratios=ratio_list, recovery=p.outputs["recovery"], splits=splits)
+            # benchmark data fetched once, with network, for the no-network evaluate tasks
+            data = _tasks.fetcher(prefetch_benchmarks(config_yaml=cfg), s).outputs["benchmarks"]
+            isolated_grid(config_yaml=cfg, ratios=ratio_list, recovery=p.outputs["recovery"], splits=splits,
+                          benchmarks=data)
         with dsl.Else():
             grid(config_yaml=cfg, ratios=ratio_list, recovery=p.outputs["recovery"], splits=splits)
 

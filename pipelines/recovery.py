@@ -4,7 +4,7 @@ from kfp import dsl
 from kfp.dsl import Dataset, Model
 from kfp.dsl.graph_component import GraphComponent
 
-from components.evaluate import evaluate, evaluate_untrusted
+from components.evaluate import evaluate, evaluate_untrusted, prefetch_benchmarks
 from components.plan import plan
 from components.train import train_from
 from faco.k8s.settings import ClusterSettings
@@ -29,7 +29,9 @@ def build(s: ClusterSettings | None = None) -> GraphComponent:
         tr = _tasks.trainer(
             train_from(config_yaml=cfg, splits=splits.output, start=start.output, ratio=ratio), s)
         with dsl.If(p.outputs["untrusted_code"] == True):  # noqa: E712 - a KFP condition
-            _tasks.evaluator(evaluate_untrusted(config_yaml=cfg, model=tr.outputs["model"]), s, untrusted_code=True)
+            data = _tasks.fetcher(prefetch_benchmarks(config_yaml=cfg), s).outputs["benchmarks"]  # with network
+            _tasks.evaluator(evaluate_untrusted(config_yaml=cfg, model=tr.outputs["model"], benchmarks=data), s,
+                             untrusted_code=True)
         with dsl.Else():
             _tasks.evaluator(evaluate(config_yaml=cfg, model=tr.outputs["model"]), s)
 

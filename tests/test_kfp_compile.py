@@ -150,6 +150,43 @@ def test_code_executing_evaluation_carries_the_policy_label(name: str) -> None:
     assert sum(f == "evaluate" for f in functions.values()) == len(labelled)
 
 
+@pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
+def test_isolated_evaluation_reads_benchmarks_prefetched_once_with_network(name: str) -> None:
+    """One `prefetch_benchmarks` task (network, hub token, no label) runs in the code-executing branch
+    outside any loop, and every no-network evaluate task takes its output as input `benchmarks`."""
+    path = ROOT / "pipelines" / f"{name}.yaml"
+    spec = docs(path)[0]
+    args = {ex: e["container"]["args"] for ex, e in executors(path).items() if "container" in e}
+    functions = {ex: a[a.index("--function_to_execute") + 1] for ex, a in args.items() if "--function_to_execute" in a}
+    (fetch,) = [ex for ex, f in functions.items() if f == "prefetch_benchmarks"]
+    k8s = platform(path)[fetch]
+    assert "podMetadata" not in k8s and [e["secretName"] for e in k8s["secretAsEnv"]] == ["faco-hf"]
+    assert executors(path)[fetch]["container"]["image"] == images.CPU.ref  # no GPU, no model
+    dags = {c: comp["dag"]["tasks"] for c, comp in spec["components"].items() if "dag" in comp}
+    dags["root"] = spec["root"]["dag"]["tasks"]
+    (home,) = [c for c, tasks in dags.items() if "prefetch-benchmarks" in tasks]
+    assert not home.startswith("comp-for-loop")  # once per run, not per ratio
+    untrusted = [t for tasks in dags.values() for t in tasks.values()
+                 if t["componentRef"]["name"].startswith("comp-evaluate-untrusted")]
+    assert untrusted and all("benchmarks" in t["inputs"]["artifacts"] for t in untrusted)
+    for t in untrusted:
+        comp = spec["components"][t["componentRef"]["name"]]
+        assert comp["inputDefinitions"]["artifacts"]["benchmarks"]["artifactType"]["schemaTitle"] == "system.Dataset"
+
+
+@pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
+def test_every_task_runs_as_the_images_non_root_user(name: str) -> None:
+    """What kfp-kubernetes 2.17 can set (docs/kubeflow.md): UID/GID 10001 and runAsNonRoot on every
+    container task; importers are no containers of ours."""
+    path = ROOT / "pipelines" / f"{name}.yaml"
+    containers = {ex for ex, e in executors(path).items() if "container" in e}
+    assert containers
+    for ex in containers:
+        context = platform(path)[ex]["securityContext"]
+        assert context == {"runAsUser": str(images.USER_ID), "runAsGroup": str(images.GROUP_ID),
+                           "runAsNonRoot": True}, ex
+
+
 def test_plan_says_when_evaluation_runs_model_code() -> None:
     assert not plan(SMOKE).untrusted_code
     code = plan(SMOKE, overrides=['evaluate.benchmarks=[{"name": "humaneval", "limit": 2}]',

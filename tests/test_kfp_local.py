@@ -66,8 +66,9 @@ def test_recovery_pipeline_runs_locally(tmp_path: Path) -> None:
         "config_yaml": text, "model_uri": str(corrupted), "splits_uri": str(base / "splits"), "ratio": 0.0,
         "overrides": overrides}, tmp_path / "kfp")
     outputs = executor_outputs(run)
-    # the code-executing branch ran (its pods carry the no-network label on a cluster), not the plain one
-    assert "evaluate-untrusted" in outputs and "evaluate" not in outputs
+    # the code-executing branch ran (its pods carry the no-network label on a cluster), not the plain one,
+    # reading the benchmark data that prefetch-benchmarks fetched before it
+    assert "evaluate-untrusted" in outputs and "evaluate" not in outputs and "prefetch-benchmarks" in outputs
     assert yaml.safe_load(outputs["plan"]["parameterValues"]["config_yaml"])["evaluate"]["allow_code_execution"]
     model = next(run.rglob("train-from/model"))
     meta = json.loads((model / "manifest.json").read_text())["meta"]
@@ -75,6 +76,8 @@ def test_recovery_pipeline_runs_locally(tmp_path: Path) -> None:
     scores = outputs["evaluate-untrusted"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert set(scores) == {"arc_challenge", "humaneval"} and all(0.0 <= v <= 1.0 for v in scores.values())
     evaluation = next(run.rglob("evaluate-untrusted/evaluation"))
+    parents = json.loads((evaluation / "manifest.json").read_text())["parents"]
+    assert [p["kind"] for p in parents] == ["model", "benchmarks"]
     assert lineage.verify(str(evaluation), search=[base]) == 0  # back through the imported model to the sources
 
 

@@ -52,18 +52,28 @@ def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[st
     isolated = untrusted_code(study)
     downloads = hub_benchmarks(study) if isolated else []
     if downloads:
-        log(f"evaluation runs model-written code, so its pods carry the no-network label; on a cluster that "
-            f"enforces the isolate-untrusted-code NetworkPolicy, {', '.join(downloads)} cannot be downloaded "
-            "there (evaluate.offline: true, or a warm HF cache; docs/deploy.md)")
+        log(f"evaluation runs model-written code, so its pods carry the no-network label; {', '.join(downloads)} "
+            "are downloaded beforehand by prefetch_benchmarks and read offline there (docs/kubeflow.md)")
     return Plan(study, study.to_yaml(), list(study.corrupt.ratios), rec is not None,
                 rec.from_ratio if rec else 1.0, isolated)
 
 
-def evaluate_model(config_yaml: str, model_dir: Path, out: Path) -> dict[str, float]:
-    """The evaluate stage on a model artifact; returns each benchmark's main score (for KFP Metrics)."""
+def evaluate_model(config_yaml: str, model_dir: Path, out: Path, benchmarks: Path | None = None
+                   ) -> dict[str, float]:
+    """The evaluate stage on a model artifact; returns each benchmark's main score (for KFP Metrics).
+
+    `benchmarks`: a `prefetch_benchmarks` artifact; every dataset is then read from it, offline.
+    """
     from faco.stages import evaluate
 
-    return scores(evaluate.run(parse_config(config_yaml, "config_yaml"), model_dir, out))
+    return scores(evaluate.run(parse_config(config_yaml, "config_yaml"), model_dir, out, benchmarks=benchmarks))
+
+
+def prefetch_benchmarks(config_yaml: str, out: Path) -> Path:
+    """Every configured benchmark's datasets in an HF datasets cache artifact (needs network for hub tasks)."""
+    from faco.stages import evaluate
+
+    return evaluate.prefetch(parse_config(config_yaml, "config_yaml"), out)
 
 
 def scores(eval_dir: Path) -> dict[str, float]:
