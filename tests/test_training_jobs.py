@@ -301,3 +301,20 @@ def test_checkov_passes_on_generated_job_pods(tmp_path: Path, monkeypatch: pytes
     deploy = (ROOT / "docs/deploy.md").read_text()
     for check_id in skipped:
         assert check_id in deploy, f"{check_id} skipped but not documented in docs/deploy.md"
+
+
+def test_hand_run_examples_run_the_builders_command() -> None:
+    """manifests/base/examples run exactly what `jobs.build` gives their pods: `torchrun … -m faco.training.launch`."""
+    study = Path("/mnt/checkpoints/studies/faco-paper")
+    args = train_args(study / "params.yaml", study / "artifacts/splits", 0.5, study / "artifacts/train/cr_0.5", None,
+                      study / "work/cr_0.5")
+    examples = ROOT / "manifests/base/examples"
+    pytorchjob = yaml.safe_load((examples / "pytorchjob-multinode.yaml").read_text())
+    built = jobs.build(jobs.TrainJobRequest("x", "faco", "img", args), settings(2, "PyTorchJob"))
+    for role, replica in pytorchjob["spec"]["pytorchReplicaSpecs"].items():
+        (container,) = replica["template"]["spec"]["containers"]
+        (expected,) = built["spec"]["pytorchReplicaSpecs"][role]["template"]["spec"]["containers"]
+        assert container["command"] == expected["command"], role
+    trainjob = yaml.safe_load((examples / "trainjob-multinode.yaml").read_text())
+    built = jobs.build(jobs.TrainJobRequest("x", "faco", "img", args), settings(2, "TrainJob"))
+    assert trainjob["spec"]["trainer"]["command"] == built["spec"]["trainer"]["command"]
