@@ -306,3 +306,16 @@ def test_cli_fetches_benchmarks_and_evaluates_from_them(model_artifact: Path, tm
                                       str(tmp_path / "eval"), "--benchmarks", str(fetched), *sets])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "eval" / "scores.json").read_text())["copa"]["n"] == 2
+
+
+def test_use_cache_switches_an_already_imported_datasets_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """`datasets` read HF_HUB_OFFLINE at import; use_cache still turns a hub load into an offline cache lookup."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    with hf_cache.use_cache(tmp_path, offline=True):
+        assert tmp_path.resolve() / hf_cache.DATASETS == datasets.config.HF_DATASETS_CACHE
+        with pytest.raises(ConnectionError, match="OfflineModeIsEnabled"):  # not cached there, and no network tried
+            datasets.load_dataset("allenai/ai2_arc", "ARC-Challenge")
+    assert datasets.config.HF_HUB_OFFLINE is False
