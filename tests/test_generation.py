@@ -23,7 +23,7 @@ from faco.errors import ConfigError
 from faco.generation.backends import ChainRequest, Completion, TemplateBackend, get_backend
 from faco.generation.cache import ChainCache
 from faco.generation.openai_backend import OpenAIBackend, backoff, retry_after
-from faco.generation.pairs import build_pairs, mentions
+from faco.generation.pairs import build_pairs, leaks, mentions
 from faco.generation.runner import GenerationError, Generator
 from faco.records import PairRecord, RejectRecord, SourceRecord, read_jsonl
 from faco.stages import generate, ingest
@@ -295,3 +295,18 @@ def test_template_backend_is_not_cached(tmp_path: Path) -> None:
     gen = Generator(TemplateBackend(), cache)
     gen.generate(requests(3))
     assert len(cache) == 0 and gen.ledger.paid == 3
+
+
+def test_options_the_question_names_are_not_leaks() -> None:
+    """Winogrande's sentence holds both candidates: a false chain restating it must not be rejected."""
+    st = make_study(cap=8, sources=[{"name": "winogrande", "split": "validation"}])
+    recs, _ = ingest.load_source(st, st.ingest.sources[0])
+    recs = ingest.sample(recs, 8, 0, "winogrande")
+    assert all(mentions(r.question, r.answer) for r in recs)
+    pairs, rejects = build_pairs(recs, Generator(TemplateBackend(), None), GenerateConfig())
+    assert len(pairs) == 8 and not rejects
+    assert all(p.false.answer != p.answer for p in pairs)
+    # where the question does not name it, naming the correct answer still is a leak
+    csqa = records(1)[0]
+    assert not mentions(csqa.question, csqa.answer)
+    assert leaks(csqa, f"Clearly the answer is {csqa.answer}.") and not leaks(csqa, "No option fits.")

@@ -26,6 +26,15 @@ def mentions(text: str, answer: str) -> bool:
     return bool(needle) and re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", normalise(text)) is not None
 
 
+def leaks(rec: SourceRecord, false_reasoning: str) -> bool:
+    """Whether a false chain names the correct option of a multiple-choice record.
+
+    Where the question itself names the correct option (Winogrande's sentence holds both candidates,
+    a number may appear in a math question), naming it reveals nothing, so that does not count.
+    """
+    return rec.kind == "mc" and mentions(false_reasoning, rec.answer) and not mentions(rec.question, rec.answer)
+
+
 def false_choice(rec: SourceRecord, seed: int) -> int:
     """A seeded random incorrect option of a multiple-choice record."""
     assert rec.answer_index is not None
@@ -163,7 +172,7 @@ def build_pairs(
                 else:
                     it.false_index, it.false_reply = parsed
                     it.false_answer = it.rec.choices[it.false_index]
-            elif it.rec.kind == "mc" and mentions(out.text, it.rec.answer):
+            elif leaks(it.rec, out.text):
                 retry.append(it)
             else:
                 it.false_reply = out.text
