@@ -16,7 +16,7 @@ console = Console(stderr=True)
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate with a progress bar on a terminal, a start/end line otherwise."""
     if not sys.stderr.isatty():
-        console.print(f"faco: {description} …", markup=False, highlight=False)
+        console.print(f"faco: {description} …", markup=False, highlight=False, soft_wrap=True)
         yield from items
         return
     with Progress(
@@ -27,4 +27,5 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
 
 def log(message: str) -> None:
-    console.print(f"faco: {message}", markup=False, highlight=False)
+    """One `faco: ...` line on stderr, never wrapped (logs stay greppable)."""
+    console.print(f"faco: {message}", markup=False, highlight=False, soft_wrap=True)
