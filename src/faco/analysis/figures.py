@@ -196,7 +196,7 @@ def per_subject_vs_chance(
     ax.axvline(chance, color="red", linewidth=1.5, label=f"chance ({chance:.0%})", zorder=2)
     ax.set_yticks([pos[s] for s in subjects], [s.replace("_", " ") for s in subjects], fontsize=7)
     ax.set_ylim(-0.8, len(subjects) - 0.2)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(-0.02, 1.02)  # dots at 0 and 1 stay whole
     ax.set_xlabel("accuracy")
     ax.set_title("Per-subject accuracy vs random guessing")
     ax.grid(alpha=0.3, axis="x")
