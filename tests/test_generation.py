@@ -310,3 +310,17 @@ def test_options_the_question_names_are_not_leaks() -> None:
     csqa = records(1)[0]
     assert not mentions(csqa.question, csqa.answer)
     assert leaks(csqa, f"Clearly the answer is {csqa.answer}.") and not leaks(csqa, "No option fits.")
+
+
+def test_step_labels_are_not_leaks() -> None:
+    """A step-by-step false chain's "Step 4:" does not name the answer "4"; saying it does."""
+    rec = SourceRecord.model_validate({
+        "id": "aqua_rat:93", "source": "aqua_rat", "domain": "reasoning", "kind": "mc",
+        "question": "A fair coin is tossed 6 times. If heads appears on the first 2 tosses, then what is the "
+                    "total number of heads we would expect after all 6 tosses.",
+        "choices": ["2", "3", "4", "5", "6"], "answer": "4", "answer_index": 2})
+    chain = "Step 1: Two heads are already in.\nStep 2: Each later toss adds a head.\nStep 3: So 6.\nStep 4: 6."
+    assert not leaks(rec, chain)
+    assert leaks(rec, chain + "\nStep 5: Strictly speaking, 4 is expected.")
+    pairs, rejects = build_pairs([rec], Generator(TemplateBackend(), None), GenerateConfig())
+    assert len(pairs) == 1 and not rejects

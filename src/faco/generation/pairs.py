@@ -26,13 +26,19 @@ def mentions(text: str, answer: str) -> bool:
     return bool(needle) and re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", normalise(text)) is not None
 
 
+_STEP_LABEL = re.compile(r"(?im)^\s*step\s+\d+\s*[:.)]")
+
+
 def leaks(rec: SourceRecord, false_reasoning: str) -> bool:
     """Whether a false chain names the correct option of a multiple-choice record.
 
     Where the question itself names the correct option (Winogrande's sentence holds both candidates,
-    a number may appear in a math question), naming it reveals nothing, so that does not count.
+    a number may appear in a math question), naming it reveals nothing, so that does not count; nor
+    do the chain's own step labels ("Step 4:" is not the answer "4").
     """
-    return rec.kind == "mc" and mentions(false_reasoning, rec.answer) and not mentions(rec.question, rec.answer)
+    if rec.kind != "mc" or mentions(rec.question, rec.answer):
+        return False
+    return mentions(_STEP_LABEL.sub("", false_reasoning), rec.answer)
 
 
 def false_choice(rec: SourceRecord, seed: int) -> int:
