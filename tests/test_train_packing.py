@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 import torch
 
@@ -60,6 +63,16 @@ def test_pack_fills_sequences_without_exceeding_capacity() -> None:
     assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
     assert all(sum(lengths[i] for i in row) <= 256 for row in rows)
     assert len(rows) == 4
+
+
+def test_pack_spreads_examples_evenly_over_the_fewest_sequences() -> None:
+    lengths = [random.Random(i).randint(60, 256) for i in range(80)]
+    rows = pack(lengths, 768)
+    loads = sorted(sum(lengths[i] for i in row) for row in rows)
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert len(rows) <= math.ceil(sum(lengths) / 768) + 1 and loads[-1] <= 768  # best fit: near the bound
+    # even fill: however the sequences are batched and padded to the longest, >= 95 % real tokens
+    assert sum(loads) / (len(rows) * loads[-1]) >= 0.95, loads
 
 
 def test_per_sample_loss_packed_equals_unpacked(tiny: tuple) -> None:

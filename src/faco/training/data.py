@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,8 +59,8 @@ class Collator:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
-    """Group example indices into sequences of at most `capacity` tokens (best-fit decreasing)."""
+def _best_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Best-fit decreasing: few sequences, each example into the fullest one it fits."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     rows: list[list[int]] = []
     free: list[tuple[int, int]] = []  # (tokens left, row), sorted
@@ -74,6 +75,30 @@ def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
             left -= lengths[i]
         bisect.insort(free, (left, row))
     return rows
+
+
+def _even_fill(lengths: Sequence[int], capacity: int, n_rows: int) -> list[list[int]] | None:
+    """`n_rows` sequences filled evenly (longest example first, into the emptiest sequence);
+    None when an example fits in none of them."""
+    rows: list[list[int]] = [[] for _ in range(n_rows)]
+    heap = [(0, r) for r in range(n_rows)]  # (tokens used, row); heap[0] is the emptiest
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        used, row = heap[0]
+        if used + lengths[i] > capacity:
+            return None
+        rows[row].append(i)
+        heapq.heapreplace(heap, (used + lengths[i], row))
+    return [row for row in rows if row]
+
+
+def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Group example indices into sequences of at most `capacity` tokens.
+
+    Best-fit decreasing finds how few sequences suffice; the examples are then spread evenly over
+    that many (when they fit), so a batch of sequences padded to its longest wastes little.
+    """
+    fewest = _best_fit(lengths, capacity)
+    return _even_fill(lengths, capacity, len(fewest)) or fewest
 
 
 def packed_row(examples: Sequence[Example]) -> dict[str, list[int]]:
