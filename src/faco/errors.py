@@ -1,12 +1,31 @@
-"""Errors that reach users as one clear line."""
+"""Errors that reach users as one clear line, and the exit code each one gets.
+
+Exit codes (the CLI contract, docs/failure-model.md):
+0 success · 1 internal error · 2 usage error · 3 config error · 4 bad input or artifact ·
+5 verification failed (tampering, missing files, broken lineage) · 6 output busy (another run holds
+the lock) · 130 interrupted (Ctrl-C).
+"""
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_INPUT = 4
+EXIT_VERIFY = 5
+EXIT_BUSY = 6
+EXIT_INTERRUPTED = 130
 
 
 class FacoError(Exception):
     """Base class: the message is shown to the user as it is, on one line."""
 
+    exit_code = EXIT_INPUT
+
 
 class ConfigError(FacoError):
     """A study config is malformed or names something that does not exist."""
+
+    exit_code = EXIT_CONFIG
 
 
 class RecordError(FacoError):
@@ -14,4 +33,16 @@ class RecordError(FacoError):
 
 
 class ArtifactError(FacoError):
-    """An artifact directory is missing, incomplete, or fails verification."""
+    """An artifact directory is missing, incomplete, or not of the expected kind."""
+
+
+class VerificationError(ArtifactError):
+    """An artifact or its lineage fails verification (hash mismatch, missing file or parent)."""
+
+    exit_code = EXIT_VERIFY
+
+
+class BusyError(FacoError):
+    """Another live faco process holds the lock on this output."""
+
+    exit_code = EXIT_BUSY
