@@ -23,7 +23,7 @@ from faco.config import Study, load_config
 from faco.records import TrainRecord, read_jsonl
 from faco.stages import corrupt, generate, ingest, train
 from faco.training.data import encode
-from faco.training.loop import batch_plan
+from faco.training.loop import batch_plan, warmup_steps
 from faco.training.models import load_base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +59,9 @@ def plain_trainer(study: Study, records: list[TrainRecord], out: Path) -> tuple[
     per_device, accumulation = batch_plan(cfg, 1)
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
-        num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, logging_steps=1, save_strategy="no",
+        num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=warmup_steps(cfg, len(rows), per_device, accumulation, 1, cfg.epochs),
+        weight_decay=cfg.weight_decay, logging_steps=1, save_strategy="no",
         report_to=[], seed=cfg.seed, data_seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
         remove_unused_columns=False,
     )

@@ -170,6 +170,40 @@ class RecoveryConfig(Section):
     epochs: int = Field(default=1, ge=1)
 
 
+# train keys renamed to their TrainingArguments names (an old key is a one-line error naming the new one)
+RENAMED_TRAIN_KEYS = {"lr_scheduler": "lr_scheduler_type", "gradient_checkpointing": "activation_checkpointing"}
+
+# TrainingArguments faco sets itself (refused in train.trainer_args), with where each comes from
+FACO_TRAINER_ARGS = {
+    "output_dir": "the stage's work directory",
+    "num_train_epochs": "train.epochs",
+    "learning_rate": "train.learning_rate",
+    "lr_scheduler_type": "train.lr_scheduler_type",
+    "warmup_steps": "train.warmup_ratio x the optimizer steps",
+    "weight_decay": "train.weight_decay",
+    "activation_checkpointing": "train.activation_checkpointing",
+    "gradient_checkpointing": "train.activation_checkpointing",
+    "max_grad_norm": "train.max_grad_norm",
+    "optim": "train.optim",
+    "report_to": "train.report_to",
+    "per_device_train_batch_size": "train.per_device_batch_size",
+    "gradient_accumulation_steps": "train.global_batch_size / per-device batch x world size",
+    "logging_steps": "every step, for loss.jsonl",
+    "save_strategy": "train.checkpoint_steps",
+    "save_steps": "train.checkpoint_steps",
+    "save_total_limit": "one resumable checkpoint",
+    "seed": "train.seed",
+    "data_seed": "train.seed",
+    "bf16": "train.precision",
+    "fp16": "train.precision",
+    "use_cpu": "the machine",
+    "deepspeed": "train.deepspeed",
+    "dataloader_num_workers": "in-process collation",
+    "remove_unused_columns": "faco's collators",
+    "disable_tqdm": "the main process shows progress",
+}
+
+
 class TrainConfig(Section):
     model: ModelSpec
     epochs: int = Field(default=1, ge=1)
@@ -178,8 +212,19 @@ class TrainConfig(Section):
     per_device_batch_size: int = Field(default=8, ge=1)
     max_seq_len: int = Field(default=512, ge=16)
     weight_decay: float = Field(default=0.0, ge=0.0)
-    warmup_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
-    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="share of the optimizer steps spent warming up (linear)"
+    )
+    lr_scheduler_type: str = "cosine"
+    activation_checkpointing: bool = Field(default=False, description="recompute activations in backward (less memory)")
+    max_grad_norm: float = Field(default=1.0, ge=0.0, description="gradient clipping; 0 disables it")
+    optim: str = "adamw_torch_fused"
+    report_to: str | list[str] = Field(
+        default="none", description="experiment trackers the Trainer logs to (tensorboard, mlflow, ...)"
+    )
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict, description="further transformers TrainingArguments, passed through"
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     deepspeed: str | None = Field(default=None, description="DeepSpeed config file, e.g. configs/deepspeed/zero2.json")
     seed: int = 0
@@ -191,6 +236,31 @@ class TrainConfig(Section):
     save_every_epoch: bool = False
     checkpoint_steps: int | None = Field(default=None, ge=1, description="resumable checkpoint every N steps")
     recovery: RecoveryConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        for old, new in RENAMED_TRAIN_KEYS.items():
+            if isinstance(data, dict) and old in data:
+                raise ValueError(f"{old}: renamed to {new} (the transformers TrainingArguments name)")
+        return data
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _known_trainer_args(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            return v
+        import dataclasses
+
+        from transformers import TrainingArguments
+
+        fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+        for key in v:
+            if key in FACO_TRAINER_ARGS:
+                raise ValueError(f"{key}: set by faco ({FACO_TRAINER_ARGS[key]}), not passed through")
+            if key not in fields:
+                raise ValueError(f"{key}: not a transformers TrainingArguments field")
+        return v
 
     @model_validator(mode="after")
     def _batch(self) -> TrainConfig:

@@ -110,6 +110,50 @@ def deepspeed_config(cfg: TrainConfig) -> tuple[str | None, int]:
     return str(path), stage
 
 
+def warmup_steps(cfg: TrainConfig, rows: int, per_device: int, accumulation: int, world: int, epochs: int) -> int:
+    """Warm-up optimizer steps: `warmup_ratio` of all steps, rounded up, as the Trainer counts them
+    (an integer, so no transformers version reads it differently)."""
+    batches = math.ceil(rows / (per_device * world))  # per process and epoch
+    total = epochs * math.ceil(batches / accumulation)
+    return math.ceil(cfg.warmup_ratio * total - 1e-9)
+
+
+def trainer_arguments(cfg: TrainConfig, output_dir: Path, epochs: int, per_device: int, accumulation: int,
+                      warmup: int) -> dict[str, Any]:
+    """The TrainingArguments of a run: the config's TrainingArguments-named keys, faco's fixed
+    settings (config.FACO_TRAINER_ARGS), then `train.trainer_args` passed through."""
+    prec = precision(cfg)
+    return dict(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=warmup,
+        weight_decay=cfg.weight_decay,
+        activation_checkpointing=cfg.activation_checkpointing,
+        gradient_checkpointing=None,  # the deprecated alias of activation_checkpointing
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optim,
+        report_to=cfg.report_to,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        logging_steps=1,
+        save_strategy="steps" if cfg.checkpoint_steps else "epoch",
+        save_steps=cfg.checkpoint_steps or 500,
+        save_total_limit=1,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=prec == "bf16",
+        fp16=prec == "fp16",
+        deepspeed=deepspeed_config(cfg)[0],
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=rank() != 0,
+        **cfg.trainer_args,
+    )
+
+
 def _single_process_env() -> None:
     """DeepSpeed needs a process group even alone: set the variables a launcher would."""
     if "RANK" in os.environ:
@@ -202,34 +246,17 @@ def train(
     work.mkdir(parents=True, exist_ok=True)
     if not resume:
         shutil.rmtree(work / "trainer", ignore_errors=True)
-    def arguments(per_device: int, accumulation: int) -> Any:
-        return TrainingArguments(
-            per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation, **common)
+    def arguments(per_device: int, accumulation: int, rows: int) -> Any:
+        kwargs = trainer_arguments(cfg, work / "trainer", n_epochs, per_device, accumulation,
+                                   warmup_steps(cfg, rows, per_device, accumulation, world, n_epochs))
+        try:
+            return TrainingArguments(**kwargs)
+        except (TypeError, ValueError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise FacoError(f"train: transformers TrainingArguments refused the settings: {msg}") from None
 
-    common: dict[str, Any] = dict(
-        output_dir=str(work / "trainer"),
-        num_train_epochs=n_epochs,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps (transformers 5)
-        weight_decay=cfg.weight_decay,
-        logging_steps=1,
-        save_strategy="steps" if cfg.checkpoint_steps else "epoch",
-        save_steps=cfg.checkpoint_steps or 500,
-        save_total_limit=1,
-        report_to=[],
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=prec == "bf16",
-        fp16=prec == "fp16",
-        use_cpu=not torch.cuda.is_available(),
-        deepspeed=ds_path,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        disable_tqdm=not main,
-    )
     per_device, accumulation = batch_plan(cfg, world)
-    args = arguments(per_device, accumulation)  # before loading: ZeRO-3 then partitions while loading
+    args = arguments(per_device, accumulation, len(records))  # before loading: ZeRO-3 then partitions while loading
     model, tok = load()
     if cfg.lora is not None:
         from faco.training.models import add_lora
@@ -241,7 +268,7 @@ def train(
         lengths = [len(e.input_ids) for e in examples]
         rows = [packed_row([examples[i] for i in row]) for row in pack(lengths, pack_length(cfg))]
         per_device, accumulation = batch_plan(cfg, world, packed_batch_rows(cfg, lengths, world))
-        args = arguments(per_device, accumulation)
+        args = arguments(per_device, accumulation, len(rows))
     else:
         rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
     (work / "sample_loss").mkdir(exist_ok=True)
