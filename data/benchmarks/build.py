@@ -4,6 +4,8 @@ Usage: python data/benchmarks/build.py /work/shared/data   (deterministic: first
 ARC, OpenBookQA and PIQA's two files were copied unchanged; PIQA's are joined here.
 MNLI validation_matched is split by a seeded hash of its idx into the `multinli` source's mirror
 rows (data/sources/multinli/) and the `faco_mnli` benchmark's rows, so the two never overlap.
+WinoGrande dev is split the same way, by twin group (rows sharing a 13-gram stay together), into the
+`winogrande` source's mirror rows and the `faco_winogrande` benchmark's rows.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import gzip
 import hashlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -93,7 +96,6 @@ def simple(src: Path) -> None:
     _write(OUT / "lambada" / "lambada_test.jsonl", _jsonl(src / "lambada" / "lambada_test.jsonl")[:2000])
     _write(OUT / "hellaswag" / "validation.jsonl",
            _jsonl(src / "hellaswag" / "hellaswag_val_preprocessed.jsonl")[:2000])
-    shutil.copy(src / "winogrande" / "dev_llmfoundry_format.jsonl", OUT / "winogrande" / "dev.jsonl")
     _write(OUT / "boolq" / "validation.jsonl", [
         {"idx": int(r["idx"]), "passage": r["passage"], "question": r["question"],
          "label": int(r["answer"] == "True")} for r in _jsonl(src / "boolq" / "dev_normalised.jsonl")[:1000]
@@ -132,6 +134,43 @@ def multinli(src: Path) -> None:
     ])
 
 
+def _words(text: str) -> list[str]:
+    return re.sub(r"[\W_]+", " ", text.casefold()).split()
+
+
+def winogrande(src: Path) -> None:
+    """WinoGrande dev split into disjoint halves by twin group: rows that share a 13-gram of words
+    (a twin pair differs in one or two words) are joined, and each group goes to the half a seeded
+    hash of its first row's index picks."""
+    rows = _jsonl(src / "winogrande" / "dev_llmfoundry_format.jsonl")
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[tuple[str, ...], int] = {}
+    for i, r in enumerate(rows):
+        for option in r["context_options"]:
+            words = _words(f"{option} {r['continuation']}")
+            for k in range(len(words) - 12):
+                j = owner.setdefault(tuple(words[k : k + 13]), i)
+                parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(rows)):
+        groups.setdefault(find(i), []).append(i)
+    half = {}
+    for members in groups.values():
+        digest = hashlib.sha256(f"faco-winogrande-split:{min(members)}".encode()).hexdigest()
+        for i in members:
+            half[i] = "source" if int(digest[:8], 16) % 2 == 0 else "benchmark"
+    _write(OUT.parent / "sources" / "winogrande" / "dev_source_half.jsonl",
+           [r for i, r in enumerate(rows) if half[i] == "source"])
+    _write(OUT / "winogrande" / "dev.jsonl", [r for i, r in enumerate(rows) if half[i] == "benchmark"])
+
+
 def main(src: Path) -> None:
     for name in ("winogrande", "mathqa"):
         (OUT / name).mkdir(exist_ok=True)
@@ -143,6 +182,7 @@ def main(src: Path) -> None:
     squad(src)
     bigbench(src, per_subtask=200)
     multinli(src)
+    winogrande(src)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,23 @@ class IngestConfig(Section):
     sources: list[SourceSpec] = Field(min_length=1)
     per_source_cap: int = Field(default=3000, ge=1)
     seed: int = 0
+    heldout: float = Field(
+        default=0.2,
+        ge=0.0,
+        description="held out of every source into heldout.jsonl, never trained on: 0 <= x < 1 is that share "
+        "of what the study takes from the source, a whole number >= 1 a count per source, 0 none",
+    )
+    allow_contamination: bool = Field(
+        default=False,
+        description="train even on questions a configured benchmark asks (the overlap goes in the manifest)",
+    )
+
+    @field_validator("heldout")
+    @classmethod
+    def _heldout(cls, v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError(f"heldout: a share must be below 1, a count a whole number (got {v})")
+        return v
 
 
 class ModelPrice(Section):

@@ -17,7 +17,7 @@ MIRROR_FILES: dict[str, dict[str, str]] = {
     "openbookqa": {"train": "train.jsonl"},
     "qasc": {"validation": "dev.jsonl"},
     "aqua_rat": {"validation": "dev.json", "test": "test.json"},
-    "winogrande": {"validation": "dev_llmfoundry_format.jsonl"},
+    "winogrande": {"validation": "dev_source_half.jsonl"},  # the half of dev not in the benchmark
     "mbpp": {"train": "mbpp.jsonl", "test": "mbpp.jsonl", "validation": "mbpp.jsonl", "prompt": "mbpp.jsonl"},
     "conala": {"train": "conala-train.json", "test": "conala-test.json"},
     # The source half of MNLI validation_matched (the other half is the offline MNLI benchmark).

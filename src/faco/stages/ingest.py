@@ -1,4 +1,5 @@
-"""Ingest: source datasets -> `sources.jsonl` (normalised records), with rejects and per-source stats."""
+"""Ingest: source datasets -> `sources.jsonl` (normalised records) and a disjoint `heldout.jsonl`,
+with rejects, per-source stats and a contamination check against the study's benchmarks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from pathlib import Path
 
 from faco.artifacts import artifact_dir
 from faco.config import SourceSpec, Study
-from faco.paths import data_dir
+from faco.contamination import (
+    BenchmarkIndex,
+    ContaminationError,
+    benchmark_files,
+    index_benchmark,
+    normalise,
+    overlaps,
+    refusal,
+)
+from faco.evaluation.suite import suite
+from faco.paths import TASKS_DIR, data_dir
 from faco.progress import log, track
 from faco.records import RejectRecord, SourceRecord, write_json, write_jsonl
 from faco.sources.mirror import hub_rows, mirror_rows
@@ -66,36 +77,96 @@ def sample(records: list[SourceRecord], cap: int, seed: int, source: str) -> lis
     return [records[i] for i in keep]
 
 
+def heldout_count(share: float, cap: int, valid: int) -> int:
+    """Records to hold out of a source with `valid` records: a count, or `share` of what the study
+    takes from it (training up to `cap` plus the held-out records themselves)."""
+    if share >= 1:
+        return min(int(share), valid)
+    taken = min(valid, round(cap / (1 - share)))
+    return round(share * taken)
+
+
+def split_heldout(
+    records: list[SourceRecord], n: int, seed: int, source: str
+) -> tuple[list[SourceRecord], list[SourceRecord]]:
+    """A seeded held-out set of about `n` records (whole groups of one normalised question, so no
+    question is on both sides) and the rest, both in source order."""
+    groups: dict[str, list[int]] = {}
+    for i, rec in enumerate(records):
+        groups.setdefault(normalise(rec.question), []).append(i)
+    order = list(groups.values())
+    random.Random(f"{seed}:heldout:{source}").shuffle(order)
+    held: set[int] = set()
+    for members in order:
+        if len(held) >= n:
+            break
+        held.update(members)
+    return [r for i, r in enumerate(records) if i in held], [r for i, r in enumerate(records) if i not in held]
+
+
+def benchmark_indexes(study: Study) -> list[BenchmarkIndex]:
+    """The configured benchmarks whose offline data is in the mirror, indexed for contamination checks."""
+    data = data_dir(study.ingest.data_dir)
+    out = []
+    for spec in study.evaluate.benchmarks:
+        twin = suite()[spec.name].offline
+        files = benchmark_files(twin, data, TASKS_DIR / "offline") if twin else []
+        if files:
+            out.append(index_benchmark(spec.name, files))
+    return out
+
+
 def run(study: Study, out: Path) -> Path:
-    """Run the ingest stage into artifact directory `out`."""
+    """Run the ingest stage into artifact directory `out`.
+
+    Writes `sources.jsonl` (the training pool), `heldout.jsonl` (same schema, never trained on) and
+    refuses, before writing anything, training questions that a configured benchmark asks.
+    """
     cfg = study.ingest
     meta: dict = {"origin": cfg.origin, "sources": {}}
+    loaded = []
+    for spec in track(cfg.sources, "ingest", total=len(cfg.sources)):
+        records, rejects = load_source(study, spec)
+        cap = spec.limit or cfg.per_source_cap
+        held, rest = split_heldout(records, heldout_count(cfg.heldout, cap, len(records)), cfg.seed, spec.name)
+        loaded.append((spec, cap, records, rejects, held, rest))
+    held_questions = {normalise(r.question) for *_, held, _ in loaded for r in held}
+    all_records: list[SourceRecord] = []
+    all_heldout: list[SourceRecord] = []
+    all_rejects: list[RejectRecord] = []
+    for spec, cap, records, rejects, held, rest in loaded:
+        pool = [r for r in rest if normalise(r.question) not in held_questions]
+        kept = sample(pool, cap, cfg.seed, spec.name)
+        all_records.extend(kept)
+        all_heldout.extend(held)
+        all_rejects.extend(rejects)
+        meta["sources"][spec.name] = {
+            "split": spec.split,
+            "rows": len(records) + len(rejects),
+            "valid": len(records),
+            "rejected": len(rejects),
+            "kept": len(kept),
+            "heldout": len(held),
+            "reject_reasons": reason_counts(rejects),
+        }
+    found = overlaps(all_records, benchmark_indexes(study))
+    if found and not cfg.allow_contamination:
+        raise ContaminationError(refusal(found))
+    meta["contamination"] = {f"{o.source}/{o.benchmark}": o.as_meta() for o in found}
     with artifact_dir(out, KIND, [], study.section_hash("ingest"), meta) as tmp:
-        all_records: list[SourceRecord] = []
-        all_rejects: list[RejectRecord] = []
-        for spec in track(cfg.sources, "ingest", total=len(cfg.sources)):
-            records, rejects = load_source(study, spec)
-            cap = spec.limit or cfg.per_source_cap
-            kept = sample(records, cap, cfg.seed, spec.name)
-            all_records.extend(kept)
-            all_rejects.extend(rejects)
-            meta["sources"][spec.name] = {
-                "split": spec.split,
-                "rows": len(records) + len(rejects),
-                "valid": len(records),
-                "rejected": len(rejects),
-                "kept": len(kept),
-                "reject_reasons": reason_counts(rejects),
-            }
         write_jsonl(tmp / "sources.jsonl", all_records)
+        write_jsonl(tmp / "heldout.jsonl", all_heldout)
         write_jsonl(tmp / "rejects.jsonl", all_rejects)
         write_json(tmp / "stats.json", meta["sources"])
         meta["records"] = len(all_records)
+        meta["heldout"] = len(all_heldout)
         meta["rejected"] = len(all_rejects)
     for name, s in meta["sources"].items():
         why = "; ".join(f"{n} x {reason}" for reason, n in s["reject_reasons"].items())
         log(
-            f"ingest {name}/{s['split']}: {s['kept']} kept of {s['valid']} valid, {s['rejected']} rejected"
-            + (f" ({why})" if why else "")
+            f"ingest {name}/{s['split']}: {s['kept']} kept and {s['heldout']} held out of {s['valid']} valid, "
+            f"{s['rejected']} rejected" + (f" ({why})" if why else "")
         )
+    for key, o in meta["contamination"].items():
+        log(f"ingest: contamination allowed: {key}: {o['records']} training questions also in the benchmark")
     return out
