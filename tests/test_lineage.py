@@ -1,11 +1,14 @@
 """`faco lineage`: a real chain (ingest -> generate -> corrupt on the smoke config), verified
-locally and through a real S3 server; flipped bytes, swapped parents and moved artifacts."""
+locally and through a real S3 server; flipped bytes, swapped parents, edited manifests, copied and
+moved studies; exit codes through the installed `faco` executable."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,15 +16,16 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 from rich.console import Console
-from typer.testing import CliRunner
 
 from faco import lineage, storage
 from faco.artifacts import artifact_dir, manifest_hash
 from faco.config import load_config
+from faco.errors import EXIT_VERIFY, VerificationError
 from faco.paths import repo_root
 from faco.stages import corrupt, generate, ingest
 
 ROOT = repo_root() or Path(__file__).resolve().parents[1]
+FACO = Path(sys.executable).with_name("faco")
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +60,18 @@ def flip_byte(path: Path, offset: int = 10) -> None:
 
 
 def run_verify(target: str) -> tuple[int, str]:
+    """(0, printed text) when intact, (5, the error's one line) otherwise."""
     console = Console(record=True, width=400)
-    code = lineage.verify(target, console=console)
+    try:
+        code = lineage.verify(target, console=console)
+    except VerificationError as e:
+        return e.exit_code, str(e)
     return code, console.export_text()
+
+
+def faco(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `faco` executable, as a user or a CI step runs it."""
+    return subprocess.run([str(FACO), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_intact_chain_verifies_back_to_the_sources(chain: Path) -> None:
@@ -74,7 +87,7 @@ def test_intact_chain_verifies_back_to_the_sources(chain: Path) -> None:
 def test_flipped_byte_upstream_names_the_upstream_file(chain: Path) -> None:
     flip_byte(chain / "artifacts/sources/sources.jsonl")
     code, out = run_verify("artifacts/splits")
-    assert code == 1
+    assert code == EXIT_VERIFY
     assert "artifacts/sources/sources.jsonl: sha256 mismatch" in out
     node = lineage.trace("artifacts/splits")
     assert node.problems == [], "the downstream artifact itself is intact"
@@ -84,7 +97,7 @@ def test_flipped_byte_upstream_names_the_upstream_file(chain: Path) -> None:
 def test_flipped_byte_downstream_names_the_downstream_file(chain: Path) -> None:
     flip_byte(chain / "artifacts/splits/cr_050.jsonl")
     code, out = run_verify("artifacts/splits")
-    assert code == 1
+    assert code == EXIT_VERIFY
     assert "lineage mismatch: artifacts/splits/cr_050.jsonl: sha256 mismatch" in out
 
 
@@ -101,7 +114,7 @@ def test_parent_with_a_different_manifest_is_a_mismatch(chain: Path) -> None:
     study = load_config(ROOT / "configs" / "smoke.yaml", overrides=["ingest.seed=7"])
     ingest.run(study, Path("artifacts/sources"))
     code, out = run_verify("artifacts/splits")
-    assert code == 1
+    assert code == EXIT_VERIFY
     assert "artifacts/sources/manifest.json: manifest sha256" in out
     assert "recorded by artifacts/pairs" in out
 
@@ -112,19 +125,20 @@ def test_tampered_parent_manifest_is_a_mismatch(chain: Path) -> None:
     data["meta"]["note"] = "edited"
     mf.write_text(json.dumps(data))
     problems = lineage.trace("artifacts/splits").all_problems()
-    assert problems and problems[0].startswith("artifacts/pairs/manifest.json: manifest sha256")
+    assert problems[0].startswith("artifacts/pairs/manifest.json: manifest sha256")
+    assert any(p.startswith("artifacts/pairs/manifest.json: self_sha256 mismatch") for p in problems)
 
 
 def test_moved_chain_is_found_from_anywhere(
     chain: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Recorded paths are relative to the run's cwd: they resolve from the child's ancestors too."""
+    """Parents are recorded relative to the child: a moved study verifies from anywhere."""
     moved = tmp_path / "elsewhere" / "deep"
     shutil.move(str(chain), moved)
     monkeypatch.chdir(tmp_path)
     node = lineage.trace(str(moved / "artifacts/splits"))
     assert node.all_problems() == []
-    assert [link.found_by for link in node.parents] == ["recorded path"]
+    assert [link.found_by for link in node.parents] == ["relative path"]
 
 
 def test_renamed_parent_is_found_by_manifest_hash(chain: Path) -> None:
@@ -140,8 +154,8 @@ def test_renamed_parent_is_found_by_manifest_hash(chain: Path) -> None:
 def test_missing_parent_is_named(chain: Path) -> None:
     shutil.rmtree(chain / "artifacts/sources")
     code, out = run_verify("artifacts/pairs")
-    assert code == 1
-    assert "artifacts/pairs: parent 'sources' not found (recorded path artifacts/sources" in out
+    assert code == EXIT_VERIFY
+    assert "artifacts/pairs: parent 'sources' not found (recorded path ../sources" in out
 
 
 def test_json_links_dvc_lock_and_kfp_run(chain: Path) -> None:
@@ -167,15 +181,63 @@ def test_json_links_dvc_lock_and_kfp_run(chain: Path) -> None:
     assert "kfp run run-1234" in text and "dvc.lock corrupt md5 0123abcd.dir" in text
 
 
-def test_cli_exit_codes(chain: Path) -> None:
-    runner = CliRunner()
-    assert runner.invoke(lineage.app, ["verify", "artifacts/splits"]).exit_code == 0
+def test_verify_exit_codes_through_the_installed_faco(chain: Path) -> None:
+    """0 only when intact; 5 (one line, naming the place) on a flipped byte, a missing file, a
+    missing folder, a missing parent, an edited head manifest; show --json prints and still fails."""
+    ok = faco("lineage", "verify", "artifacts/splits", cwd=chain)
+    assert ok.returncode == 0, ok.stderr
+    assert "lineage ok: artifacts/splits: 3 artifacts" in ok.stdout
+
+    head = chain / "artifacts/splits/manifest.json"
+    original = head.read_text()
+    data = json.loads(original)
+    name = sorted(data["files"])[0]
+    data["files"][name] = "0" * 64  # a forged hash in the head's own manifest
+    head.write_text(json.dumps(data))
+    bad = faco("lineage", "verify", "artifacts/splits", cwd=chain)
+    assert bad.returncode == EXIT_VERIFY
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
+    assert "artifacts/splits/manifest.json: self_sha256 mismatch" in bad.stderr
+    head.write_text(original)
+
     flip_byte(chain / "artifacts/pairs/pairs.jsonl")
-    result = runner.invoke(lineage.app, ["verify", "artifacts/splits"])
-    assert result.exit_code == 1
-    assert "artifacts/pairs/pairs.jsonl" in result.output
-    assert runner.invoke(lineage.app, ["show", "artifacts/splits", "--json"]).exit_code == 1
-    assert runner.invoke(lineage.app, ["verify", "artifacts"]).exit_code == 2
+    bad = faco("lineage", "verify", "artifacts/splits", cwd=chain)
+    assert bad.returncode == EXIT_VERIFY
+    assert "artifacts/pairs/pairs.jsonl: sha256 mismatch" in bad.stderr
+    shown = faco("lineage", "show", "artifacts/splits", "--json", cwd=chain)
+    assert shown.returncode == EXIT_VERIFY and json.loads(shown.stdout)["parents"][0]["artifact"]["ok"] is False
+    flip_byte(chain / "artifacts/pairs/pairs.jsonl")
+
+    (chain / "artifacts/splits/stats.json").unlink()
+    bad = faco("lineage", "verify", "artifacts/splits", cwd=chain)
+    assert bad.returncode == EXIT_VERIFY and "artifacts/splits/stats.json: missing" in bad.stderr
+
+    missing = faco("lineage", "verify", "artifacts/no-such-folder", cwd=chain)
+    assert missing.returncode == EXIT_VERIFY and "artifacts/no-such-folder: not a faco artifact" in missing.stderr
+
+    shutil.rmtree(chain / "artifacts/sources")
+    bad = faco("lineage", "verify", "artifacts/pairs", cwd=chain)
+    assert bad.returncode == EXIT_VERIFY and "parent 'sources' not found" in bad.stderr
+
+
+def test_copied_study_is_verified_as_the_copy(chain: Path, tmp_path: Path) -> None:
+    """Tampering in a copy fails the copy's audit (the intact original is never consulted), and
+    the original still verifies; a parent missing from the copy is not borrowed from the original."""
+    copy = tmp_path / "archive" / "study-copy"
+    shutil.copytree(chain, copy)
+    flip_byte(copy / "artifacts/sources/sources.jsonl")
+    bad = faco("lineage", "verify", str(copy / "artifacts/splits"), cwd=tmp_path)
+    assert bad.returncode == EXIT_VERIFY
+    assert "archive/study-copy/artifacts/sources/sources.jsonl: sha256 mismatch" in bad.stderr
+    assert faco("lineage", "verify", "artifacts/splits", cwd=chain).returncode == 0
+
+    flip_byte(copy / "artifacts/sources/sources.jsonl")
+    shutil.rmtree(copy / "artifacts/pairs")
+    bad = faco("lineage", "verify", str(copy / "artifacts/splits"), cwd=tmp_path)
+    assert bad.returncode == EXIT_VERIFY
+    assert "parent 'pairs' not found" in bad.stderr and "--allow-outside" in bad.stderr
+    node = lineage.trace(str(copy / "artifacts/splits"), allow_outside=True)
+    assert node.all_problems() == [] and node.parents[0].found_by == "uri"
 
 
 @pytest.fixture
@@ -215,7 +277,7 @@ def test_s3_chain_verifies_and_names_the_s3_object(chain: Path, s3_server: str, 
     key = "study-1/artifacts/sources/sources.jsonl"
     s3.upload_file(str(chain / "artifacts/sources/sources.jsonl"), "faco", key)
     code, out = run_verify("s3://faco/study-1/artifacts/splits")
-    assert code == 1
+    assert code == EXIT_VERIFY
     assert "s3://faco/study-1/artifacts/sources/sources.jsonl: sha256 mismatch" in out
 
 
@@ -226,12 +288,19 @@ def test_s3_parent_under_another_prefix_is_found_by_hash(chain: Path, s3_server:
     storage.upload_dir(s3, chain / "artifacts/pairs", storage.S3Uri("faco", "runs/r1/pairs-x"))
     storage.upload_dir(s3, chain / "artifacts/sources", storage.S3Uri("faco", "runs/sources-y"))
     node = lineage.trace("s3://faco/runs/r1/splits")
+    assert [n.uri for n in node.walk()][1:] == ["s3://faco/runs/r1/pairs-x"]
+    assert node.all_problems() == [
+        "s3://faco/runs/r1/pairs-x: parent 'sources' not found (recorded path ../sources, manifest sha256 "
+        f"{manifest_hash(chain / 'artifacts/sources')[:12]}); one is outside the verified tree s3://faco/runs/r1 "
+        "at s3://faco/runs/sources-y (pass --allow-outside to use it)"
+    ], "runs/sources-y is outside the tree the chain spans"
+    node = lineage.trace("s3://faco/runs/r1/splits", allow_outside=True)
     assert node.all_problems() == []
     assert [n.uri for n in node.walk()][1:] == ["s3://faco/runs/r1/pairs-x", "s3://faco/runs/sources-y"]
-    assert lineage.trace("s3://faco/runs/r1/pairs-x").parents[0].found_by == "manifest sha256"
+    assert node.parents[0].found_by == "manifest sha256"
 
 
 def test_s3_target_that_is_not_an_artifact(s3_server: str) -> None:
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="faco")
-    result = CliRunner().invoke(lineage.app, ["verify", "s3://faco/nothing/here"])
-    assert result.exit_code == 2
+    with pytest.raises(VerificationError, match="s3://faco/nothing/here: not a faco artifact"):
+        lineage.verify("s3://faco/nothing/here")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -20,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from faco import __version__
-from faco.errors import ArtifactError
+from faco.errors import ArtifactError, VerificationError
 from faco.paths import repo_root
 
 MANIFEST = "manifest.json"
+SELF_HASH = "self_sha256"
+SCHEMA_VERSION = 2
 
 
 def sha256_file(path: Path) -> str:
@@ -57,60 +58,119 @@ def read_manifest(path: Path) -> dict[str, Any]:
     mf = path / MANIFEST
     if not mf.is_file():
         raise ArtifactError(f"{path}: not a faco artifact (no {MANIFEST})")
-    return json.loads(mf.read_text())
+    try:
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise VerificationError(f"{mf}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise VerificationError(f"{mf}: not a faco manifest (no 'files' object)")
+    return manifest
 
 
 def manifest_hash(path: Path) -> str:
     return sha256_file(path / MANIFEST)
 
 
+def self_hash(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a manifest without its `self_sha256` field."""
+    body = {k: v for k, v in manifest.items() if k != SELF_HASH}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def self_problem(path: Path, manifest: dict[str, Any]) -> str | None:
+    """The problem with a manifest's own integrity (its `self_sha256`), or None when it holds.
+
+    Schema 1 manifests (before 0.2) carry no self-hash and are accepted as they are.
+    """
+    recorded = manifest.get(SELF_HASH)
+    if recorded is None:
+        if int(manifest.get("schema_version", 1)) < 2:
+            return None
+        return f"{path / MANIFEST}: no {SELF_HASH} (manifest edited)"
+    actual = self_hash(manifest)
+    if recorded != actual:
+        return (f"{path / MANIFEST}: {SELF_HASH} mismatch (recorded {str(recorded)[:12]}, "
+                f"found {actual[:12]}; manifest edited)")
+    return None
+
+
 def require(path: Path, kind: str) -> dict[str, Any]:
-    """Read an input artifact's manifest and check its kind."""
+    """Read an input artifact's manifest, check its kind, and verify its files before use.
+
+    Verification re-hashes the files unless the stat cache vouches for them (`faco.integrity`);
+    a mismatch raises VerificationError. `FACO_NO_VERIFY=1` skips it.
+    """
+    from faco import integrity
+
     manifest = read_manifest(path)
     if manifest.get("kind") != kind:
         raise ArtifactError(f"{path}: expected a {kind!r} artifact, found {manifest.get('kind')!r}")
+    integrity.check(path)
     return manifest
 
 
+def tree_files(root: Path) -> list[str]:
+    """Every file below `root` except the manifest, as sorted POSIX paths relative to `root`."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
 def _hash_tree(root: Path) -> dict[str, str]:
+    return {name: sha256_file(root / name) for name in tree_files(root)}
+
+
+def parent_entry(parent: Path, child: Path) -> dict[str, Any]:
+    """How a manifest records a parent: kind, manifest sha256, the path relative to the child
+    (the way lineage finds it), an absolute URI (a fallback hint) and the path as given."""
+    parent_abs, child_abs = parent.resolve(), child.resolve()
     return {
-        p.relative_to(root).as_posix(): sha256_file(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        "kind": read_manifest(parent)["kind"],
+        "path": str(parent),
+        "relative_path": Path(os.path.relpath(parent_abs, child_abs)).as_posix(),
+        "uri": parent_abs.as_uri(),
+        "manifest_sha256": manifest_hash(parent),
     }
 
 
 def write_manifest(
     path: Path, kind: str, parents: list[Path], config_hash: str, meta: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    manifest = {
+    """Hash the files of `path` and write its manifest (self-hashed), recording `parents`.
+
+    `path` is the artifact's final location or a sibling of it (parents' relative paths are the
+    same from both).
+    """
+    from faco import integrity
+
+    manifest: dict[str, Any] = {
         "kind": kind,
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "config_hash": config_hash,
-        "parents": [
-            {"kind": read_manifest(p)["kind"], "path": str(p), "manifest_sha256": manifest_hash(p)}
-            for p in parents
-        ],
+        "parents": [parent_entry(p, path) for p in parents],
         "meta": meta or {},
         "files": _hash_tree(path),
     }
+    manifest[SELF_HASH] = self_hash(manifest)
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    integrity.remember(path, manifest_hash(path), sorted(manifest["files"]))
     return manifest
 
 
 def verify(path: Path) -> list[str]:
-    """Re-hash an artifact's files; returns a list of problems (empty when intact)."""
+    """Re-hash an artifact's files and check its manifest's self-hash; problems (empty when intact)."""
     manifest = read_manifest(path)
     problems: list[str] = []
+    own = self_problem(path, manifest)
+    if own:
+        problems.append(own)
     actual = _hash_tree(path)
-    for name, digest in manifest["files"].items():
+    for name, digest in sorted(manifest["files"].items()):
         if name not in actual:
             problems.append(f"{path / name}: missing")
         elif actual[name] != digest:
             problems.append(f"{path / name}: sha256 mismatch")
-    problems.extend(f"{path / name}: not in manifest" for name in actual.keys() - manifest["files"].keys())
+    problems.extend(f"{path / name}: not in manifest" for name in sorted(actual.keys() - manifest["files"].keys()))
     return problems
 
 
@@ -121,20 +181,11 @@ def artifact_dir(
     """Yield a temporary directory; on success write its manifest and move it to `out` atomically.
 
     `meta` may be mutated inside the block (e.g. to add counts); it is written at the end.
+    `out` must be absent, empty or a faco artifact, and is locked while the block runs
+    (`faco.outputs.replacing`).
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    from faco.outputs import replacing
+
+    with replacing(Path(out)) as tmp:
         yield tmp
         write_manifest(tmp, kind, parents, config_hash, meta)
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(trash / "old")
-            tmp.rename(out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -1,0 +1,44 @@
+"""Lineage below the first artifact: the raw inputs an ingest read (mirror files or hub revisions).
+
+The ingest manifest's `meta.raw_inputs` lists, per source split, either a local file (an offline
+mirror file or a `data_files` export: its absolute path, size and sha256) or a hub dataset
+(id, config, pinned revision). `problem` re-hashes a recorded file when it can be reached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from faco.artifacts import sha256_file
+
+
+def file_entry(source: str, split: str, path: Path) -> dict[str, Any]:
+    """The record of one raw input file."""
+    path = path.resolve()
+    return {"source": source, "split": split, "path": str(path), "size": path.stat().st_size,
+            "sha256": sha256_file(path)}
+
+
+def hub_entry(source: str, split: str, dataset: str, config: str | None, revision: str | None) -> dict[str, Any]:
+    """The record of one hub dataset split (the revision is what pins its bytes)."""
+    return {"source": source, "split": split, "hub": dataset, "config": config, "revision": revision}
+
+
+def problem(entry: dict[str, Any], shown: str) -> str | None:
+    """What is wrong with a recorded raw input: a changed file (None when intact or unreachable)."""
+    if "sha256" not in entry:
+        return None
+    path = Path(str(entry.get("path", "")))
+    if not path.is_file():
+        return None
+    actual = sha256_file(path)
+    if actual != entry["sha256"]:
+        return (f"{path}: raw input of {shown} ({entry.get('source')}/{entry.get('split')}) changed "
+                f"(recorded sha256 {str(entry['sha256'])[:12]}, found {actual[:12]})")
+    return None
+
+
+def reachable(entry: dict[str, Any]) -> bool:
+    """Whether a recorded raw file can be re-hashed here."""
+    return "sha256" in entry and Path(str(entry.get("path", ""))).is_file()

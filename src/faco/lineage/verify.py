@@ -1,0 +1,271 @@
+"""Walk a manifest chain back to the raw inputs and verify every byte on the way.
+
+`trace(target)` reads the target's manifest, checks its self-hash and re-hashes its files, then
+resolves each parent: by the path recorded relative to the child (the method), else by the
+recorded URI, else by searching nearby artifact directories for the recorded manifest sha256
+(fallbacks for moved parents). Resolution stays inside the tree being verified (by default the
+smallest directory holding the target and every relative parent path of its chain), so a copied
+study is checked as the copy, never through the original; `allow_outside` lifts that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from faco import storage
+from faco.artifacts import MANIFEST, self_problem, sha256_file
+from faco.errors import VerificationError
+from faco.lineage import raw
+from faco.lineage.store import LocalStore, S3Store, Store
+
+
+@dataclass
+class Node:
+    """One artifact in the chain: where it is, what its manifest says, what is wrong with it."""
+
+    uri: str
+    manifest_sha256: str
+    manifest: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+    parents: list[ParentLink] = field(default_factory=list)
+    dvc: dict[str, str] | None = None
+    raw_checked: int = 0
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest.get("kind", "?"))
+
+    def walk(self) -> Iterator[Node]:
+        """This node and every distinct ancestor, depth first, target first."""
+        seen: set[int] = set()
+        stack: list[Node] = [self]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            yield node
+            stack.extend(link.node for link in reversed(node.parents) if link.node is not None)
+
+    def all_problems(self) -> list[str]:
+        """Every problem in the chain: a node's own files first, then its parent links, then upward."""
+        out: list[str] = []
+        for node in self.walk():
+            out.extend(node.problems)
+            out.extend(link.problem for link in node.parents if link.problem)
+        return out
+
+
+@dataclass
+class ParentLink:
+    """A parent entry of a manifest and the artifact it was resolved to (if any)."""
+
+    kind: str
+    recorded_path: str
+    recorded_sha256: str
+    node: Node | None
+    found_by: str
+    problem: str | None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def chain_extent(store: Store, target: Path) -> Path:
+    """The smallest directory holding `target` and every relative parent path of its chain."""
+    seen: set[Path] = set()
+    todo = [target]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        manifest = _read(path) if store.ensure(path) else None
+        for rec in (manifest or {}).get("parents", []) or []:
+            rel = rec.get("relative_path") if isinstance(rec, dict) else None
+            if isinstance(rel, str):
+                todo.append(Path(os.path.normpath(path / rel)))
+    return Path(os.path.commonpath([str(p) for p in seen]))
+
+
+class Tracer:
+    """Builds the `Node` tree of one target; every artifact is read and hashed once."""
+
+    def __init__(self, store: Store, dvc_outs: dict[str, dict[str, str]], root: Path, allow_outside: bool) -> None:
+        self.store = store
+        self.dvc_outs = dvc_outs
+        self.root = root
+        self.allow_outside = allow_outside
+        self.nodes: dict[Path, Node] = {}
+        self.hash_cache: dict[Path, str] = {}
+
+    def allowed(self, path: Path) -> bool:
+        return self.allow_outside or _inside(path, self.root)
+
+    def manifest_sha(self, path: Path) -> str:
+        if path not in self.hash_cache:
+            self.hash_cache[path] = sha256_file(path / MANIFEST)
+        return self.hash_cache[path]
+
+    def node(self, path: Path) -> Node:
+        path = Path(os.path.normpath(path))
+        if path in self.nodes:
+            return self.nodes[path]
+        shown = self.store.display(path)
+        node = Node(uri=shown, manifest_sha256=self.manifest_sha(path), manifest={})
+        self.nodes[path] = node
+        node.dvc = self._dvc_entry(shown)
+        manifest = _read(path)
+        if manifest is None or not isinstance(manifest.get("files"), dict):
+            node.problems.append(f"{shown}/{MANIFEST}: unreadable manifest (not a JSON object with 'files')")
+            return node
+        node.manifest = manifest
+        own = self_problem(Path(shown), manifest)
+        if own:
+            node.problems.append(own)
+        node.problems.extend(self._check_files(path, shown, manifest["files"]))
+        for entry in (manifest.get("meta") or {}).get("raw_inputs", []) or []:
+            if isinstance(entry, dict):
+                node.raw_checked += raw.reachable(entry)
+                found = raw.problem(entry, shown)
+                if found:
+                    node.problems.append(found)
+        for rec in manifest.get("parents", []) or []:
+            node.parents.append(self._link(path, shown, rec if isinstance(rec, dict) else {}))
+        return node
+
+    def _check_files(self, path: Path, shown: str, files: dict[str, str]) -> list[str]:
+        problems: list[str] = []
+        for name, digest in sorted(files.items()):
+            f = path / name
+            if not f.is_file():
+                problems.append(f"{shown}/{name}: missing")
+                continue
+            actual = sha256_file(f)
+            if actual != digest:
+                problems.append(f"{shown}/{name}: sha256 mismatch (recorded {digest[:12]}, found {actual[:12]})")
+        present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() and p.name != MANIFEST}
+        problems.extend(f"{shown}/{name}: not in manifest" for name in sorted(present - files.keys()))
+        return problems
+
+    def _usable(self, cand: Path, child: Path, outside: list[Path]) -> bool:
+        """Whether `cand` holds an artifact we may read (remembering those outside the tree)."""
+        if cand == child or not self.store.ensure(cand):
+            return False
+        if not self.allowed(cand):
+            outside.append(cand)
+            return False
+        return True
+
+    def _link(self, child: Path, shown: str, rec: dict[str, Any]) -> ParentLink:
+        kind, want = str(rec.get("kind")), str(rec.get("manifest_sha256", ""))
+        rel, uri = rec.get("relative_path"), rec.get("uri")
+        recorded = str(rel if rel is not None else rec.get("path", ""))
+        outside: list[Path] = []
+        if isinstance(rel, str):
+            cand = Path(os.path.normpath(child / rel))
+            if self._usable(cand, child, outside):  # the recorded place is authoritative when it holds one
+                if self.manifest_sha(cand) == want:
+                    return self._linked(kind, recorded, want, cand, "relative path", shown)
+                return self._mismatch(kind, recorded, want, cand, shown)
+        else:  # schema 1: a path relative to the producing run's cwd
+            existing = [c for c in dict.fromkeys(Path(os.path.normpath(c))
+                                                 for c in self.store.legacy_candidates(recorded, child))
+                        if self._usable(c, child, outside)]
+            for cand in existing:
+                if self.manifest_sha(cand) == want:
+                    return self._linked(kind, recorded, want, cand, "recorded path", shown)
+            if existing:
+                return self._mismatch(kind, recorded, want, existing[0], shown)
+        if isinstance(uri, str):
+            cand_uri = self.store.from_uri(uri)
+            if cand_uri is not None and self._usable(cand_uri, child, outside) and self.manifest_sha(cand_uri) == want:
+                return self._linked(kind, recorded, want, cand_uri, "uri", shown)
+        for root in self.store.search_roots(child):
+            for cand in self.store.artifact_dirs(root):
+                cand = Path(os.path.normpath(cand))
+                if self.manifest_sha(cand) == want and self._usable(cand, child, outside):
+                    return self._linked(kind, recorded, want, cand, "manifest sha256", shown)
+        hint = ""
+        matching = [c for c in outside if self.manifest_sha(c) == want]
+        if matching:
+            hint = (f"; one is outside the verified tree {self.store.display(self.root)} at "
+                    f"{self.store.display(matching[0])} (pass --allow-outside to use it)")
+        problem = (f"{shown}: parent {kind!r} not found (recorded path {recorded}, "
+                   f"manifest sha256 {want[:12]}){hint}")
+        return ParentLink(kind, recorded, want, None, "", problem)
+
+    def _mismatch(self, kind: str, recorded: str, want: str, path: Path, shown: str) -> ParentLink:
+        problem = (f"{self.store.display(path)}/{MANIFEST}: manifest sha256 {self.manifest_sha(path)[:12]} "
+                   f"differs from {want[:12]} recorded by {shown}")
+        return ParentLink(kind, recorded, want, self.node(path), "relative path", problem)
+
+    def _linked(self, kind: str, recorded: str, want: str, path: Path, how: str, shown: str) -> ParentLink:
+        node = self.node(path)
+        problem = None
+        if node.manifest and node.kind != kind:
+            problem = f"{node.uri}: kind {node.kind!r} differs from {kind!r} recorded by {shown}"
+        return ParentLink(kind, recorded, want, node, how, problem)
+
+    def _dvc_entry(self, shown: str) -> dict[str, str] | None:
+        for out, entry in self.dvc_outs.items():
+            if shown == out or shown.endswith("/" + out):
+                return entry
+        return None
+
+
+def dvc_outputs(lock: Path) -> dict[str, dict[str, str]]:
+    """Outputs listed in a dvc.lock: path -> {stage, md5}."""
+    if not lock.is_file():
+        return {}
+    data = yaml.safe_load(lock.read_text()) or {}
+    outs: dict[str, dict[str, str]] = {}
+    for stage, body in (data.get("stages") or {}).items():
+        for out in (body or {}).get("outs", []) or []:
+            digest = out.get("md5") or out.get("etag") or out.get("checksum")
+            if "path" in out and digest:
+                outs[str(out["path"]).rstrip("/")] = {"stage": str(stage), "md5": str(digest)}
+    return outs
+
+
+def _trace(store: Store, path: Path, target: str, root: Path | None, allow_outside: bool) -> Node:
+    if not store.ensure(path):
+        raise VerificationError(f"{target}: not a faco artifact (no {MANIFEST})")
+    tree = root if root is not None else chain_extent(store, path)
+    return Tracer(store, dvc_outputs(Path.cwd() / "dvc.lock"), tree, allow_outside).node(path)
+
+
+def trace(target: str, search: Sequence[Path] = (), root: Path | None = None, allow_outside: bool = False) -> Node:
+    """Resolve and verify the whole chain of `target` (a directory or an s3:// prefix).
+
+    `root` is the tree parents must lie in (default: the chain's own extent); `search` adds
+    directories to look in for moved parents (they count as inside the tree).
+    """
+    if storage.is_s3(target):
+        uri = storage.S3Uri.parse(target)
+        with tempfile.TemporaryDirectory(prefix="faco-lineage-") as tmp:
+            mirror = Path(tmp).resolve()
+            return _trace(S3Store(uri.bucket, mirror), mirror / uri.key, target, None, allow_outside)
+    path = Path(os.path.abspath(target))
+    store = LocalStore(search)
+    tree = Path(os.path.abspath(root)) if root is not None else None
+    if tree is None and search:
+        tree = Path(os.path.commonpath([str(chain_extent(store, path)), *map(str, store.extra_roots)]))
+    return _trace(store, path, target, tree, allow_outside)
