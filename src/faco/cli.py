@@ -111,12 +111,14 @@ def evaluate(
     config: ConfigArg, out: OutOpt, model: Annotated[Path, typer.Option(help="model artifact")],
     benchmarks: Annotated[Path | None, typer.Option(
         help="benchmark data from `faco benchmarks fetch`: read from there, with the hub offline")] = None,
+    heldout: Annotated[Path | None, typer.Option(
+        help="ingest artifact whose held-out questions benchmark `heldout` asks (default: the model's lineage)")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Score a model on the configured benchmarks (lm-evaluation-harness)."""
     from faco.stages import evaluate as stage
 
-    stage.run(_load(config, set_), model, out, benchmarks=benchmarks)
+    stage.run(_load(config, set_), model, out, benchmarks=benchmarks, heldout_from=heldout)
 
 
 @app.command()
