@@ -1,19 +1,30 @@
-"""The code-execution sandbox contains runaway, destructive and networked programs."""
+"""The code-execution sandbox contains runaway, destructive, networked and escaping programs.
+
+Every containment test runs the real attack code through `sandbox.run_python` and checks that the
+program got as far as the attack (it prints a marker) and that the attack failed the way the OS
+containment makes it fail, not for some accidental reason.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
+import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from faco.errors import FacoError
 from faco.evaluation import sandbox
 from faco.evaluation.tasks import OFFLINE_DIR
 
-FAST = sandbox.Limits(cpu_s=2, wall_s=6.0, memory_bytes=512 << 20)
+FAST = sandbox.Limits(cpu_s=1, wall_s=3.0, memory_bytes=256 << 20)
+SECRET = "sk-test-faco-sandbox-0123456789"
+SHELL = "printf SHELL-%s RAN"  # prints SHELL-RAN, which the source (echoed in tracebacks) does not contain
 
 
 @pytest.fixture
@@ -32,9 +43,22 @@ def listener() -> Iterator[socket.socket]:
     srv.close()
 
 
+@pytest.fixture
+def fresh_probe() -> Iterator[None]:
+    sandbox.isolation.cache_clear()
+    yield
+    sandbox.isolation.cache_clear()
+
+
 def _assert_no_connection(srv: socket.socket) -> None:
     with pytest.raises(TimeoutError):
         srv.accept()
+
+
+def _run(code: str) -> str:
+    """Run `code`; its whole output, stdout then stderr."""
+    result = sandbox.run_python(code, FAST)
+    return result.stdout + result.stderr
 
 
 def _hostile(outside: Path, port: int) -> dict[str, str]:
@@ -57,10 +81,11 @@ def test_refuses_without_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("opted_in")
 def test_good_program_passes_and_runs_in_a_fresh_dir(tmp_path: Path) -> None:
-    code = "import os\nopen('scratch.txt', 'w').write('ok')\nprint(os.getcwd(), sorted(os.listdir('.')))\n"
+    code = ("import os, fractions\nopen('scratch.txt', 'w').write('ok')\n"
+            "print(os.getcwd(), sorted(os.listdir('.')), fractions.Fraction(1, 3) * 3)\n")
     first, second = sandbox.run_python(code, FAST), sandbox.run_python(code, FAST)
-    assert first.passed and first.status == "passed"
-    assert "['program.py', 'scratch.txt']" in first.stdout
+    assert first.passed and first.status == "passed", first.stderr
+    assert "['program.py', 'scratch.txt'] 1" in first.stdout
     assert first.stdout.split()[0] != second.stdout.split()[0]  # a new directory each time
     assert not Path(first.stdout.split()[0]).exists()  # and removed afterwards
     failing = sandbox.run_python("assert 1 == 2\n", FAST)
@@ -77,6 +102,179 @@ def test_contains(case: str, tmp_path: Path, listener: socket.socket) -> None:
     assert result.status in ("failed", "timeout", "killed")
     assert not outside.exists()
     _assert_no_connection(listener)
+
+
+@pytest.mark.usefixtures("opted_in")
+def test_parent_environment_is_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API key in faco's environment reaches the program by no route: environ, /proc of anyone."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    code = f"""
+import glob, os
+print("MARK environ", dict(os.environ))
+for path in ["/proc/self/environ", f"/proc/{{os.getppid()}}/environ", "/proc/1/environ",
+             "/proc/{os.getpid()}/environ", *glob.glob("/proc/*/environ")]:
+    try:
+        print("MARK", path, open(path, "rb").read())
+    except OSError as exc:
+        print("MARK", path, type(exc).__name__)
+"""
+    output = _run(code)
+    assert f"/proc/{os.getpid()}/environ" in output and "MARK environ" in output
+    assert SECRET not in output and "OPENAI_API_KEY" not in output
+
+
+@pytest.mark.usefixtures("opted_in")
+def test_host_files_are_out_of_reach(tmp_path: Path) -> None:
+    """Not root, no /etc/shadow, no readable project files, no write outside its directory."""
+    readable = Path(__file__).resolve()  # world-readable, outside the sandbox
+    code = f"""
+import os
+print("MARK uid", os.getuid(), os.geteuid())
+for path in ["/etc/shadow", {str(readable)!r}]:
+    try:
+        print("MARK", path, open(path).read()[:200])
+    except OSError as exc:
+        print("MARK", path, type(exc).__name__)
+for target in ["/escaped", "/usr/escaped", {str(tmp_path / "escaped")!r}]:
+    try:
+        open(target, "w").write("x")
+        print("MARK wrote", target)
+    except OSError as exc:
+        print("MARK", target, type(exc).__name__)
+"""
+    output = _run(code)
+    assert "MARK /etc/shadow" in output and "MARK wrote" not in output
+    assert "root:" not in output and '"""The code-execution sandbox' not in output
+    uid = int(output.split("MARK uid ")[1].split()[0])
+    assert uid != 0 or os.geteuid() != 0  # root on the host never runs the program as root
+    assert not (tmp_path / "escaped").exists()
+
+
+def _shell_attacks() -> dict[str, tuple[str, str]]:
+    """name -> (attack code, what its output shows when the attack was refused)."""
+    argv = f"[b'/bin/sh', b'-c', b'{SHELL}']"
+    return {
+        "os.system": (f"print('RESULT', os.system('{SHELL}'))", "RESULT 32512"),  # 127: no shell
+        "subprocess": (f"import subprocess\nsubprocess.run(['/bin/sh', '-c', '{SHELL}'])",
+                       "PermissionError"),
+        "_posixsubprocess.fork_exec": (
+            "import _posixsubprocess\nr, w = os.pipe()\n"
+            f"_posixsubprocess.fork_exec({argv}, [b'/bin/sh'], True, (), None, None, -1, -1, -1, -1, -1, -1,"
+            " r, w, False, False, -1, None, None, None, -1, None, True)", "PermissionError"),
+        "os.fork": ("os.fork()\nprint('FORKED')", "PermissionError"),
+        "os.posix_spawn": (f"os.posix_spawn('/bin/sh', ['sh', '-c', '{SHELL}'], {{}})", "PermissionError"),
+        "os.execv": (f"os.execv('/bin/sh', ['sh', '-c', '{SHELL}'])", "PermissionError"),
+        "ctypes system": (f"import ctypes\nprint('RESULT', ctypes.CDLL(None).system(b'{SHELL}'))",
+                          "RESULT 32512"),
+        "ctypes execve syscall": (
+            "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            f"args = (ctypes.c_char_p * 4)(*{argv}, None)\n"
+            "print('RESULT', libc.syscall(59, args[0], args, None), ctypes.get_errno())", "RESULT -1 1"),
+        "ctypes fork syscall": (
+            "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "print('RESULT', libc.syscall(57), libc.syscall(56, 17, 0, 0, 0, 0), ctypes.get_errno())",
+            "RESULT -1 -1 1"),
+    }
+
+
+@pytest.mark.usefixtures("opted_in")
+@pytest.mark.parametrize("case", list(_shell_attacks()))
+def test_no_shell_no_new_process(case: str) -> None:
+    code, refused = _shell_attacks()[case]
+    output = _run(f"import os\nprint('MARK')\n{code}\n")
+    assert "MARK" in output and refused in output, output
+    assert "SHELL-RAN" not in output and "FORKED" not in output
+
+
+@pytest.mark.usefixtures("opted_in")
+def test_tampering_with_the_child_disables_nothing(tmp_path: Path, listener: socket.socket) -> None:
+    """The old escape (rebinding the audit hook's module globals) has no counterpart: containment is the OS's."""
+    outside = tmp_path / "escaped.txt"
+    code = f"""
+import sys
+main = sys.modules["__main__"]
+for name in [n for n in vars(main) if not n.startswith("__")]:
+    setattr(main, name, None)
+sys.addaudithook(lambda event, args: None)
+print("MARK tampered")
+import os, socket
+for attack in (lambda: os.system("{SHELL}"), lambda: open({str(outside)!r}, "w"),
+               lambda: socket.create_connection(("127.0.0.1", {listener.getsockname()[1]}), timeout=1)):
+    try:
+        print("RESULT", attack())
+    except OSError as exc:
+        print("RESULT", type(exc).__name__)
+"""
+    output = _run(code)
+    assert "MARK tampered" in output and output.count("RESULT") == 3, output
+    assert "SHELL-RAN" not in output and not outside.exists()
+    _assert_no_connection(listener)
+
+
+@pytest.mark.usefixtures("opted_in")
+def test_network_is_unreachable_even_through_raw_syscalls(listener: socket.socket) -> None:
+    code = ("import ctypes, socket\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "print('RESULT', libc.syscall(41, socket.AF_INET, socket.SOCK_STREAM, 0), ctypes.get_errno())\n")
+    assert "RESULT -1 1" in _run(code)
+    _assert_no_connection(listener)
+
+
+@pytest.mark.usefixtures("opted_in")
+def test_thread_bomb_is_bounded_by_the_process_limit() -> None:
+    code = """
+import threading
+threading.stack_size(64 << 10)  # so that the address-space limit is not what stops it
+stop, started = threading.Event(), 0
+try:
+    while started < 1000:
+        threading.Thread(target=stop.wait, daemon=True).start()
+        started += 1
+except RuntimeError:
+    pass
+print("STARTED", started)
+"""
+    started = int(_run(code).split("STARTED ")[1].split()[0])
+    assert 0 < started < FAST.processes
+
+
+@pytest.mark.usefixtures("opted_in", "fresh_probe")
+def test_refuses_where_namespaces_cannot_be_made(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No `unshare` (an empty PATH): strict mode refuses on one line, naming the weaker opt-in."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(sandbox.SandboxUnavailable) as refused:
+        sandbox.run_python("print('hi')\n", FAST)
+    message = str(refused.value)
+    assert "\n" not in message and "no unshare on PATH" in message and "FACO_SANDBOX=weak" in message
+    assert isinstance(refused.value, FacoError)
+    monkeypatch.setenv(sandbox.MODE_ENV, "sideways")
+    with pytest.raises(FacoError, match="FACO_SANDBOX='sideways'"):
+        sandbox.run_python("print('hi')\n", FAST)
+
+
+def _nobody_can_read(path: str) -> bool:
+    """Whether every directory above `path` lets other users through (the weak sandbox user is nobody)."""
+    parts = Path(path).resolve().parts
+    return all(os.stat(os.path.join(*parts[:i])).st_mode & stat.S_IXOTH for i in range(1, len(parts) + 1))
+
+
+@pytest.mark.usefixtures("opted_in", "fresh_probe")
+def test_weak_mode_without_namespaces(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The opt-in weaker mode: no namespaces (PATH without unshare), still no root, shell, secret or network.
+
+    As root it needs a Python that user nobody can read; where there is none it refuses, saying so.
+    """
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv(sandbox.MODE_ENV, "weak")
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    if os.geteuid() == 0 and not _nobody_can_read(sys.base_prefix):
+        with pytest.raises(sandbox.SandboxUnavailable, match="user nobody must be able to read"):
+            sandbox.run_python("print('hi')\n", FAST)
+        return
+    code = (f"import os\nprint('MARK', os.getuid(), os.system('{SHELL}'))\n"
+            f"print(open('/proc/{os.getpid()}/environ', 'rb').read())\n")
+    output = _run(code)
+    assert "MARK" in output and "SHELL-RAN" not in output and SECRET not in output
+    assert os.geteuid() != 0 or f"MARK {sandbox.SANDBOX_UID} " in output
 
 
 def _task_utils() -> ModuleType:

@@ -1,17 +1,21 @@
 """Run untrusted, model-written Python (HumanEval, MBPP-style tests) in a contained child process.
 
-Each program runs in its own process (and session, so its whole process group is killed), in a fresh
-temporary directory as cwd and $HOME, with CPU-time, address-space, file-size, open-file and
-core-dump limits (`resource.setrlimit`), under a wall-clock timeout. Network: where `unshare` can
-create namespaces (root, or unprivileged user namespaces) the child gets an empty network namespace
-(no interface but a down loopback) and its own PID namespace (killing it kills every descendant);
-in every case an audit hook in the child refuses socket creation, process creation (fork, exec,
-subprocess, os.system), ctypes and writes outside the temporary directory. Audit hooks are not a
-boundary against deliberately malicious native code: on a cluster, also run the evaluator pod with
-a deny-all egress NetworkPolicy, a read-only root filesystem and a non-root user (docs/evaluation.md).
+The containment is the operating system's, not the interpreter's (the child side is `child.py`):
 
-Nothing runs unless the caller opted in: `FACO_ALLOW_CODE_EXECUTION=1` (set by the evaluate stage
-only when `evaluate.allow_code_execution: true`).
+- strict mode (the default): fresh mount, PID, network, IPC and UTS namespaces (`unshare`, as root
+  or through an unprivileged user namespace); the program sees a read-only root holding only the
+  interpreter and shared libraries, /dev/null-like devices and its own writable work dir: no /proc,
+  /etc, /home, /root or /tmp of the host; no network interface but a down loopback;
+- always: a clean environment (nothing of the parent's), resource limits (CPU time, address space,
+  file size, open files, processes, no core), the sandbox user `nobody` when faco runs as root (all
+  capabilities dropped in a user namespace), and a seccomp filter that makes exec, process creation,
+  sockets, signals to other processes, ptrace, mounts and namespaces fail;
+- its own session, killed as a process group at the wall-clock timeout.
+
+Where the namespaces cannot be made, code execution is refused (`SandboxUnavailable`) unless the user
+opts into the weaker mode with `FACO_SANDBOX=weak` (no namespaces: the host filesystem stays visible
+with the sandbox user's rights). Nothing runs at all unless the caller opted in:
+`FACO_ALLOW_CODE_EXECUTION=1` (set by the evaluate stage only when `evaluate.allow_code_execution: true`).
 """
 
 from __future__ import annotations
@@ -30,14 +34,26 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
-from faco.errors import FacoError
+from faco.errors import ConfigError, FacoError
 
 ALLOW_ENV = "FACO_ALLOW_CODE_EXECUTION"
+MODE_ENV = "FACO_SANDBOX"
+MODES = ("strict", "weak")
+SANDBOX_UID = 65534  # nobody: the program's uid and gid when faco runs as root
+CHILD = Path(__file__).with_name("child.py")
+HOST_READ_ONLY = ("/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32")
+NAMESPACES = ("--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child")
+# Imports standard-library modules the child has not loaded: the sandbox user must be able to read them.
+PROBE = "import fractions\n"
 _OUTPUT_TAIL = 2000
 
 
 class CodeExecutionRefused(FacoError):
     """Model-written code was about to run without the explicit opt-in."""
+
+
+class SandboxUnavailable(CodeExecutionRefused):
+    """This machine cannot contain model-written code in the chosen sandbox mode."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class Limits:
     memory_bytes: int = 1 << 30
     file_bytes: int = 16 << 20
     open_files: int = 64
+    processes: int = 16  # RLIMIT_NPROC: threads count too; new processes are refused anyway
 
 
 DEFAULT_LIMITS = Limits()
@@ -63,49 +80,6 @@ class Result:
     returncode: int | None
     stdout: str
     stderr: str
-
-
-# Runs first in the child (`python -I -c BOOTSTRAP limits workdir`): limits, then the audit hook,
-# then the program. Kept free of faco imports so that the child imports nothing it need not.
-BOOTSTRAP = r"""
-import json, os, resource, sys
-limits, root = json.loads(sys.argv[1]), os.path.realpath(sys.argv[2])
-for name, value in (("RLIMIT_CPU", limits["cpu_s"]), ("RLIMIT_AS", limits["memory_bytes"]),
-                    ("RLIMIT_FSIZE", limits["file_bytes"]), ("RLIMIT_NOFILE", limits["open_files"]),
-                    ("RLIMIT_CORE", 0)):
-    resource.setrlimit(getattr(resource, name), (value, value))
-sys.dont_write_bytecode = True
-source = open(os.path.join(root, "program.py")).read()
-BLOCKED = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-           "os.forkpty", "os.kill", "os.killpg", "pty.", "ctypes.", "os.startfile", "webbrowser.")
-PATH_EVENTS = {"os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1),
-               "os.replace": (0, 1), "os.symlink": (0, 1), "os.link": (0, 1), "os.chmod": (0,),
-               "os.chown": (0,), "os.truncate": (0,), "os.utime": (0,), "shutil.rmtree": (0,),
-               "shutil.move": (0, 1), "shutil.copyfile": (1,), "shutil.copytree": (1,)}
-WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-def inside(path):
-    if isinstance(path, int):
-        return True
-    path = os.path.realpath(os.fsdecode(path))
-    return path == root or path.startswith(root + os.sep)
-
-def hook(event, args):
-    if event.startswith(BLOCKED):
-        raise PermissionError("faco sandbox: " + event + " is not allowed")
-    if event == "open":
-        path, mode, flags = args
-        writing = any(c in (mode or "") for c in "wax+") or (flags or 0) & WRITE_FLAGS
-        if writing and path is not None and not inside(path):
-            raise PermissionError("faco sandbox: writing outside the sandbox directory")
-    elif event in PATH_EVENTS:
-        for i in PATH_EVENTS[event]:
-            if i < len(args) and args[i] is not None and not inside(args[i]):
-                raise PermissionError("faco sandbox: " + event + " outside the sandbox directory")
-
-sys.addaudithook(hook)
-exec(compile(source, "program.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-"""
 
 
 def allowed() -> bool:
@@ -127,23 +101,6 @@ def code_execution_allowed() -> Iterator[None]:
             os.environ[ALLOW_ENV] = before
 
 
-@cache
-def namespace_prefix() -> tuple[str, ...]:
-    """`unshare` arguments for fresh network and PID namespaces, or () where not permitted here."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        return ()
-    for prefix in ((exe, "--net", "--pid", "--fork", "--kill-child"),
-                   (exe, "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child")):
-        try:
-            ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
-        except (OSError, subprocess.SubprocessError):
-            ok = False
-        if ok:
-            return prefix
-    return ()
-
-
 def _kill_group(pid: int) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
@@ -154,25 +111,85 @@ def _tail(path: Path) -> str:
     return data[-_OUTPUT_TAIL:].decode("utf-8", "replace")
 
 
+def mode() -> str:
+    """The sandbox mode: `FACO_SANDBOX`, strict unless set to weak."""
+    value = os.environ.get(MODE_ENV, "strict")
+    if value not in MODES:
+        raise ConfigError(f"{MODE_ENV}={value!r}: expected one of {', '.join(MODES)}")
+    return value
+
+
+def interpreter() -> str:
+    """The base interpreter (never a venv's): the program gets the standard library only."""
+    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+
+
+def read_only_paths() -> list[str]:
+    """Host paths the program sees read-only in strict mode: shared libraries and the interpreter."""
+    paths = [p for p in HOST_READ_ONLY if os.path.lexists(p)]
+    for extra in (os.path.realpath(sys.base_prefix), os.path.dirname(interpreter())):
+        if not any(extra == p or extra.startswith(p + os.sep) for p in paths):
+            paths.append(extra)
+    return paths
+
+
+@cache
+def isolation(sandbox_mode: str) -> tuple[str, ...]:
+    """The command prefix that makes `sandbox_mode` work here, found by running a probe through it.
+
+    Raises SandboxUnavailable (with the reason) where none does; only success is cached.
+    """
+    exe = shutil.which("unshare")
+    if sandbox_mode == "weak":
+        candidates: list[tuple[str, ...]] = [()]
+    elif exe is None:
+        candidates = []
+    else:
+        candidates = [(exe, *NAMESPACES), (exe, "--user", "--map-root-user", *NAMESPACES)]
+    reason = "no unshare on PATH"
+    for prefix in candidates:
+        result = _run(prefix, sandbox_mode, PROBE, Limits(wall_s=60.0))
+        if result.passed:
+            return prefix
+        lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        reason = (lines[-1] if lines else f"probe {result.status}")[:300]
+    if sandbox_mode == "weak":
+        hint = f" (user nobody must be able to read {sys.base_prefix})" if os.geteuid() == 0 else ""
+        raise SandboxUnavailable(f"faco sandbox ({MODE_ENV}=weak): cannot run model-written code here: {reason}{hint}")
+    raise SandboxUnavailable(
+        f"faco sandbox: cannot isolate model-written code here ({reason}); set {MODE_ENV}=weak to run it "
+        "without namespaces, with the host filesystem visible (docs/evaluation.md#code-execution-sandbox)"
+    )
+
+
 def run_python(code: str, limits: Limits | None = None) -> Result:
     """Run `code` as a Python program in the sandbox (`DEFAULT_LIMITS` unless given).
 
-    Raises CodeExecutionRefused without the opt-in.
+    Raises CodeExecutionRefused without the opt-in, SandboxUnavailable where the mode cannot work here.
     """
-    limits = limits or DEFAULT_LIMITS
     if not allowed():
         raise CodeExecutionRefused(
             "refusing to run model-written code: set evaluate.allow_code_execution: true "
             f"(or {ALLOW_ENV}=1) to run it in faco's sandbox"
         )
+    sandbox_mode = mode()
+    return _run(isolation(sandbox_mode), sandbox_mode, code, limits or DEFAULT_LIMITS)
+
+
+def _run(prefix: tuple[str, ...], sandbox_mode: str, code: str, limits: Limits) -> Result:
     with tempfile.TemporaryDirectory(prefix="faco-sandbox-") as tmp:
-        work = Path(tmp) / "work"
+        work, root = Path(tmp) / "work", Path(tmp) / "root"
         work.mkdir()
+        root.mkdir()
         (work / "program.py").write_text(code)
+        if os.geteuid() == 0:
+            os.chmod(tmp, 0o711)
+            os.chown(work, SANDBOX_UID, SANDBOX_UID)
+        spec = {"mode": sandbox_mode, "limits": asdict(limits), "work": str(work), "root": str(root),
+                "read_only": read_only_paths(), "uid": SANDBOX_UID}
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8"}
-        cmd = [*namespace_prefix(), sys.executable, "-I", "-c", BOOTSTRAP,
-               json.dumps(asdict(limits)), str(work)]
+        cmd = [*prefix, interpreter(), "-I", "-S", str(CHILD), json.dumps(spec)]
         with out_path.open("wb") as out, err_path.open("wb") as err:
             proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=True)

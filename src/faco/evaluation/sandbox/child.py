@@ -1,0 +1,197 @@
+"""The sandbox's child side: confine this process, then run the untrusted program in it.
+
+Run as `python -I -S child.py SPEC` (SPEC: JSON with mode, limits, work dir, read-only paths, uid),
+by the parent in `faco.evaluation.sandbox`; imports only the standard library. In order:
+
+1. strict mode (PID 1 of fresh mount, PID, network, IPC and UTS namespaces made by `unshare`): a
+   new root on an empty read-only tmpfs holding only the read-only binds (the interpreter and the
+   shared libraries), /dev/{null,zero,urandom,random} and the writable work dir; no /proc, /etc,
+   /home, /root or /tmp; then `pivot_root` and the old root is detached;
+2. resource limits, including RLIMIT_NPROC;
+3. when root on the host: every uid and gid set to the sandbox user (nobody); in a user namespace
+   (faco not root) every capability is dropped;
+4. no_new_privs and a seccomp filter: execve/execveat, fork/vfork/clone of a process, socket,
+   kill/tkill (tgkill only to itself), ptrace, mount, namespaces, modules, bpf, keyrings and the like
+   fail with EPERM;
+5. the program runs with `exec` in a fresh namespace.
+
+Any failure before step 5 prints one `faco sandbox: ...` line to stderr and exits SETUP_FAILED.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import platform
+import resource
+import struct
+import sys
+
+SETUP_FAILED = 125
+
+# x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
+AUDIT_ARCH_X86_64 = 0xC000003E
+X32_BIT = 0x40000000
+NR_CLONE, NR_CLONE3, NR_TGKILL = 56, 435, 234
+DENIED = {
+    "socket": 41, "fork": 57, "vfork": 58, "execve": 59, "kill": 62, "ptrace": 101, "personality": 135,
+    "chroot": 161, "mount": 165, "umount2": 166, "swapon": 167, "swapoff": 168, "reboot": 169,
+    "pivot_root": 155, "init_module": 175, "delete_module": 176, "tkill": 200, "kexec_load": 246,
+    "add_key": 248, "request_key": 249, "keyctl": 250, "unshare": 272, "perf_event_open": 298,
+    "name_to_handle_at": 303, "open_by_handle_at": 304, "setns": 308, "process_vm_readv": 310,
+    "process_vm_writev": 311, "finit_module": 313, "kexec_file_load": 320, "bpf": 321, "execveat": 322,
+    "userfaultfd": 323, "pidfd_send_signal": 424, "io_uring_setup": 425, "io_uring_enter": 426,
+    "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+    "fsmount": 432, "fspick": 433, "pidfd_open": 434, "mount_setattr": 442,
+}
+CLONE_THREAD = 0x00010000
+
+# mount(2) flags
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+DEVICES = ("null", "zero", "urandom", "random")
+
+# seccomp / classic BPF
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+RET_KILL_PROCESS, RET_ERRNO, RET_ALLOW = 0x80000000, 0x00050000, 0x7FFF0000
+LD_ABS, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+OFF_NR, OFF_ARCH, OFF_ARG0 = 0, 4, 16
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SetupError(Exception):
+    """A confinement step failed: the program must not run."""
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        raise SetupError(f"{what}: {os.strerror(ctypes.get_errno())}")
+
+
+def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = [None if s is None else os.fsencode(s) for s in (src, dst, fstype, data)]
+    _check(_libc.mount(enc[0], enc[1], enc[2], ctypes.c_ulong(flags), enc[3]), f"mount {dst}")
+
+
+def _bind(src: str, dst: str, flags: int) -> None:
+    _mount(src, dst, None, MS_BIND | MS_REC)
+    _mount(None, dst, None, MS_REMOUNT | MS_BIND | flags)
+
+
+def confine_filesystem(root: str, read_only: list[str], work: str) -> None:
+    """Build the new root in `root` (an empty dir) and pivot into it."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for path in read_only:
+        target = root + path
+        if os.path.islink(path):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.symlink(os.readlink(path), target)
+        elif os.path.isdir(path):
+            os.makedirs(target, exist_ok=True)
+            _bind(path, target, MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.makedirs(root + "/dev")
+    for name in DEVICES:
+        open(f"{root}/dev/{name}", "w").close()
+        _bind(f"/dev/{name}", f"{root}/dev/{name}", MS_NOSUID)
+    os.makedirs(root + work)
+    _bind(work, root + work, MS_NOSUID | MS_NODEV)
+    os.chdir(root)
+    _check(_libc.syscall(DENIED["pivot_root"], b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "detach the old root")
+    os.chdir("/")
+    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def set_limits(limits: dict[str, int]) -> None:
+    for name, value in (("RLIMIT_CPU", limits["cpu_s"]), ("RLIMIT_AS", limits["memory_bytes"]),
+                        ("RLIMIT_FSIZE", limits["file_bytes"]), ("RLIMIT_NOFILE", limits["open_files"]),
+                        ("RLIMIT_NPROC", limits["processes"]), ("RLIMIT_CORE", 0)):
+        resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def _host_root() -> bool:
+    """Root of the initial user namespace (the identity uid map), not root of a user namespace."""
+    with open("/proc/self/uid_map") as f:
+        return os.geteuid() == 0 and f.read().split() == ["0", "0", "4294967295"]
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_privileges(host_root: bool, uid: int) -> None:
+    """Become `uid` (host root), or lose every capability (root of a user namespace)."""
+    if host_root:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    elif os.geteuid() == 0:
+        data = (_CapData * 2)()
+        _check(_libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capset")
+
+
+def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+    return struct.pack("HBBI", code, jt, jf, k)
+
+
+def seccomp_program(pid: int) -> bytes:
+    """The classic-BPF filter: deny what a test program never needs (see the module docstring)."""
+    eperm = RET_ERRNO | errno.EPERM
+    prog = [
+        _insn(LD_ABS, OFF_ARCH), _insn(JEQ, AUDIT_ARCH_X86_64, 1, 0), _insn(RET, RET_KILL_PROCESS),
+        _insn(LD_ABS, OFF_NR), _insn(JGE, X32_BIT, 0, 1), _insn(RET, RET_KILL_PROCESS),
+        # clone: threads only; clone3 (flags out of reach in memory) -> ENOSYS, so libc falls back to clone
+        _insn(JEQ, NR_CLONE, 0, 4), _insn(LD_ABS, OFF_ARG0), _insn(JSET, CLONE_THREAD, 0, 1),
+        _insn(RET, RET_ALLOW), _insn(RET, eperm),
+        _insn(JEQ, NR_CLONE3, 0, 1), _insn(RET, RET_ERRNO | errno.ENOSYS),
+        # tgkill: signals to itself only (abort, faulthandler)
+        _insn(JEQ, NR_TGKILL, 0, 4), _insn(LD_ABS, OFF_ARG0), _insn(JEQ, pid, 0, 1),
+        _insn(RET, RET_ALLOW), _insn(RET, eperm),
+    ]
+    for nr in sorted(DENIED.values()):
+        prog += [_insn(JEQ, nr, 0, 1), _insn(RET, eperm)]
+    return b"".join([*prog, _insn(RET, RET_ALLOW)])
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def install_seccomp() -> None:
+    if platform.machine() != "x86_64":
+        raise SetupError(f"seccomp filter: only x86_64 is supported, not {platform.machine()}")
+    prog = seccomp_program(os.getpid())
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    fprog = _SockFprog(len(prog) // 8, prog)
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp filter")
+
+
+def main(spec: dict) -> None:
+    work = spec["work"]
+    try:
+        host_root = _host_root()
+        if spec["mode"] == "strict":
+            confine_filesystem(spec["root"], spec["read_only"], work)
+        os.chdir(work)
+        set_limits(spec["limits"])
+        drop_privileges(host_root, spec["uid"])
+        install_seccomp()
+    except (OSError, SetupError) as exc:
+        print(f"faco sandbox: {exc}", file=sys.stderr)
+        sys.exit(SETUP_FAILED)
+    sys.dont_write_bytecode = True
+    with open("program.py") as f:
+        source = f.read()
+    exec(compile(source, "program.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))
