@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from faco.config import load_config, parse_config
-from faco.errors import ConfigError
+from faco.errors import ConfigError, UsageError
 
 
 def _smoke_dict(root: Path) -> dict:
@@ -45,7 +45,6 @@ def test_paper_config_states_the_paper_setting(root: Path) -> None:
         ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1"),
         ("ingest.sources=[{name: nosuch}]", "ingest.sources.0.name: unknown source 'nosuch'"),
         ("evaluate.benchmarks=[{name: nosuch}]", "evaluate.benchmarks.0.name: unknown benchmark 'nosuch'"),
-        ("train.bogus=1", "train.bogus: unknown key"),
         ("train.global_batch_size=12", "train: train.global_batch_size (12) is not a multiple"),
         ("generate.false_chain=loud", "generate.false_chain: Input should be 'subtle', 'obvious' or 'synthetic'"),
         ("generate.prompt_version=v9", "generate: prompt_version 'v9' has no prompt template v9-true.txt"),
@@ -61,9 +60,35 @@ def test_bad_values_fail_with_one_line_naming_the_key(root: Path, override: str,
     assert message.startswith(f"{root / 'configs' / 'smoke.yaml'}: {expected}")
 
 
-def test_override_that_is_not_yaml_is_one_line(root: Path) -> None:
-    with pytest.raises(ConfigError, match=r"smoke\.yaml: override 'evaluate\.probes=\[a, b\?\]': not valid YAML"):
-        load_config(root / "configs" / "smoke.yaml", overrides=["evaluate.probes=[a, b?]"])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("evaluate.probes=[a, b?]", "--set 'evaluate.probes=[a, b?]': not valid YAML"),
+        ("train.bogus=1", "--set train.bogus: unknown key 'train.bogus'"),
+        ("nosuch.key=1", "--set nosuch.key: unknown key 'nosuch'"),
+        ("train.epochs.x=1", "--set train.epochs.x: train.epochs is a value (2), not a section"),
+        ("ingest.sources.9.split=x", "--set ingest.sources.9.split: ingest.sources has no item '9' (it has 5)"),
+        ("train.epochs", "--set 'train.epochs': expected KEY=VALUE"),
+    ],
+)
+def test_bad_override_is_a_usage_error(root: Path, override: str, expected: str) -> None:
+    with pytest.raises(UsageError) as err:
+        load_config(root / "configs" / "smoke.yaml", overrides=[override])
+    assert str(err.value).startswith(expected)
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_are_refused(root: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="train.learning_rate: Input should be a finite number"):
+        load_config(root / "configs" / "smoke.yaml", overrides=[f"train.learning_rate={value}"])
+    with pytest.raises(ConfigError, match=r"corrupt.ratios.0: Input should be a finite number"):
+        load_config(root / "configs" / "smoke.yaml", overrides=[f"corrupt.ratios=[{value}, 1.0]"])
+
+
+def test_split_absent_from_the_mirror_is_refused(root: Path) -> None:
+    with pytest.raises(ConfigError, match=r"ingest\.sources\.1\.split: 'test' is not in the offline mirror "
+                       r"of 'openbookqa' \(has: train\)"):
+        load_config(root / "configs" / "smoke.yaml", overrides=["ingest.sources.1.split=test"])
 
 
 def test_duplicate_keys_are_errors() -> None:

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from faco.config import Study, load_config
-from faco.errors import FacoError
+from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 ConfigArg = Annotated[Path, typer.Argument(help="study config (YAML)")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output artifact directory")]
+
+
+def _replaceable(out: Path | None) -> Path | None:
+    """Refuse an --out faco must not replace before any work starts (checked again when writing)."""
+    from faco.outputs import check_replaceable
+
+    if out is not None:
+        check_replaceable(out)
+    return out
+
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output artifact directory", callback=_replaceable)]
+StudyOutOpt = Annotated[Path, typer.Option("--out", "-o", help="study output folder (a tree of artifacts)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config key: section.key=value")]
 
 
@@ -44,11 +58,14 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
 
 
 @app.command()
-def study(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
+def study(config: ConfigArg, out: StudyOutOpt, set_: SetOpt = None) -> None:
     """Run the whole study: ingest → generate → corrupt → train → evaluate → analyze → report."""
+    from faco.outputs import study_lock
     from faco.stages import study as study_stage
 
-    rep = study_stage.run(_load(config, set_), out)
+    loaded = _load(config, set_)
+    with study_lock(out):
+        rep = study_stage.run(loaded, out)
     typer.echo(f"report: {rep / 'report.md'}")
 
 
@@ -64,7 +81,8 @@ def ingest(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
 def generate(
     config: ConfigArg,
     sources: Annotated[Path, typer.Option(help="ingest artifact")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="output artifact directory")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output artifact directory",
+                                             callback=_replaceable)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print requests, tokens, cost, time; spend nothing")]
     = False,
     set_: SetOpt = None,
@@ -233,18 +251,47 @@ def _mount() -> None:
 _mount()
 
 
-def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except FacoError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit codes
-        import click
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+
+def _fail(message: str, code: int) -> int:
+    if os.environ.get("FACO_DEBUG") == "1":
+        traceback.print_exc()
+    typer.echo(_one_line(message), err=True)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line `argv` and return its exit code (the contract in faco.errors)."""
+    from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
+
+    try:
+        code = app(args=argv, prog_name="faco", standalone_mode=False)
+    except FacoError as e:
+        return _fail(f"error: {e}", e.exit_code)
+    except click_errors.NoArgsIsHelpError as e:
+        typer.echo(e.format_message())
+        return EXIT_USAGE
+    except click_errors.UsageError as e:
+        where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        return _fail(f"error: {where}{e.format_message()}{hint}", EXIT_USAGE)
+    except click_errors.ClickException as e:
+        return _fail(f"error: {e.format_message()}", e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("error: interrupted", EXIT_INTERRUPTED)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"error: {where}{e.strerror or e}", EXIT_INPUT)
+    except Exception as e:
+        return _fail(f"faco: internal error: {type(e).__name__}: {e} (FACO_DEBUG=1 shows the traceback)",
+                     EXIT_INTERNAL)
+    if code == EXIT_INTERRUPTED:  # typer turns a KeyboardInterrupt inside a command into Exit(130)
+        typer.echo("error: interrupted", err=True)
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def main() -> None:
+    """The `faco` executable."""
+    sys.exit(run())

@@ -14,13 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from faco.errors import ConfigError
+from faco.errors import ConfigError, UsageError
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SourceSpec(Section):
@@ -414,18 +414,27 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def _apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``a.b.c=value`` override (value parsed as YAML)."""
+    """Apply one ``a.b.c=value`` override (value parsed as YAML); a path that cannot exist is a UsageError."""
     if "=" not in assignment:
-        raise ConfigError(f"override {assignment!r}: expected KEY=VALUE")
+        raise UsageError(f"--set {assignment!r}: expected KEY=VALUE")
     key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
+    key = key.strip()
+    parts = key.split(".")
+    if not all(parts):
+        raise UsageError(f"--set {key!r}: empty key in the path")
     node: Any = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {}) if isinstance(node, dict) else node[int(part)]
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth])
+        if isinstance(node, list) and not (part.isdigit() and int(part) < len(node)):
+            raise UsageError(f"--set {key}: {where} has no item {part!r} (it has {len(node)})")
+        if not isinstance(node, dict | list):
+            raise UsageError(f"--set {key}: {where} is a value ({node!r}), not a section")
+        if depth < len(parts) - 1:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else node[int(part)]
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as e:
-        raise ConfigError(f"override {assignment!r}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise UsageError(f"--set {assignment!r}: not valid YAML ({str(e).splitlines()[0]})") from None
     if isinstance(node, list):
         node[int(parts[-1])] = value
     else:
@@ -441,6 +450,33 @@ def _format_error(source: str, err: ValidationError) -> str:
     more = len(err.errors()) - 1
     suffix = f" (+{more} more)" if more else ""
     return f"{source}: {loc}: {msg}{suffix}"
+
+
+def _unknown_override(err: ValidationError, overrides: list[str]) -> str | None:
+    """The message for an unknown key that a `--set` override (not the file) introduced, if any."""
+    keys = [a.split("=", 1)[0].strip() for a in overrides]
+    for item in err.errors():
+        loc = ".".join(str(p) for p in item["loc"])
+        for key in keys:
+            if item["type"] == "extra_forbidden" and (key == loc or key.startswith(loc + ".")):
+                return f"--set {key}: unknown key {loc!r}"
+    return None
+
+
+def _check_mirror_splits(study: Study, source: str) -> None:
+    """With the offline mirror, every source and split must be in it (`faco validate` catches a typo)."""
+    from faco.sources.mirror import MIRROR_FILES
+
+    if study.ingest.origin != "mirror":
+        return
+    for i, spec in enumerate(study.ingest.sources):
+        splits = MIRROR_FILES.get(spec.name)
+        if splits is None:
+            raise ConfigError(f"{source}: ingest.sources.{i}.name: {spec.name!r} has no offline mirror "
+                              "(use ingest.origin: hub, which needs network)")
+        if spec.split not in splits:
+            raise ConfigError(f"{source}: ingest.sources.{i}.split: {spec.split!r} is not in the offline mirror "
+                              f"of {spec.name!r} (has: {', '.join(splits)})")
 
 
 def parse_config(text: str, source: str = "<config>", overrides: list[str] | None = None) -> Study:
@@ -459,9 +495,14 @@ def parse_config(text: str, source: str = "<config>", overrides: list[str] | Non
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
     try:
-        return Study.model_validate(data)
+        study = Study.model_validate(data)
     except ValidationError as e:
+        unknown = _unknown_override(e, overrides or [])
+        if unknown:
+            raise UsageError(unknown) from None
         raise ConfigError(_format_error(source, e)) from None
+    _check_mirror_splits(study, source)
+    return study
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Study:
@@ -469,4 +510,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Study:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file")
-    return parse_config(p.read_text(), source=str(p), overrides=overrides)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    return parse_config(text, source=str(p), overrides=overrides)

@@ -22,6 +22,12 @@ class FacoError(Exception):
     exit_code = EXIT_INPUT
 
 
+class UsageError(FacoError):
+    """A command line that cannot be run as given (e.g. a `--set` path the config schema lacks)."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConfigError(FacoError):
     """A study config is malformed or names something that does not exist."""
 

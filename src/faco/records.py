@@ -76,8 +76,12 @@ R = TypeVar("R", bound=BaseModel)
 
 def read_jsonl(path: Path, model: type[R]) -> Iterator[R]:
     """Yield validated records; a bad row raises RecordError naming file, line and field."""
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, data in enumerate(fh, 1):
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecordError(f"{path}:{lineno}: not UTF-8 text (byte {e.start} of the line)") from None
             if not line.strip():
                 continue
             try:
@@ -87,9 +91,15 @@ def read_jsonl(path: Path, model: type[R]) -> Iterator[R]:
             try:
                 yield model.model_validate(raw)
             except ValidationError as e:
-                err = e.errors()[0]
-                field = ".".join(str(p) for p in err["loc"]) or "<row>"
-                raise RecordError(f"{path}:{lineno}: {field}: {err['msg']}") from None
+                raise RecordError(f"{path}:{lineno}: {_problem(e)}") from None
+
+
+def _problem(err: ValidationError) -> str:
+    """The first validation error as `field: what is wrong` (a missing field is called missing)."""
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "<row>"
+    msg = {"missing": "missing", "extra_forbidden": "unknown field"}.get(first["type"], first["msg"])
+    return f"{field}: {msg}"
 
 
 def write_jsonl(path: Path, records: Iterable[BaseModel]) -> int:

@@ -64,6 +64,17 @@ def _mc(
     )
 
 
+def _answer_index(row: Row, field_name: str, labels: list[Any]) -> int | None:
+    """The position of a row's answer label among `labels`; None for a label that is not one of them.
+
+    A missing or empty answer field is rejected as missing (not as "not among the choices").
+    """
+    key = str(row.get(field_name) or "").strip()
+    if not key:
+        raise RowRejected(f"answer: missing (no {field_name})")
+    return labels.index(key) if key in labels else None
+
+
 def _labelled(
     row: Row, source: str, domain: Domain, explanation: str | None, question_key: str
 ) -> SourceRecord:
@@ -72,8 +83,7 @@ def _labelled(
     texts = list(choices.get("text") or [])
     if not texts:
         raise RowRejected("choices: missing")
-    key = str(row.get("answerKey") or "").strip()
-    idx = labels.index(key) if key in labels else None
+    idx = _answer_index(row, "answerKey", labels)
     return _mc(source, domain, _text(row.get("id"), "id"), row.get(question_key), texts, idx, explanation)
 
 
@@ -118,8 +128,7 @@ def winogrande(row: Row, index: int) -> SourceRecord:
     sentence = _text(row.get("sentence"), "sentence")
     if "_" not in sentence:
         raise RowRejected("sentence: no blank '_'")
-    answer = str(row.get("answer") or "").strip()
-    idx = {"1": 0, "2": 1}.get(answer)
+    idx = _answer_index(row, "answer", ["1", "2"])
     rid = str(row.get("id") or f"{index}")
     return _mc("winogrande", "commonsense", rid, sentence, [row.get("option1"), row.get("option2")], idx)
 
@@ -137,8 +146,7 @@ def aqua_rat(row: Row, index: int) -> SourceRecord:
         texts.append(m.group(2))
     if not texts:
         raise RowRejected("options: missing")
-    key = str(row.get("correct") or "").strip()
-    idx = labels.index(key) if key in labels else None
+    idx = _answer_index(row, "correct", labels)
     return _mc(
         "aqua_rat",
         "reasoning",

@@ -19,6 +19,7 @@ from faco.contamination import (
     overlaps,
     refusal,
 )
+from faco.errors import RecordError
 from faco.evaluation.suite import suite
 from faco.paths import TASKS_DIR, data_dir
 from faco.progress import log, track
@@ -58,6 +59,16 @@ def load_source(study: Study, spec: SourceSpec) -> tuple[list[SourceRecord], lis
         seen.add(rec.id)
         records.append(rec)
     return records, rejects
+
+
+def require_records(spec: SourceSpec, records: list[SourceRecord], rejects: list[RejectRecord]) -> None:
+    """Refuse a source split with no usable record (it would pass generate and corrupt, then fail in train)."""
+    if not records:
+        why = "; ".join(f"{n} x {reason}" for reason, n in reason_counts(rejects).items())
+        raise RecordError(
+            f"ingest.sources: {spec.name!r} split {spec.split!r} has no usable records"
+            + (f" ({len(rejects)} rows, all rejected: {why})" if rejects else " (0 rows)")
+        )
 
 
 def reason_counts(rejects: list[RejectRecord]) -> dict[str, int]:
@@ -127,6 +138,7 @@ def run(study: Study, out: Path) -> Path:
     loaded = []
     for spec in track(cfg.sources, "ingest", total=len(cfg.sources)):
         records, rejects = load_source(study, spec)
+        require_records(spec, records, rejects)
         cap = spec.limit or cfg.per_source_cap
         held, rest = split_heldout(records, heldout_count(cfg.heldout, cap, len(records)), cfg.seed, spec.name)
         loaded.append((spec, cap, records, rejects, held, rest))

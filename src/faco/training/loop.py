@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from faco.config import TrainConfig
-from faco.errors import FacoError
+from faco.errors import ConfigError, FacoError
 from faco.paths import repo_root
 from faco.progress import log
 from faco.records import TrainRecord
@@ -209,6 +209,16 @@ def _sharded_sample_loss(model: Any, examples: list[Example], pad_id: int, batch
     return out
 
 
+def check_context(cfg: TrainConfig, model: Any) -> None:
+    """Refuse sequences longer than the model's context (its max_position_embeddings)."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    lengths = {"max_seq_len": cfg.max_seq_len, **({"pack_length": pack_length(cfg)} if cfg.packing else {})}
+    for key, length in lengths.items():
+        if limit and length > limit:
+            raise ConfigError(f"train.{key}: {length} is above the model's context of {limit} tokens "
+                              "(max_position_embeddings)")
+
+
 def work_dir_for(out: Path) -> Path:
     """Default work directory of a train output: a hidden sibling, stable across restarts."""
     return out.parent / f".{out.name}.work"
@@ -258,6 +268,7 @@ def train(
     per_device, accumulation = batch_plan(cfg, world)
     args = arguments(per_device, accumulation, len(records))  # before loading: ZeRO-3 then partitions while loading
     model, tok = load()
+    check_context(cfg, model)
     if cfg.lora is not None:
         from faco.training.models import add_lora
 
