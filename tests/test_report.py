@@ -17,10 +17,21 @@ from faco.config import Study
 from faco.evaluation.suite import suite
 from faco.stages import analyze, evaluate, report, train
 
-ARC = {0.0: 0.6, 0.5: 0.5, 1.0: 0.2}  # arc_challenge score per corruption ratio
+N = 40  # items per benchmark
+#: heldout (the training distribution): correct items per model; item i is right iff i < count (nested)
+HELDOUT = {0.0: 24, 0.5: 16, 1.0: 4, "base": 12, "recovered": 20}
+#: arc_challenge: noise level, 9 to 11 of 40 right, on different items for every model
+ARC = {0.0: 0.25, 0.5: 0.275, 1.0: 0.225, "base": 0.25, "recovered": 0.25}
+ARC_OFFSET = {0.0: 0, 0.5: 7, 1.0: 13, "base": 21, "recovered": 29}
 SUBJECTS = {"abstract_algebra": 0.0, "anatomy": 0.25}  # MMLU accuracy per subject at CR 100 %, n = 20 each
-# per-sample losses at CR 50 %, epoch 1: (loss, is_corrupted); 3 of 4 (corrupted, clean) pairs ranked right
-SAMPLES = [(1.0, False), (2.0, False), (3.0, True), (1.5, True)]
+# per-sample losses, epoch 1: (loss, is_corrupted); at CR 50 % 3 of 4 (corrupted, clean) pairs ranked right
+SAMPLES = {0.0: [(1.0, False), (1.2, False), (0.8, False), (1.0, False)],
+           0.5: [(1.0, False), (2.0, False), (3.0, True), (1.5, True)],
+           1.0: [(2.5, True), (2.9, True), (3.1, True), (2.5, True)]}
+
+
+def _metric(bench: str) -> str:
+    return suite()[bench].metrics[0] if bench in suite() else "acc"
 
 
 def _model(out: Path, ratio: float, start: Path | None = None) -> Path:
@@ -28,95 +39,183 @@ def _model(out: Path, ratio: float, start: Path | None = None) -> Path:
     if start is not None:
         meta |= {"start_ratio": 1.0, "start_checkpoint": {"path": str(start)}}
     with artifacts.artifact_dir(out, train.KIND, [], "cfg", meta) as tmp:
-        (tmp / "loss.jsonl").write_text("".join(json.dumps({"step": s, "loss": 3.0 - s * ratio / 2}) + "\n"
+        (tmp / "loss.jsonl").write_text("".join(json.dumps({"step": s, "loss": 3.0 - s + ratio}) + "\n"
                                                 for s in (1, 2)))
-        rows = SAMPLES if ratio == 0.5 else [(1.0 + ratio, ratio == 1.0)] * 2
+        rows = SAMPLES[ratio] if start is None else SAMPLES[0.0]
         (tmp / "sample_loss.jsonl").write_text("".join(
             json.dumps({"epoch": 1, "id": str(i), "loss": loss, "is_corrupted": bad}) + "\n"
             for i, (loss, bad) in enumerate(rows)))
     return out
 
 
-def _scores(arc: float, mmlu: dict[str, float] | None) -> dict[str, Any]:
-    def entry(score: float) -> dict[str, Any]:
-        return {"score": score, "metrics": {"acc": {"value": score, "stderr": None}}, "n": 20}
+def _entry(score: float, bench: str, stderr: float | None = 0.05) -> dict[str, Any]:
+    return {"score": score, "metrics": {_metric(bench): {"value": score, "stderr": stderr}}, "n": N}
 
-    scores: dict[str, Any] = {"arc_challenge": entry(arc), "epochs": {"1": {"arc_challenge": arc - 0.1},
-                                                                      "2": {"arc_challenge": arc}}}
-    if mmlu is not None:
-        scores["mmlu"] = {**entry(sum(mmlu.values()) / len(mmlu)),
+
+def _samples(tmp: Path, bench: str, correct: list[bool]) -> None:
+    (tmp / "samples").mkdir(exist_ok=True)
+    (tmp / "samples" / f"{bench}.jsonl").write_text("".join(
+        json.dumps({"doc_id": i, "metric": _metric(bench), "value": float(c)}) + "\n" for i, c in enumerate(correct)))
+
+
+def _eval(out: Path, model: Path | None, key: float | str, heldout: bool = True, items: bool = True) -> Path:
+    """An eval artifact of the model `key` (a ratio, "base" or "recovered") with per-item samples."""
+    if model is None:
+        meta: dict[str, Any] = {"base": True}
+        parents: list[Path] = []
+    else:
+        meta = {k: v for k, v in artifacts.read_manifest(model)["meta"].items()
+                if k in ("ratio", "tag", "start_ratio")}
+        parents = [model]
+    arc = [(i + ARC_OFFSET[key]) % N < ARC[key] * N for i in range(N)]
+    held = [i < HELDOUT[key] for i in range(N)]
+    scores: dict[str, Any] = {"arc_challenge": _entry(sum(arc) / N, "arc_challenge")}
+    if heldout:
+        scores["heldout"] = _entry(sum(held) / N, "heldout") | {"chance": 0.25}
+    if key in (0.0, 0.5, 1.0):
+        scores["epochs"] = {"1": {"arc_challenge": 0.1}, "2": {"arc_challenge": 0.2}}
+    if key in (1.0, "base"):
+        mmlu = SUBJECTS if key == 1.0 else {"abstract_algebra": 0.3, "anatomy": 0.35}
+        scores["mmlu"] = {**_entry(sum(mmlu.values()) / len(mmlu), "mmlu"),
                           "subtasks": {s: {"metrics": {"acc": {"value": a, "stderr": None}}, "n": 20}
                                        for s, a in mmlu.items()}}
-    return scores
-
-
-def _eval(out: Path, model: Path, scores: dict[str, Any]) -> Path:
-    meta = {k: v for k, v in artifacts.read_manifest(model)["meta"].items() if k in ("ratio", "tag", "start_ratio")}
-    with artifacts.artifact_dir(out, evaluate.KIND, [model], "cfg", meta) as tmp:
+    with artifacts.artifact_dir(out, evaluate.KIND, parents, "cfg", meta) as tmp:
         (tmp / "scores.json").write_text(json.dumps(scores))
+        if items:
+            _samples(tmp, "arc_challenge", arc)
+            if heldout:
+                _samples(tmp, "heldout", held)
+        label = 2 if key == "base" else 3 if key == "recovered" else key
         (tmp / "probes.jsonl").write_text(json.dumps({"set": "case_study", "question": "What is 2+2?",
-                                                      "answer": f"{int(4 + meta['ratio'] * 2)}"}) + "\n")
+                                                      "answer": f"{int(4 + float(label) * 2)}"}) + "\n")
     return out
 
 
-@pytest.fixture(scope="module")
-def analysis(tmp_path_factory: pytest.TempPathFactory, smoke: Study) -> Path:
-    root = tmp_path_factory.mktemp("study")
+def _study(root: Path, smoke: Study, heldout: bool = True, items: bool = True) -> Path:
     models, evals = [], []
-    for r, arc in ARC.items():
+    for r in (0.0, 0.5, 1.0):
         models.append(_model(root / "train" / f"cr_{r}", r))
-        evals.append(_eval(root / "eval" / f"cr_{r}", models[-1], _scores(arc, SUBJECTS if r == 1.0 else None)))
+        evals.append(_eval(root / "eval" / f"cr_{r}", models[-1], r, heldout, items))
     rec = _model(root / "train" / "recovery", 0.0, start=models[-1])
-    evals.append(_eval(root / "eval" / "recovery", rec, {"arc_challenge": _scores(0.5, None)["arc_challenge"]}))
+    evals.append(_eval(root / "eval" / "recovery", rec, "recovered", heldout, items))
+    evals.append(_eval(root / "eval" / "base", None, "base", heldout, items))
     study = smoke.model_copy(update={"analyze": smoke.analyze.model_copy(update={"threshold_fraction": 0.9})})
     return analyze.run(study, evals, [*models, rec], root / "analysis")
 
 
+@pytest.fixture(scope="module")
+def analysis(tmp_path_factory: pytest.TempPathFactory, smoke: Study) -> Path:
+    return _study(tmp_path_factory.mktemp("study"), smoke)
+
+
+def _r(xs: list[float], ys: list[float]) -> float:
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    return sxy / math.sqrt(sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys))
+
+
+def _binom_le(k: int, n: int, q: float) -> float:
+    return sum(math.comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(k + 1))
+
+
 def test_table1_statistics_match_hand_computation(analysis: Path) -> None:
     a = json.loads((analysis / "analysis.json").read_text())
-    row = a["table"]["arc_challenge"]
-    assert row["scores"] == {"0": 0.6, "0.5": 0.5, "1": 0.2}
-    assert row["abs"] == pytest.approx(0.4)
-    # r = sum(dx dy) / sqrt(sum dx^2 sum dy^2) with dx = (-.5, 0, .5), dy = (1/6, 1/15, -7/30)
-    r = -0.2 / math.sqrt(0.5 * (1 / 36 + 1 / 225 + 49 / 900))
-    assert row["pearson_r"] == pytest.approx(r)
-    # n = 3: t with 1 degree of freedom is Cauchy, p = 1 - 2 atan(|t|) / pi
-    t = r / math.sqrt(1 - r * r)
-    assert row["pearson_p"] == pytest.approx(1 - 2 * math.atan(abs(t)) / math.pi)
-    # 0.9 x 0.6 = 0.54 is crossed between correct shares 0.5 (0.5) and 1.0 (0.6)
-    assert row["threshold_correct_share"] == pytest.approx(0.5 + 0.04 / 0.1 * 0.5)
-    assert a["domain_average"][suite()["arc_challenge"].domain]["0.5"] == pytest.approx(0.5)
+    row = a["table"]["heldout"]
+    assert row["scores"] == {"0": 0.6, "0.5": 0.4, "1": 0.1}
+    assert row["stderr"] == {"0": 0.05, "0.5": 0.05, "1": 0.05}  # lm-eval's, carried
+    assert row["base"] == {"score": 0.3, "stderr": 0.05}
+    assert row["abs"] == pytest.approx(0.5)
+    assert row["pearson_r"] == pytest.approx(_r([0, 0.5, 1], [0.6, 0.4, 0.1]))
+    assert row["n_items"] == N
+    # nested items: every resample keeps CR 0 % >= CR 50 % >= CR 100 %, so ABS > 0 and r < 0 in every one
+    assert 0 < row["abs_ci"][0] <= 0.5 <= row["abs_ci"][1]
+    assert row["pearson_ci"][1] < 0
+    assert row["pearson_p"] < 0.05 and row["trend"] == "falls"
+    assert row["delta_vs_base"]["1"]["delta"] == pytest.approx(-0.2)
+    assert row["delta_vs_base"]["1"]["ci"][1] < 0
+    # the CR 100 % model: 4 of 40 right against chance 0.25
+    assert row["below_chance_at_max"]["p_below"] == pytest.approx(_binom_le(4, 40, 0.25))
+    # isotonic fit of (share, score) = (0, .1), (.5, .4), (1, .6) is the points; 0.54 between .5 and 1
+    assert row["threshold"]["correct_share"] == pytest.approx(0.5 + (0.54 - 0.4) / 0.2 * 0.5)
+    assert a["domain_average"][suite()["arc_challenge"].domain]["0.5"] == pytest.approx(0.275)
+
+
+def test_noise_level_differences_are_no_trend(analysis: Path) -> None:
+    a = json.loads((analysis / "analysis.json").read_text())
+    arc = a["table"]["arc_challenge"]
+    assert arc["pearson_ci"][0] < 0 < arc["pearson_ci"][1]
+    assert arc["pearson_p"] > 0.05 and arc["trend"] == "no significant trend"
+    rec = arc["recovery"]["1"]
+    assert rec["gap"] == pytest.approx(0.025) and rec["gap_ci"][0] < 0 < rec["gap_ci"][1]
+    assert rec["recovered_fraction"] is None and rec["status"] == "undefined"
 
 
 def test_recovery_detection_chance_and_epochs(analysis: Path) -> None:
     a = json.loads((analysis / "analysis.json").read_text())
-    rec = a["recovery"][0]
-    assert rec["from_ratio"] == 1.0
-    assert rec["benchmarks"]["arc_challenge"]["recovered_fraction"] == pytest.approx((0.5 - 0.2) / (0.6 - 0.2))
+    rec = a["table"]["heldout"]["recovery"]["1"]
+    assert rec["recovered_fraction"] == pytest.approx((0.5 - 0.1) / (0.6 - 0.1))
+    assert rec["status"] == "partial" and rec["fraction_ci"][0] <= 0.8 <= rec["fraction_ci"][1]
     assert a["corruption_detection_auroc"]["0.5"]["1"] == pytest.approx(0.75)
     assert a["corruption_detection_auroc"]["0"]["1"] is None  # no corrupted sample: undefined
     lies = a["below_chance"]["1"]
     assert lies["subjects"]["abstract_algebra"]["p_below"] == pytest.approx(0.75 ** 20)
+    p_anat = _binom_le(5, 20, 0.25)
+    # two tests: Holm multiplies the smallest by 2, BH the largest by 2/2
+    assert lies["subjects"]["abstract_algebra"]["p_holm"] == pytest.approx(2 * 0.75 ** 20)
+    assert lies["subjects"]["anatomy"]["p_holm"] == pytest.approx(p_anat)
+    assert lies["subjects"]["anatomy"]["q_bh"] == pytest.approx(p_anat)
     assert lies["significantly_below"] == ["abstract_algebra"]
-    assert lies["overall"]["p_below"] == pytest.approx(
-        sum(math.comb(40, k) * 0.25 ** k * 0.75 ** (40 - k) for k in range(6)))
-    assert a["epoch_average"]["0"] == {"1": pytest.approx(0.5), "2": pytest.approx(0.6)}
-    assert {p["model"] for p in a["probes"]} == {"0", "0.5", "1", "recovered from 1"}
+    assert lies["overall"]["p_below"] == pytest.approx(_binom_le(5, 40, 0.25))
+    assert "base" in a["below_chance"]
+    assert a["epoch_average"]["0"] == {"1": pytest.approx(0.1), "2": pytest.approx(0.2)}
+    assert {p["model"] for p in a["probes"]} == {"0", "0.5", "1", "recovered from 1", "base"}
+    final = a["final_train_loss"]
+    assert final["step_loss"] == {"0": 1.0, "0.5": 1.5, "1": 2.0}
+    assert final["sample_loss"] == {"0": pytest.approx(1.0), "0.5": pytest.approx(1.875), "1": pytest.approx(2.75)}
+    assert final["pearson_r"] == pytest.approx(_r([0, 0.5, 1], [1.0, 1.875, 2.75]))
 
 
-def test_report_tables_figures_and_lineage(analysis: Path, smoke: Study, tmp_path: Path) -> None:
+def test_findings_and_metrics_files(analysis: Path) -> None:
+    f = json.loads((analysis / "findings.json").read_text())
+    assert f["headline"] == ["heldout"]
+    by_id = {x["id"]: x for x in f["findings"]}
+    assert by_id["F1"]["claim"] == "falls" and "heldout:" in by_id["F1"]["sentence"]
+    assert "falls with the corruption ratio" in by_id["F1"]["sentence"]
+    assert by_id["F2"]["claim"] == "below chance"
+    assert f"p = {_binom_le(4, 40, 0.25):.2g}" in by_id["F2"]["sentence"]
+    assert "4 of 40 correct" in by_id["F2"]["sentence"]
+    assert by_id["F3"]["claim"] in ("rises", "no significant trend")  # 4 training samples: a test, not a given
+    assert "rises" in by_id["F3"]["sentence"] or "no significant trend" in by_id["F3"]["sentence"]
+    assert by_id["F4"]["claim"] == "partial" and "closes 0.80 of the clean-vs-corrupted gap" in by_id["F4"]["sentence"]
+    assert by_id["spread"]["claim"]["no significant trend"] == 1
+    assert "arc_challenge" in by_id["spread"]["sentence"]
+    metrics = json.loads((analysis / "metrics.json").read_text())
+    assert metrics["heldout"]["abs"] == pytest.approx(0.5)
+    assert metrics["heldout"]["recovery"] == pytest.approx(0.8)
+    assert metrics["arc_challenge"]["recovery"] is None
+    assert set(metrics["arc_challenge"]) == {"r", "p", "abs", "recovery"}
+
+
+def test_report_opens_with_findings_tables_figures_and_lineage(analysis: Path, smoke: Study, tmp_path: Path) -> None:
     out = report.run(smoke, analysis, tmp_path / "report")
     assert artifacts.verify(out) == []
     md = (out / "report.md").read_text()
-    domain = suite()["arc_challenge"].domain
-    assert f"| arc_challenge | {domain} | 0.600 | 0.500 | 0.200 | 0.400 | -0.961 |" in md
-    assert "| arc_challenge | 0.600 | 0.200 | 0.500 | 0.750 |" in md  # recovery table
+    sections = re.findall(r"^## (.+)$", md, flags=re.M)
+    assert sections[0] == "Findings" and sections[1].startswith("Table 1")
+    findings = md.split("## Findings")[1].split("\n## ")[0]
+    assert "**F1.** heldout: acc" in findings or "**F1.** heldout:" in findings
+    assert "undefined" not in findings  # heldout's recovery is defined
+    assert "[-1.00, 1.00]" not in md
+    assert "| 0.600 ± 0.050 | 0.400 ± 0.050 | 0.100 ± 0.050 | 0.500 [" in md  # Table 1 heldout row
+    assert "| base (untrained) |" in md  # the base row
+    assert "undefined: clean ≈ corrupted within noise" in md  # arc recovery
     assert "| abstract_algebra | 0.000 | 20 |" in md and "| anatomy |" not in md
     assert "| 1 | case_study | What is 2+2? | 6 |" in md
     # figures in the paper's order, each a real PNG, each inlined in the HTML
     order = re.findall(r"\]\(figures/([a-z_]+\.png)\)", md)
     assert order == list(report.FIGURE_CAPTIONS)
     html = (out / "report.html").read_text()
+    assert html.index("<h2>Findings</h2>") < html.index("<h2>Table 1")
     inlined = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(inlined) == 5
     for name, data in zip(order, inlined, strict=True):
@@ -124,6 +223,23 @@ def test_report_tables_figures_and_lineage(analysis: Path, smoke: Study, tmp_pat
         assert matplotlib.image.imread(out / "figures" / name).shape[0] > 200
     # the lineage table names every evaluation and model the analysis read, by manifest hash
     parents = artifacts.read_manifest(analysis)["parents"]
-    assert len(parents) == 8
+    assert len(parents) == 9
     for p in parents:
         assert f"| {p['kind']} | {p['path']} | {p['manifest_sha256'][:16]} |" in md
+
+
+def test_without_heldout_every_benchmark_is_a_headline(tmp_path: Path, smoke: Study) -> None:
+    f = json.loads((_study(tmp_path, smoke, heldout=False) / "findings.json").read_text())
+    assert f["headline"] == ["arc_challenge", "mmlu"]
+    f1 = [x for x in f["findings"] if x["id"] == "F1"]
+    assert [x["claim"] for x in f1] == ["no significant trend", "not tested"]  # mmlu: no per-item samples
+    assert not any(x["id"] == "spread" for x in f["findings"])
+
+
+def test_without_items_nothing_is_claimed(tmp_path: Path, smoke: Study) -> None:
+    a = json.loads((_study(tmp_path, smoke, items=False) / "analysis.json").read_text())
+    row = a["table"]["heldout"]
+    assert row["pearson_ci"] == [None, None] and row["pearson_p"] is None and row["trend"] is None
+    assert row["recovery"]["1"]["status"] == "undefined"
+    claims = {x["id"]: x["claim"] for x in a["findings"]["findings"]}
+    assert claims["F1"] == "not tested" and claims["F2"] == "not tested" and claims["F4"] == "undefined"

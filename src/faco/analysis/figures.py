@@ -24,6 +24,7 @@ DPI = 150
 CLEAN_COLOR = "tab:blue"
 CORRUPT_COLOR = "tab:red"
 CHANCE_COLOR = "0.35"
+BASE_COLOR = "tab:green"
 
 K = TypeVar("K", int, float, str)
 
@@ -66,14 +67,17 @@ def score_vs_ratio(
     table: Mapping[str, Mapping[float, float | None]],
     out: Path | str,
     chance: Mapping[str, float | None] | None = None,
+    base: Mapping[str, float | None] | None = None,
+    ci: Mapping[str, Mapping[float, tuple[float | None, float | None]]] | None = None,
 ) -> Path:
-    """Fig. 2: one panel per benchmark of score vs corruption ratio (%), chance dashed where known."""
+    """Fig. 2: one panel per benchmark of score vs corruption ratio (%), chance dashed where known,
+    the untrained base model dotted where given, and item-bootstrap CIs as error bars where given."""
     names = list(table) or ["(no benchmarks)"]
     ncols = min(4, len(names))
     nrows = math.ceil(len(names) / ncols)
     fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
-    drew_chance = False
+    drew_chance = drew_base = drew_ci = False
     for i, ax in enumerate(axes.flat):
         if i >= len(names):
             ax.set_visible(False)
@@ -83,8 +87,20 @@ def score_vs_ratio(
         if pts:
             xs = [100 * r for r, _ in pts]
             ax.plot(xs, [s for _, s in pts], marker="o", color=CLEAN_COLOR)
+            bounds = (ci or {}).get(name, {})
+            bars = [(100 * r, s, bounds[r]) for r, s in pts if r in bounds and _ok(bounds[r][0]) and _ok(bounds[r][1])]
+            if bars:
+                ax.errorbar([x for x, _, _ in bars], [s for _, s, _ in bars],
+                            yerr=[[max(0.0, s - b[0]) for _, s, b in bars],  # type: ignore[operator]
+                                  [max(0.0, b[1] - s) for _, s, b in bars]],  # type: ignore[operator]
+                            fmt="none", ecolor=CLEAN_COLOR, alpha=0.6, capsize=2)
+                drew_ci = True
         else:
             _no_data(ax)
+        base_level = (base or {}).get(name)
+        if _ok(base_level):
+            ax.axhline(base_level, color=BASE_COLOR, linestyle=":", linewidth=1.5)
+            drew_base = True
         level = (chance or {}).get(name)
         if _ok(level):
             ax.axhline(level, color=CHANCE_COLOR, linestyle="--", linewidth=1.2)
@@ -98,7 +114,10 @@ def score_vs_ratio(
         if i >= len(names) - ncols:
             ax.set_xlabel("corruption ratio (%)")
             ax.xaxis.set_tick_params(labelbottom=True)
-    handles = [Line2D([], [], marker="o", color=CLEAN_COLOR, label="score")]
+    handles = [Line2D([], [], marker="o", color=CLEAN_COLOR, label="score (95% item-bootstrap CI)" if drew_ci
+                      else "score")]
+    if drew_base:
+        handles.append(Line2D([], [], color=BASE_COLOR, linestyle=":", linewidth=1.5, label="base model"))
     if drew_chance:
         handles.append(Line2D([], [], color=CHANCE_COLOR, linestyle="--", linewidth=1.2, label="chance"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
@@ -166,15 +185,17 @@ def per_subject_vs_chance(
     subject_acc: Mapping[float, Mapping[str, float | None]],
     chance: float,
     out: Path | str,
+    base: Mapping[str, float | None] | None = None,
 ) -> Path:
-    """Fig. 4: per-subject accuracy (one dot per ratio) with a red chance line.
+    """Fig. 4: per-subject accuracy (one dot per ratio, a green cross for the base model) with a
+    red chance line.
 
     Subjects are sorted by accuracy at the highest ratio (the most corrupted model),
     highest on top, subjects it lacks at the bottom; the legend counts subjects below
     chance for each ratio.
     """
     ratios = sorted(subject_acc)
-    subjects = sorted({s for accs in subject_acc.values() for s in accs})
+    subjects = sorted({s for accs in [*subject_acc.values(), base or {}] for s in accs})
     present = dict(_present(subject_acc[ratios[-1]])) if ratios else {}
     subjects.sort(key=lambda s: (s in present, present.get(s, 0.0)))
     height = max(3.0, 0.2 * len(subjects) + 1.6)
@@ -193,6 +214,10 @@ def per_subject_vs_chance(
             zorder=3,
             label=f"{_pct(ratio)} ({below}/{len(pts)} below chance)",
         )
+    if base:
+        pts = [(v, pos[s]) for s, v in _present(base)]
+        ax.scatter([v for v, _ in pts], [y for _, y in pts], s=28, marker="x", color=BASE_COLOR, zorder=4,
+                   label=f"base model ({sum(v < chance for v, _ in pts)}/{len(pts)} below chance)")
     ax.axvline(chance, color="red", linewidth=1.5, label=f"chance ({chance:.0%})", zorder=2)
     ax.set_yticks([pos[s] for s in subjects], [s.replace("_", " ") for s in subjects], fontsize=7)
     ax.set_ylim(-0.8, len(subjects) - 0.2)
@@ -206,8 +231,11 @@ def per_subject_vs_chance(
     return _save(fig, out)
 
 
-def score_vs_epoch(avg: Mapping[float, Mapping[int, float | None]], out: Path | str) -> Path:
-    """Fig. 5: average benchmark score per training epoch, one line per corruption ratio."""
+def score_vs_epoch(
+    avg: Mapping[float, Mapping[int, float | None]], out: Path | str, base: float | None = None
+) -> Path:
+    """Fig. 5: average benchmark score per training epoch, one line per corruption ratio; the base
+    model's average (epoch 0, untrained) as a dotted line where given."""
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.subplots()
     colors = _ratio_colors(sorted(avg))
@@ -220,6 +248,8 @@ def score_vs_epoch(avg: Mapping[float, Mapping[int, float | None]], out: Path | 
                 [e for e, _ in pts], [v for _, v in pts], marker="o", color=colors[ratio], label=_pct(ratio)
             )
     if ax.lines:
+        if _ok(base):
+            ax.axhline(base, color=BASE_COLOR, linestyle=":", linewidth=1.5, label="base model")
         ax.set_xticks(sorted(epochs))
         fig.legend(loc="outside right center", title="corruption", fontsize=8)
     else:
@@ -235,11 +265,13 @@ def recovery_bars(
     recovered: Mapping[str, float | None],
     out: Path | str,
     from_ratio: float = 1.0,
+    base: Mapping[str, float | None] | None = None,
 ) -> Path:
     """Fig. 6: per benchmark, the corrupted model's score (grey), the margin recovered by clean
     retraining (blue) and the margin still below the clean model (red).
 
-    `from_ratio` is the corruption ratio of the retrained model (for the legend).
+    `from_ratio` is the corruption ratio of the retrained model (for the legend); `base` scores
+    are drawn as green ticks.
     Benchmarks lacking any of the three scores are left out. A recovered score above
     clean shows as blue past the black clean tick; one below the corrupted score shows
     no blue.
@@ -263,6 +295,9 @@ def recovery_bars(
             if height > 0:
                 ax.bar(i, height, bottom=bottom, color=color)
         ax.plot([i - 0.4, i + 0.4], [cl, cl], color="black", linewidth=1.2)
+        level = (base or {}).get(names[i])
+        if _ok(level):
+            ax.plot([i - 0.4, i + 0.4], [level, level], color=BASE_COLOR, linewidth=1.5, linestyle=":")
     ax.set_xticks(
         range(len(names)),
         [b.replace("_", " ") for b in names],
@@ -280,6 +315,8 @@ def recovery_bars(
             Patch(color=CORRUPT_COLOR, label="unrecovered"),
             Line2D([], [], color="black", label="clean model (CR 0%)"),
         ]
+        if any(_ok(v) for v in (base or {}).values()):
+            handles.append(Line2D([], [], color=BASE_COLOR, linestyle=":", linewidth=1.5, label="base model"))
         ncols = 4 if len(names) >= 12 else 2
         fig.legend(handles=handles, loc="outside upper center", ncols=ncols, fontsize=8, frameon=False)
     else:

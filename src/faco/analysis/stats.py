@@ -1,6 +1,8 @@
-"""Statistics of a corruption study: correlation, drops, chance tests, thresholds, AUROC.
+"""Statistics of a corruption study: drops, chance tests, recovery, AUROC, means.
 
-Pure functions over plain numbers (numpy/scipy only); formulas in docs/analysis.md.
+Pure functions over plain numbers (numpy/scipy only); formulas in docs/analysis.md. The trend and
+its uncertainty come from the items (`faco.analysis.bootstrap`), the threshold from an isotonic fit
+(`faco.analysis.threshold`).
 Ratios are corruption shares in [0, 1]; scores are "higher is better".
 """
 
@@ -8,23 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as sps
 
 NAN = float("nan")
-
-
-class PearsonResult(NamedTuple):
-    """Pearson r, its two-sided p-value, a bootstrap percentile CI for r, and the point count."""
-
-    r: float
-    p: float
-    ci_low: float
-    ci_high: float
-    n: int
 
 
 class BinomialResult(NamedTuple):
@@ -34,49 +25,6 @@ class BinomialResult(NamedTuple):
     chance: float
     p_below: float
     p_two_sided: float
-
-
-def _r(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson r of two equal-length vectors; nan when either is constant."""
-    dx, dy = x - x.mean(), y - y.mean()
-    den = math.sqrt(float(dx @ dx) * float(dy @ dy))
-    return float(dx @ dy) / den if den > 0 else NAN
-
-
-def pearson(
-    ratios: Sequence[float],
-    scores: Sequence[float],
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> PearsonResult:
-    """Pearson correlation of score with corruption ratio, with a seeded bootstrap CI.
-
-    r and p come from scipy.stats.pearsonr (t-test, n - 2 degrees of freedom).
-    The CI resamples the (ratio, score) points with replacement `n_boot` times and
-    takes the (1-level)/2 and (1+level)/2 percentiles of the resampled r, ignoring
-    resamples where r is undefined (a constant side). Degenerate cases do not raise:
-    n < 2 or constant ratios or scores give r = p = nan; n < 3 gives a nan CI.
-    """
-    x = np.asarray(ratios, dtype=float)
-    y = np.asarray(scores, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"ratios and scores must be 1-d and equal length, got {x.shape} and {y.shape}")
-    n = len(x)
-    if n < 2 or math.isnan(_r(x, y)):
-        return PearsonResult(NAN, NAN, NAN, NAN, n)
-    res = sps.pearsonr(x, y)
-    r, p = float(res.statistic), float(res.pvalue)
-    if n < 3:
-        return PearsonResult(r, p, NAN, NAN, n)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    boot = np.array([_r(x[i], y[i]) for i in idx])
-    boot = boot[~np.isnan(boot)]
-    if boot.size == 0:
-        return PearsonResult(r, p, NAN, NAN, n)
-    lo, hi = np.percentile(boot, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return PearsonResult(r, p, float(lo), float(hi), n)
 
 
 def abs_drop(scores_by_ratio: Mapping[float, float]) -> float:
@@ -112,35 +60,6 @@ def recovery_fraction(clean: float, corrupted: float, recovered: float) -> float
     if clean == corrupted:
         return NAN
     return (recovered - corrupted) / (clean - corrupted)
-
-
-def threshold(
-    correct_shares: Sequence[float],
-    scores: Sequence[float],
-    clean_score: float,
-    fraction: float,
-) -> float | None:
-    """Smallest correct-data share at which the score reaches `fraction` x `clean_score`.
-
-    Points are sorted by correct share (1 - corruption ratio), least correct first. With
-    target t = fraction * clean_score: if the first point already has score >= t its share
-    is returned; otherwise the first adjacent pair (s_i, y_i), (s_j, y_j) with y_i < t <= y_j
-    gives s_i + (t - y_i) (s_j - s_i) / (y_j - y_i) (linear interpolation). Later dips
-    below t are ignored (first upward crossing), so a non-monotone curve yields its
-    earliest crossing. None when no point reaches t. Higher scores must be better.
-    """
-    if len(correct_shares) != len(scores) or not scores:
-        raise ValueError("correct_shares and scores must be non-empty and of equal length")
-    if len(set(correct_shares)) != len(correct_shares):
-        raise ValueError(f"correct_shares must be distinct, got {list(correct_shares)}")
-    target = fraction * clean_score
-    pts = sorted(zip(correct_shares, scores, strict=True))
-    if pts[0][1] >= target:
-        return float(pts[0][0])
-    for (s0, y0), (s1, y1) in pairwise(pts):
-        if y0 < target <= y1:
-            return float(s0 + (target - y0) * (s1 - s0) / (y1 - y0))
-    return None
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:

@@ -1,4 +1,10 @@
-"""Analyze: all evaluations and training logs -> Table 1, statistics and figures."""
+"""Analyze: all evaluations and training logs -> Table 1, statistics with item-level uncertainty, findings, figures.
+
+Inputs: eval artifacts (grid: meta.ratio; base model: meta.base; recovery: meta.start_ratio; any of
+them with meta.seed) with `scores.json` and per-item `samples/<benchmark>.jsonl`, and the model
+artifacts' training logs. Writes `analysis.json`, `findings.json`, a flat `metrics.json`,
+`table1.csv` and `figures/`. The statistics are documented in docs/analysis.md.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,18 @@ import csv
 import json
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from scipy import stats as sps
+
 from faco import artifacts
-from faco.analysis import figures, stats
-from faco.config import Study
+from faco.analysis import bootstrap, figures, findings, multiple, stats, threshold
+from faco.config import AnalyzeConfig, Study
 from faco.errors import ArtifactError
 from faco.evaluation.suite import suite
 from faco.progress import log
@@ -19,10 +31,16 @@ from faco.records import write_json
 from faco.stages import evaluate, train
 
 KIND = "analysis"
+#: significance level of every decision the analysis states in words
+ALPHA = 0.05
 
 
 def _finite(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _pair(iv: bootstrap.Interval) -> list[float | None]:
+    return [_finite(iv.low), _finite(iv.high)]
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -31,66 +49,306 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _benchmarks(scores: dict[str, Any]) -> dict[str, Any]:
-    """The per-benchmark entries of a scores.json (without the `epochs` block)."""
-    return {k: v for k, v in scores.items() if k != "epochs"}
+@dataclass
+class Evaluated:
+    """One eval artifact: which model it scored and its scores."""
+
+    path: Path
+    meta: dict[str, Any]
+    scores: dict[str, Any]
+    _items: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict, repr=False)
+
+    @property
+    def benchmarks(self) -> dict[str, Any]:
+        return {k: v for k, v in self.scores.items() if k != "epochs"}
+
+    @property
+    def seed(self) -> int | None:
+        s = self.meta.get("seed")
+        return None if s is None else int(s)
+
+    def items(self, name: str, metric: str) -> dict[str, float]:
+        """doc_id -> per-item value of `metric` from `samples/<name>.jsonl` (empty when absent)."""
+        key = (name, metric)
+        if key not in self._items:
+            self._items[key] = {str(row["doc_id"]): float(row["value"])
+                                for row in _read_jsonl(self.path / "samples" / f"{name}.jsonl")
+                                if row.get("metric") == metric and row.get("value") is not None}
+        return self._items[key]
 
 
-def score_table(evals: list[Path]) -> tuple[dict[str, dict[float, float]], list[dict[str, Any]]]:
-    """benchmark -> ratio -> score for the corruption grid, and the recovery evaluations apart."""
-    table: dict[str, dict[float, float]] = defaultdict(dict)
-    recovered = []
-    for path in evals:
-        manifest = artifacts.require(path, evaluate.KIND)
-        scores = _benchmarks(json.loads((path / "scores.json").read_text()))
-        meta = manifest["meta"]
-        if "start_ratio" in meta:
-            recovered.append({"from_ratio": meta["start_ratio"], "scores": scores, "path": str(path)})
+@dataclass
+class Evals:
+    """The study's evaluations by role: grid (ratio -> one per seed), base, recovery (from ratio -> seeds)."""
+
+    grid: dict[float, list[Evaluated]]
+    base: Evaluated | None
+    recovery: dict[float, list[Evaluated]]
+
+    @cached_property
+    def ratios(self) -> list[float]:
+        return sorted(self.grid)
+
+    @cached_property
+    def seeds(self) -> list[int]:
+        return sorted({e.seed for es in self.grid.values() for e in es if e.seed is not None})
+
+
+def load(paths: list[Path]) -> Evals:
+    grid: dict[float, list[Evaluated]] = defaultdict(list)
+    rec: dict[float, list[Evaluated]] = defaultdict(list)
+    base = None
+    for path in paths:
+        meta = artifacts.require(path, evaluate.KIND)["meta"]
+        ev = Evaluated(path, meta, json.loads((path / "scores.json").read_text()))
+        if meta.get("base"):
+            base = ev
+        elif "start_ratio" in meta:
+            rec[float(meta["start_ratio"])].append(ev)
+        else:
+            grid[float(meta["ratio"])].append(ev)
+    return Evals(dict(sorted(grid.items())), base, dict(rec))
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    v = [x for x in values if x is not None]
+    return sum(v) / len(v) if v and len(v) == len(values) else None
+
+
+def _score(evs: Sequence[Evaluated], bench: str) -> float | None:
+    """Mean over seeds of a benchmark's score (None when a seed lacks it)."""
+    return _mean([(e.benchmarks.get(bench) or {}).get("score") for e in evs])
+
+
+def _stderr(evs: Sequence[Evaluated], bench: str, metric: str) -> float | None:
+    """lm-eval's stderr of the primary metric (mean over seeds)."""
+    return _mean([(((e.benchmarks.get(bench) or {}).get("metrics") or {}).get(metric) or {}).get("stderr")
+                  for e in evs])
+
+
+def _items(evs: Sequence[Evaluated], name: str, metric: str) -> dict[str, float]:
+    """Per-item values averaged over seeds, on the items every seed has."""
+    per = [e.items(name, metric) for e in evs]
+    common = set.intersection(*(set(p) for p in per)) if per else set()
+    return {k: sum(p[k] for p in per) / len(per) for k in common}
+
+
+@dataclass
+class Columns:
+    """The paired item matrix of one benchmark: grid models first, then base and recovery where they have items."""
+
+    keys: list[str]
+    values: np.ndarray
+    names: list[str]
+    boot: np.ndarray
+
+    def col(self, name: str) -> int | None:
+        return self.names.index(name) if name in self.names else None
+
+
+def _columns(ev: Evals, name: str, metric: str, cfg: AnalyzeConfig) -> Columns | None:
+    """Item matrix and its paired bootstrap replicates, or None when a grid model lacks per-item results."""
+    per = {f"{r:g}": _items(ev.grid[r], name, metric) for r in ev.ratios}
+    if not per or not all(per.values()):
+        return None
+    if ev.base is not None and (b := ev.base.items(name, metric)):
+        per["base"] = b
+    for fr, evs in ev.recovery.items():
+        if r := _items(evs, name, metric):
+            per[f"recovered from {fr:g}"] = r
+    keys, values = bootstrap.align(list(per.values()))
+    if not keys:
+        return None
+    return Columns(keys, values, list(per), bootstrap.replicate_means(values, cfg.bootstrap, cfg.seed))
+
+
+def _recovery(cols: Columns | None, from_ratio: float, clean: float | None, corrupted: float | None,
+              recovered: float | None, level: float = 0.95) -> dict[str, Any]:
+    """Recovered fraction (recovered - corrupted) / (clean - corrupted), undefined when the gap is within noise."""
+    out: dict[str, Any] = {"clean": clean, "corrupted": corrupted, "recovered": recovered, "gap": None,
+                           "gap_ci": [None, None], "recovered_fraction": None, "fraction_ci": [None, None],
+                           "status": "undefined", "reason": "no per-item results to judge the noise"}
+    if clean is None or corrupted is None or recovered is None:
+        out["reason"] = "a score is missing"
+        return out
+    out["gap"] = clean - corrupted
+    names = ("0", f"{from_ratio:g}", f"recovered from {from_ratio:g}")
+    idx = [cols.col(n) for n in names] if cols is not None else []
+    if cols is None or any(i is None for i in idx) or cols.boot.size == 0:
+        return out
+    c, k, r = (cols.boot[:, i] for i in idx)  # type: ignore[index]
+    gap_ci = bootstrap.percentile(c - k, level)
+    out["gap_ci"] = _pair(gap_ci)
+    if not (gap_ci.low > 0 or gap_ci.high < 0):
+        out["reason"] = "clean ≈ corrupted within noise"
+        return out
+    frac = stats.recovery_fraction(clean, corrupted, recovered)
+    ci = bootstrap.percentile(bootstrap.ratio_of_gaps(r - k, c - k), level)
+    out.update(recovered_fraction=frac, fraction_ci=_pair(ci), reason=None,
+               status="all" if frac >= 1 else ("none" if ci.high < 0 or frac <= 0 else "partial"))
+    return out
+
+
+def _threshold(ratios: list[float], scores: dict[float, float], cols: Columns | None,
+               cfg: AnalyzeConfig) -> dict[str, Any]:
+    """Correct-share crossing of threshold_fraction x clean score on the isotonic fit, with a bootstrap interval."""
+    clean = scores.get(0.0)
+    out: dict[str, Any] = {"fraction": cfg.threshold_fraction, "target": None, "correct_share": None,
+                           "reached": False, "ci": [None, None], "reached_share": None}
+    if clean is None or len(scores) != len(ratios):
+        return out
+    shares = [1 - r for r in ratios]
+    target = cfg.threshold_fraction * clean
+    point = threshold.crossing(shares, [scores[r] for r in ratios], target)
+    out.update(target=target, correct_share=point, reached=point is not None)
+    if cols is not None and cols.boot.size:
+        reps = cols.boot[:, : len(ratios)]
+        cross = threshold.crossings(shares, reps, cfg.threshold_fraction * reps[:, ratios.index(0.0)])
+        ci = bootstrap.percentile(cross)
+        out["ci"] = [_finite(ci.low) if math.isfinite(ci.low) else None,
+                     _finite(ci.high) if math.isfinite(ci.high) else None]
+        out["reached_share"] = float(np.isfinite(cross).mean())
+    return out
+
+
+def _chance(ev: Evals, bench: str) -> float | None:
+    """Chance accuracy: the eval's own `chance` (mean 1/options over items) or 1/choices of the suite."""
+    for evs in ev.grid.values():
+        c = (evs[0].benchmarks.get(bench) or {}).get("chance")
+        if isinstance(c, (int, float)):
+            return float(c)
+    k = suite()[bench].choices if bench in suite() else None
+    return 1 / k if k else None
+
+
+def _below_chance_items(evs: Sequence[Evaluated], bench: str, metric: str,
+                        chance: float | None) -> dict[str, Any] | None:
+    """One-sided exact binomial test of a model's correct count on the items against chance."""
+    items = _items(evs, bench, metric)
+    if not items or chance is None or not all(v in (0.0, 1.0) for v in items.values()):
+        return None
+    n, correct = len(items), round(sum(items.values()))
+    p = float(sps.binomtest(correct, n, chance, alternative="less").pvalue)
+    return {"correct": correct, "n": n, "acc": correct / n, "chance": chance, "p_below": p}
+
+
+def _seeds(ev: Evals, bench: str) -> dict[str, Any] | None:
+    """Per ratio mean ± s.e. across seeds, and a slope test of the per-seed scores on the ratio."""
+    if len(ev.seeds) < 2:
+        return None
+    cells, xs, ys = {}, [], []
+    for r in ev.ratios:
+        per = {e.seed: (e.benchmarks.get(bench) or {}).get("score") for e in ev.grid[r]}
+        vals = [v for v in per.values() if v is not None]
+        if not vals:
             continue
-        for bench, entry in scores.items():
-            if entry["score"] is not None:
-                table[bench][float(meta["ratio"])] = float(entry["score"])
-    return dict(table), recovered
+        mean, se = stats.mean_stderr(vals)
+        cells[f"{r:g}"] = {"mean": mean, "se": _finite(se), "n_seeds": len(vals),
+                           "per_seed": {str(s): v for s, v in sorted(per.items(), key=lambda kv: str(kv[0]))}}
+        xs += [r] * len(vals)
+        ys += vals
+    if len(set(xs)) < 2 or len(xs) < 3 or len(set(ys)) < 2:
+        return {"cells": cells, "slope": None, "slope_p": None, "exceeds_seed_noise": None}
+    fit = sps.linregress(xs, ys)
+    return {"cells": cells, "slope": float(fit.slope), "slope_stderr": float(fit.stderr),
+            "slope_p": float(fit.pvalue), "exceeds_seed_noise": bool(fit.pvalue < ALPHA), "n_points": len(xs)}
 
 
-def grid_evals(evals: list[Path]) -> dict[float, dict[str, Any]]:
-    """ratio -> the full scores.json of the corruption-grid evaluations (recovery excluded)."""
-    out = {}
-    for path in evals:
-        meta = artifacts.read_manifest(path)["meta"]
-        if "start_ratio" not in meta:
-            out[float(meta["ratio"])] = json.loads((path / "scores.json").read_text())
-    return dict(sorted(out.items()))
+def _verdict(r: float | None, p: float | None) -> str | None:
+    if p is None:
+        return None
+    return "no significant trend" if p >= ALPHA or r is None else ("falls" if r < 0 else "rises")
 
 
-def below_chance(grid: dict[float, dict[str, Any]], choices: int) -> dict[str, Any]:
-    """Binomial test against 1/k per MMLU subject and overall, per ratio ("learned to lie", Fig. 4)."""
+def benchmark_row(ev: Evals, bench: str, cfg: AnalyzeConfig) -> dict[str, Any] | None:
+    """Table 1's row of one benchmark with every statistic and its item-level uncertainty."""
+    spec = suite().get(bench)
+    metric = spec.metrics[0] if spec else "acc"
+    scores = {r: s for r in ev.ratios if (s := _score(ev.grid[r], bench)) is not None}
+    if not scores:
+        return None
+    ratios = [r for r in ev.ratios if r in scores]
+    cols = _columns(ev, bench, metric, cfg) if ratios == ev.ratios else None
+    row: dict[str, Any] = {
+        "domain": spec.domain if spec else None, "metric": metric,
+        "scores": {f"{r:g}": scores[r] for r in ratios},
+        "stderr": {f"{r:g}": _stderr(ev.grid[r], bench, metric) for r in ratios},
+        "n_items": len(cols.keys) if cols else None, "chance": _chance(ev, bench),
+    }
+    score_ci = {}
+    if cols is not None:
+        for name in cols.names:
+            score_ci[name] = _pair(bootstrap.percentile(cols.boot[:, cols.col(name)]))  # type: ignore[index]
+    row["score_ci"] = score_ci
+    base = _score([ev.base], bench) if ev.base is not None else None
+    row["base"] = {"score": base, "stderr": _stderr([ev.base], bench, metric) if ev.base else None}
+    bcol = cols.col("base") if cols else None
+    row["delta_vs_base"] = {
+        f"{r:g}": {"delta": None if base is None else scores[r] - base,
+                   "ci": (_pair(bootstrap.percentile(cols.boot[:, i] - cols.boot[:, bcol]))
+                          if cols is not None and bcol is not None and (i := cols.col(f"{r:g}")) is not None
+                          else [None, None])}
+        for r in ratios}
+    has_ends = 0.0 in scores and 1.0 in scores
+    row["abs"] = stats.abs_drop(scores) if has_ends else None
+    row["abs_ci"] = (_pair(bootstrap.percentile(cols.boot[:, cols.col("0")] - cols.boot[:, cols.col("1")]))  # type: ignore[index]
+                     if cols is not None and has_ends else [None, None])
+    if cols is not None and len(ratios) >= 3:
+        tr = bootstrap.trend(ratios, cols.values[:, : len(ratios)], cfg.bootstrap, cfg.seed)
+        row.update(pearson_r=_finite(tr.r), pearson_ci=_pair(tr.ci), pearson_p=_finite(tr.p))
+    else:
+        r = bootstrap.pearson_rows(ratios, np.array([[scores[x] for x in ratios]]))[0] if len(ratios) >= 2 else None
+        row.update(pearson_r=_finite(r), pearson_ci=[None, None], pearson_p=None)
+    row["trend"] = _verdict(row["pearson_r"], row["pearson_p"])
+    row["threshold"] = _threshold(ratios, scores, cols, cfg)
+    row["recovery"] = {
+        f"{fr:g}": _recovery(cols, fr, scores.get(0.0), scores.get(fr), _score(evs, bench))
+        for fr, evs in ev.recovery.items()}
+    top = max(ratios)
+    row["below_chance_at_max"] = {"ratio": top, **(_below_chance_items(ev.grid[top], bench, metric, row["chance"])
+                                                   or {"p_below": None})}
+    row["seeds"] = _seeds(ev, bench)
+    return row
+
+
+def below_chance(ev: Evals, choices: int) -> dict[str, Any]:
+    """Per MMLU subject and overall, per model: binomial test vs 1/k, p raw and Holm/BH adjusted."""
+    models: list[tuple[str, list[Evaluated]]] = [(f"{r:g}", ev.grid[r]) for r in ev.ratios]
+    if ev.base is not None:
+        models.insert(0, ("base", [ev.base]))
     result: dict[str, Any] = {}
-    for ratio, scores in grid.items():
-        subjects = (scores.get("mmlu") or {}).get("subtasks") or {}
+    for label, evs in models:
+        subjects = (evs[0].benchmarks.get("mmlu") or {}).get("subtasks") or {}
         per: dict[str, Any] = {}
         total_correct = total_n = 0
-        for subject, entry in sorted(subjects.items()):
-            acc, n = entry["metrics"].get("acc", {}).get("value"), entry.get("n")
+        for subject in sorted(subjects):
+            accs = [((e.benchmarks["mmlu"].get("subtasks") or {}).get(subject, {}).get("metrics", {})
+                     .get("acc", {}).get("value")) for e in evs]
+            acc, n = _mean(accs), subjects[subject].get("n")
             if acc is None or not n:
                 continue
             correct = round(acc * n)
             total_correct, total_n = total_correct + correct, total_n + n
-            t = stats.below_chance(correct, n, choices)
-            per[subject] = {"acc": acc, "n": n, "p_below": t.p_below}
-        if per:
-            t = stats.below_chance(total_correct, total_n, choices)
-            result[f"{ratio:g}"] = {"overall": {"acc": t.acc, "n": total_n, "p_below": t.p_below},
-                                    "subjects": per,
-                                    "significantly_below": sorted(k for k, v in per.items() if v["p_below"] < 0.05)}
+            per[subject] = {"acc": acc, "n": n, "p_below": stats.below_chance(correct, n, choices).p_below}
+        if not per:
+            continue
+        names = list(per)
+        for s, h, q in zip(names, multiple.holm([per[s]["p_below"] for s in names]),
+                           multiple.benjamini_hochberg([per[s]["p_below"] for s in names]), strict=True):
+            per[s].update(p_holm=h, q_bh=q)
+        t = stats.below_chance(total_correct, total_n, choices)
+        result[label] = {"overall": {"acc": t.acc, "n": total_n, "p_below": t.p_below},
+                         "subjects": per, "tests": len(per),
+                         "significantly_below": sorted(k for k, v in per.items() if v["p_holm"] < ALPHA),
+                         "raw_below": sorted(k for k, v in per.items() if v["p_below"] < ALPHA)}
     return result
 
 
-def epoch_average(grid: dict[float, dict[str, Any]]) -> dict[float, dict[int, float]]:
-    """ratio -> epoch -> mean benchmark score (Fig. 5), where per-epoch scores exist."""
+def epoch_average(ev: Evals) -> dict[float, dict[int, float]]:
+    """ratio -> epoch -> mean benchmark score (Fig. 5), where per-epoch scores exist (first seed)."""
     out: dict[float, dict[int, float]] = {}
-    for ratio, scores in grid.items():
-        for epoch, per in (scores.get("epochs") or {}).items():
+    for ratio, evs in ev.grid.items():
+        for epoch, per in (evs[0].scores.get("epochs") or {}).items():
             vals = [v for v in per.values() if v is not None]
             if vals:
                 out.setdefault(ratio, {})[int(epoch)] = sum(vals) / len(vals)
@@ -102,23 +360,27 @@ def probes(evals: list[Path]) -> list[dict[str, Any]]:
     rows = []
     for path in evals:
         meta = artifacts.read_manifest(path)["meta"]
-        label = (f"recovered from {meta['start_ratio']:g}" if "start_ratio" in meta else f"{meta['ratio']:g}")
+        label = ("base" if meta.get("base") else f"recovered from {meta['start_ratio']:g}" if "start_ratio" in meta
+                 else f"{meta['ratio']:g}")
+        if meta.get("seed") is not None:
+            label += f" (seed {meta['seed']})"
         for rec in _read_jsonl(path / "probes.jsonl"):
             rows.append({"model": label, "set": rec.get("set", "custom"), "question": rec["question"],
                          "answer": rec["answer"]})
     return rows
 
 
-def loss_logs(models: list[Path]) -> dict[str, Any]:
-    """Step losses, per-sample clean/corrupted means and corruption-detection AUROC per ratio."""
+def loss_logs(models: list[Path], cfg: AnalyzeConfig) -> dict[str, Any]:
+    """Step losses, per-sample clean/corrupted means, corruption-detection AUROC, final-loss trend (first seed)."""
     steps: dict[float, list[tuple[int, float]]] = {}
     samples: dict[float, dict[int, tuple[float, float]]] = {}
+    last: dict[float, dict[str, float]] = {}
     detect: dict[str, dict[str, float | None]] = {}
     for path in models:
         meta = artifacts.require(path, train.KIND)["meta"]
-        if "start_checkpoint" in meta:
+        r = float(meta.get("ratio", 0.0))
+        if "start_checkpoint" in meta or meta.get("base") or r in steps:
             continue
-        r = float(meta["ratio"])
         steps[r] = [(e["step"], e["loss"]) for e in _read_jsonl(path / "loss.jsonl")]
         by_epoch: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for e in _read_jsonl(path / "sample_loss.jsonl"):
@@ -127,92 +389,101 @@ def loss_logs(models: list[Path]) -> dict[str, Any]:
         for epoch, rows in sorted(by_epoch.items()):
             clean = [x["loss"] for x in rows if not x["is_corrupted"]]
             bad = [x["loss"] for x in rows if x["is_corrupted"]]
-            mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
-            samples[r][epoch] = (mean(clean), mean(bad))
+            samples[r][epoch] = (float(np.mean(clean)) if clean else math.nan, float(np.mean(bad)) if bad else math.nan)
             auc = stats.auroc([x["loss"] for x in rows], [bool(x["is_corrupted"]) for x in rows])
             detect.setdefault(f"{r:g}", {})[str(epoch)] = _finite(auc)
-    return {"steps": steps, "samples": samples, "auroc": detect}
+        if by_epoch:
+            last[r] = {str(x["id"]): float(x["loss"]) for x in by_epoch[max(by_epoch)]}
+    ratios = sorted(last)
+    final: dict[str, Any] = {"step_loss": {f"{r:g}": s[-1][1] for r, s in sorted(steps.items()) if s},
+                             "sample_loss": {}, "pearson_r": None, "pearson_ci": [None, None], "pearson_p": None,
+                             "n_samples": None, "trend": None}
+    if len(ratios) >= 3:
+        keys, values = bootstrap.align([last[r] for r in ratios])
+        if keys:
+            tr = bootstrap.trend(ratios, values, cfg.bootstrap, cfg.seed)
+            final.update(sample_loss={f"{r:g}": float(values[:, i].mean()) for i, r in enumerate(ratios)},
+                         pearson_r=_finite(tr.r), pearson_ci=_pair(tr.ci), pearson_p=_finite(tr.p),
+                         n_samples=len(keys), trend=_verdict(_finite(tr.r), _finite(tr.p)))
+    return {"steps": steps, "samples": samples, "auroc": detect, "final": final}
+
+
+def _figures(ev: Evals, rows: dict[str, Any], losses: dict[str, Any], lies: dict[str, Any], mmlu_k: int,
+             per_epoch: dict[float, dict[int, float]], out: Path) -> None:
+    out.mkdir()
+    table = {b: {float(r): s for r, s in row["scores"].items()} for b, row in rows.items()}
+    ci = {b: {float(r): tuple(v) for r, v in row["score_ci"].items() if r not in ("base",) and "from" not in r}
+          for b, row in rows.items()}
+    base = {b: row["base"]["score"] for b, row in rows.items()}
+    chance = {b: row["chance"] for b, row in rows.items()}
+    figures.score_vs_ratio(table, out / "score_vs_ratio.png", chance, base=base, ci=ci)
+    if losses["steps"]:
+        figures.loss_curves(losses["steps"], losses["samples"], out / "train_loss.png")
+    if lies:
+        subject_acc = {float(r): {s: v["acc"] for s, v in x["subjects"].items()}
+                       for r, x in lies.items() if r != "base"}
+        base_acc = {s: v["acc"] for s, v in lies["base"]["subjects"].items()} if "base" in lies else None
+        figures.per_subject_vs_chance(subject_acc, 1 / mmlu_k, out / "mmlu_subjects.png", base=base_acc)
+    if per_epoch:
+        first = next(iter(ev.grid.values()))[0].scores.get("epochs") or {}
+        names = sorted({b for per in first.values() for b in per})
+        figures.score_vs_epoch(per_epoch, out / "score_vs_epoch.png",
+                               base=_mean([base.get(b) for b in names]) if names else None)
+    if ev.recovery:
+        fr = min(ev.recovery, key=lambda x: -x)
+        rb = {b: row["recovery"][f"{fr:g}"] for b, row in rows.items() if f"{fr:g}" in row["recovery"]}
+        figures.recovery_bars({k: v["clean"] for k, v in rb.items()}, {k: v["corrupted"] for k, v in rb.items()},
+                              {k: v["recovered"] for k, v in rb.items()}, out / "recovery.png", from_ratio=fr,
+                              base={k: base.get(k) for k in rb})
+
+
+def _table1_csv(rows: Mapping[str, Any], ratios: list[float], path: Path) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["benchmark", "domain", "metric", "base", *[f"cr_{x:g}" for x in ratios],
+                    *[f"cr_{x:g}_stderr" for x in ratios], "abs", "abs_ci_low", "abs_ci_high",
+                    "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p_permutation", "n_items"])
+        for bench, e in rows.items():
+            w.writerow([bench, e["domain"], e["metric"], e["base"]["score"],
+                        *[e["scores"].get(f"{x:g}") for x in ratios], *[e["stderr"].get(f"{x:g}") for x in ratios],
+                        e["abs"], *e["abs_ci"], e["pearson_r"], *e["pearson_ci"], e["pearson_p"], e["n_items"]])
 
 
 def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
     if not evals:
         raise ArtifactError("analyze: no evaluation artifacts given")
     cfg = study.analyze
-    table, recovered = score_table(evals)
-    benches = suite()
-    ratios = sorted({r for row in table.values() for r in row})
-    rows: dict[str, dict[str, Any]] = {}
-    for bench, by_ratio in sorted(table.items()):
-        xs = sorted(by_ratio)
-        pr = stats.pearson(xs, [by_ratio[x] for x in xs], n_boot=cfg.bootstrap, seed=cfg.seed)
-        has_ends = 0.0 in by_ratio and 1.0 in by_ratio
-        clean = by_ratio.get(0.0)
-        thr = (stats.threshold([1 - x for x in xs], [by_ratio[x] for x in xs], clean, cfg.threshold_fraction)
-               if clean else None)
-        rows[bench] = {
-            "domain": benches[bench].domain, "scores": {f"{x:g}": by_ratio[x] for x in xs},
-            "abs": stats.abs_drop(by_ratio) if has_ends else None,
-            "pearson_r": _finite(pr.r), "pearson_p": _finite(pr.p),
-            "pearson_ci": [_finite(pr.ci_low), _finite(pr.ci_high)],
-            "threshold_correct_share": thr,
-        }
+    ev = load(evals)
+    if not ev.grid:
+        raise ArtifactError("analyze: no corruption-grid evaluation (meta.ratio) among the artifacts given")
+    benches = sorted({b for evs in ev.grid.values() for e in evs for b in e.benchmarks})
+    rows = {b: row for b in benches if (row := benchmark_row(ev, b, cfg)) is not None}
     domain_avg: dict[str, dict[str, float]] = {}
-    for x in ratios:
-        per = {b: table[b][x] for b in table if x in table[b]}
-        for dom, val in stats.domain_means(per, {b: benches[b].domain for b in per}).items():
+    known = suite()
+    for x in ev.ratios:
+        per = {b: r["scores"][f"{x:g}"] for b, r in rows.items() if f"{x:g}" in r["scores"] and b in known}
+        for dom, val in stats.domain_means(per, {b: known[b].domain for b in per}).items():
             domain_avg.setdefault(dom, {})[f"{x:g}"] = val
-    recovery = []
-    for rec in recovered:
-        fr = rec["from_ratio"]
-        per_bench = {}
-        for bench, entry in rec["scores"].items():
-            row = table.get(bench, {})
-            if entry["score"] is None or 0.0 not in row or fr not in row:
-                continue
-            per_bench[bench] = {
-                "clean": row[0.0], "corrupted": row[fr], "recovered": entry["score"],
-                "recovered_fraction": _finite(stats.recovery_fraction(row[0.0], row[fr], entry["score"])),
-            }
-        recovery.append({"from_ratio": fr, "benchmarks": per_bench})
-    losses = loss_logs(models)
-    grid = grid_evals(evals)
-    mmlu_k = benches["mmlu"].choices or 4
-    lies = below_chance(grid, mmlu_k)
-    per_epoch = epoch_average(grid)
-    meta: dict[str, Any] = {"ratios": ratios, "benchmarks": sorted(table)}
-    parents = list(evals) + list(models)
-    with artifacts.artifact_dir(out, KIND, parents, study.section_hash("analyze"), meta) as tmp:
-        result = {"ratios": ratios, "table": rows, "domain_average": domain_avg, "recovery": recovery,
-                  "corruption_detection_auroc": losses["auroc"], "below_chance": lies,
-                  "epoch_average": {f"{r:g}": v for r, v in per_epoch.items()}, "probes": probes(evals),
-                  "final_train_loss": {f"{r:g}": s[-1][1] for r, s in losses["steps"].items() if s}}
+    losses = loss_logs(models, cfg)
+    mmlu_k = known["mmlu"].choices or 4
+    lies = below_chance(ev, mmlu_k)
+    per_epoch = epoch_average(ev)
+    result = {"ratios": ev.ratios, "seeds": ev.seeds, "has_base": ev.base is not None, "alpha": ALPHA,
+              "bootstrap": cfg.bootstrap, "table": rows, "domain_average": domain_avg,
+              "corruption_detection_auroc": losses["auroc"], "below_chance": lies,
+              "epoch_average": {f"{r:g}": v for r, v in per_epoch.items()}, "probes": probes(evals),
+              "final_train_loss": losses["final"]}
+    result["findings"] = findings.build(result)
+    meta: dict[str, Any] = {"ratios": ev.ratios, "benchmarks": sorted(rows), "base": ev.base is not None,
+                            "seeds": ev.seeds}
+    with artifacts.artifact_dir(out, KIND, list(evals) + list(models), study.section_hash("analyze"), meta) as tmp:
         write_json(tmp / "analysis.json", result)
-        with (tmp / "table1.csv").open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["benchmark", "domain", *[f"cr_{x:g}" for x in ratios], "abs", "pearson_r", "pearson_p"])
-            for bench, entry in rows.items():
-                w.writerow([bench, entry["domain"], *[entry["scores"].get(f"{x:g}") for x in ratios],
-                            entry["abs"], entry["pearson_r"], entry["pearson_p"]])
-        write_json(tmp / "metrics.json", {
-            b: {"abs": r["abs"], "pearson_r": r["pearson_r"]} for b, r in rows.items()
-        })
-        figs = tmp / "figures"
-        figs.mkdir()
-        chance = {b: (1 / k if (k := benches[b].choices) else None) for b in table}
-        figures.score_vs_ratio(table, figs / "score_vs_ratio.png", chance)
-        if losses["steps"]:
-            figures.loss_curves(losses["steps"], losses["samples"], figs / "train_loss.png")
-        if lies:
-            subject_acc = {float(r): {s: v["acc"] for s, v in x["subjects"].items()} for r, x in lies.items()}
-            figures.per_subject_vs_chance(subject_acc, 1 / mmlu_k, figs / "mmlu_subjects.png")
-        if per_epoch:
-            figures.score_vs_epoch(per_epoch, figs / "score_vs_epoch.png")
-        if recovery and recovery[0]["benchmarks"]:
-            rb = recovery[0]["benchmarks"]
-            figures.recovery_bars({k: v["clean"] for k, v in rb.items()}, {k: v["corrupted"] for k, v in rb.items()},
-                                  {k: v["recovered"] for k, v in rb.items()}, figs / "recovery.png",
-                                  from_ratio=recovery[0]["from_ratio"])
-    log(f"analyze: {len(rows)} benchmarks over {len(ratios)} ratios")
+        write_json(tmp / "findings.json", result["findings"])
+        _table1_csv(rows, ev.ratios, tmp / "table1.csv")
+        write_json(tmp / "metrics.json", findings.flat_metrics(rows))
+        _figures(ev, rows, losses, lies, mmlu_k, per_epoch, tmp / "figures")
+    log(f"analyze: {len(rows)} benchmarks over {len(ev.ratios)} ratios"
+        + (f" x {len(ev.seeds)} seeds" if len(ev.seeds) > 1 else "") + (", base model" if ev.base else ""))
     return out
 
 

@@ -17,11 +17,12 @@ from faco.stages import analyze
 KIND = "report"
 
 FIGURE_CAPTIONS = {
-    "score_vs_ratio.png": "Benchmark score vs corruption ratio (paper Fig. 2); dashed: chance.",
+    "score_vs_ratio.png": "Benchmark score vs corruption ratio with 95% item-bootstrap CIs (paper Fig. 2); "
+                          "dashed: chance; dotted green: the untrained base model.",
     "train_loss.png": "Training loss per ratio, and per-sample loss of clean vs corrupted items (Fig. 3).",
-    "mmlu_subjects.png": "MMLU accuracy per subject vs chance (Fig. 4).",
-    "score_vs_epoch.png": "Average score vs epoch per ratio (Fig. 5).",
-    "recovery.png": "Recovery by retraining the corrupted model on clean data (Fig. 6).",
+    "mmlu_subjects.png": "MMLU accuracy per subject vs chance, base model as green crosses (Fig. 4).",
+    "score_vs_epoch.png": "Average score vs epoch per ratio, base model dotted (Fig. 5).",
+    "recovery.png": "Recovery by retraining the corrupted model on clean data, base model dotted (Fig. 6).",
 }
 
 
@@ -33,37 +34,141 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _p(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return f"{p:.4f}" if p >= 0.0001 else f"{p:.1e}"
+
+
+def _ci(ci: list[float | None], digits: int = 2) -> str:
+    return "–" if ci[0] is None and ci[1] is None else f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
+
+
+def _se(score: float | None, se: float | None) -> str:
+    return _fmt(score) if se is None or score is None else f"{_fmt(score)} ± {_fmt(se)}"
+
+
+def _cr(ratio: str | float) -> str:
+    return f"CR {float(ratio) * 100:g}%"
+
+
+def _table1(a: dict[str, Any], ratios: list[str]) -> tuple[str, list[str], list[list[str]]]:
+    base = a.get("has_base", False)
+    head = ["benchmark", "domain", *[_cr(r) for r in ratios], "ABS", "Pearson r", "p (permutation)",
+            "r 95% CI (items)", "items", *(["base"] if base else [])]
+    rows = []
+    for bench, row in a["table"].items():
+        abs_cell = _fmt(row["abs"]) + (f" {_ci(row['abs_ci'], 3)}" if row["abs_ci"][0] is not None else "")
+        rows.append([bench, str(row["domain"]), *[_se(row["scores"].get(r), row["stderr"].get(r)) for r in ratios],
+                     abs_cell, _fmt(row["pearson_r"]), _p(row["pearson_p"]), _ci(row["pearson_ci"]),
+                     _fmt(row["n_items"]),
+                     *([_se(row["base"]["score"], row["base"]["stderr"])] if base else [])])
+    title = ("Table 1: score ± lm-eval stderr per corruption ratio; ABS (CR 0% − CR 100%) with its 95% paired "
+             "item-bootstrap CI; Pearson r of score vs ratio with its item-bootstrap CI; p of the trend from a "
+             "within-item permutation test")
+    return title, head, rows
+
+
+def _vs_base(a: dict[str, Any], ratios: list[str]) -> tuple[str, list[str], list[list[str]]]:
+    benches = list(a["table"])
+    rows = [["base (untrained)", *[_se(a["table"][b]["base"]["score"], a["table"][b]["base"]["stderr"])
+                                   for b in benches]]]
+    for r in ratios:
+        cells = []
+        for b in benches:
+            d = a["table"][b]["delta_vs_base"].get(r, {})
+            cells.append(f"{_fmt(a['table'][b]['scores'].get(r))} (Δ {_fmt(d.get('delta'), 3)} "
+                         f"{_ci(d.get('ci', [None, None]), 3)})" if d.get("delta") is not None else "–")
+        rows.append([_cr(r), *cells])
+    return ("Every model against the base model (Δ = score − base, 95% paired item-bootstrap CI)",
+            ["model", *benches], rows)
+
+
+def _threshold_rows(a: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for b, row in a["table"].items():
+        t = row["threshold"]
+        if t["target"] is None:
+            rows.append([b, "–", "no clean (CR 0%) model", "–", "–"])
+            continue
+        point = _fmt(t["correct_share"], 2) if t["reached"] else "not reached"
+        ci = t["ci"]
+        ci_cell = ("–" if ci == [None, None] and t["reached_share"] is None else
+                   f"[{_fmt(ci[0], 2) if ci[0] is not None else 'not reached'}, "
+                   f"{_fmt(ci[1], 2) if ci[1] is not None else 'not reached'}]")
+        rows.append([b, _fmt(t["target"]), point, ci_cell,
+                     _fmt(t["reached_share"], 2) if t["reached_share"] is not None else "–"])
+    return rows
+
+
+def _recovery_tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    by_ratio: dict[str, list[list[str]]] = {}
+    for b, row in a["table"].items():
+        for fr, rec in row["recovery"].items():
+            frac = (f"undefined: {rec['reason']}" if rec["status"] == "undefined"
+                    else f"{_fmt(rec['recovered_fraction'])} {_ci(rec['fraction_ci'])}")
+            by_ratio.setdefault(fr, []).append([b, _fmt(rec["clean"]), _fmt(rec["corrupted"]), _fmt(rec["recovered"]),
+                                                f"{_fmt(rec['gap'])} {_ci(rec['gap_ci'], 3)}", frac])
+    return [(f"Recovery from {_cr(fr)} by retraining on clean data (recovered fraction = (recovered − corrupted) / "
+             "(clean − corrupted), undefined when the gap's 95% item-bootstrap CI contains 0)",
+             ["benchmark", "clean", "corrupted", "recovered", "gap [95% CI]", "recovered fraction [95% CI]"], rows)
+            for fr, rows in sorted(by_ratio.items(), key=lambda kv: float(kv[0]))]
+
+
+def _seed_table(a: dict[str, Any], ratios: list[str]) -> tuple[str, list[str], list[list[str]]] | None:
+    rows = []
+    for b, row in a["table"].items():
+        s = row.get("seeds")
+        if not s:
+            continue
+        cells = [f"{_se(c['mean'], c['se'])} (n={c['n_seeds']})" if (c := s["cells"].get(r)) else "–"
+                 for r in ratios]
+        verdict = {True: "yes", False: "no", None: "–"}[s.get("exceeds_seed_noise")]
+        rows.append([b, *cells, _fmt(s.get("slope")), _p(s.get("slope_p")), verdict])
+    if not rows:
+        return None
+    return ("Seeds: mean ± s.e. across seeds per cell; slope of the per-seed scores on the ratio (linear "
+            "regression t-test: does the ratio effect exceed seed-to-seed noise?)",
+            ["benchmark", *[_cr(r) for r in ratios], "slope", "p", "exceeds seed noise"], rows)
+
+
 def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for every table of the report."""
     ratios = [f"{r:g}" for r in a["ratios"]]
-    head = ["benchmark", "domain", *[f"CR {float(r) * 100:g}%" for r in ratios], "ABS", "Pearson r", "p", "95% CI"]
-    rows = []
-    for bench, row in a["table"].items():
-        ci = row["pearson_ci"]
-        rows.append([bench, row["domain"], *[_fmt(row["scores"].get(r)) for r in ratios], _fmt(row["abs"]),
-                     _fmt(row["pearson_r"]), _fmt(row["pearson_p"], 4),
-                     f"[{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]"])
-    tables = [("Table 1: score per corruption ratio", head, rows)]
+    tables = [_table1(a, ratios)]
+    if a.get("has_base"):
+        tables.append(_vs_base(a, ratios))
+    if (seeds := _seed_table(a, ratios)) is not None:
+        tables.append(seeds)
     dom = a.get("domain_average", {})
     if dom:
-        tables.append(("Domain averages", ["domain", *[f"CR {float(r) * 100:g}%" for r in ratios]],
+        tables.append(("Domain averages", ["domain", *[_cr(r) for r in ratios]],
                        [[d, *[_fmt(v.get(r)) for r in ratios]] for d, v in sorted(dom.items())]))
-    thr = [[b, _fmt(r["threshold_correct_share"], 2)] for b, r in a["table"].items()]
-    tables.append(("Correct-data thresholds (smallest correct share recovering the configured fraction "
-                   "of clean performance)", ["benchmark", "correct share"], thr))
-    for rec in a.get("recovery", []):
-        rows = [[b, _fmt(v["clean"]), _fmt(v["corrupted"]), _fmt(v["recovered"]), _fmt(v["recovered_fraction"])]
-                for b, v in rec["benchmarks"].items()]
-        tables.append((f"Recovery from CR {rec['from_ratio'] * 100:g}% by retraining on clean data",
-                       ["benchmark", "clean", "corrupted", "recovered", "recovered fraction"], rows))
-    for ratio, res in a.get("below_chance", {}).items():
+    frac = next(iter(a["table"].values()))["threshold"]["fraction"] if a["table"] else None
+    tables.append((f"Correct-data thresholds: smallest correct share at which the isotonic (monotone) fit of score "
+                   f"vs correct share reaches {_fmt(frac, 2)} × the clean (CR 0%) score, with a 95% item-bootstrap "
+                   "interval and the share of bootstrap replicates in which it is reached",
+                   ["benchmark", "target", "correct share", "95% interval", "replicates reaching"],
+                   _threshold_rows(a)))
+    tables += _recovery_tables(a)
+    for model, res in a.get("below_chance", {}).items():
         o = res["overall"]
-        rows = [["overall", _fmt(o["acc"]), str(o["n"]), _fmt(o["p_below"], 4)]]
-        rows += [[s, _fmt(v["acc"]), str(v["n"]), _fmt(v["p_below"], 4)] for s, v in res["subjects"].items()
-                 if v["p_below"] < 0.05]
-        tables.append((f"MMLU below chance at CR {float(ratio) * 100:g}% (one-sided binomial test vs 1/k; "
-                       f"{len(res['significantly_below'])} subjects with p < 0.05 listed)",
-                       ["subject", "accuracy", "n", "p (below chance)"], rows))
+        rows = [["overall", _fmt(o["acc"]), str(o["n"]), _p(o["p_below"]), "–", "–"]]
+        rows += [[s, _fmt(v["acc"]), str(v["n"]), _p(v["p_below"]), _p(v["p_holm"]), _p(v["q_bh"])]
+                 for s, v in res["subjects"].items() if v["p_below"] < 0.05]
+        who = "the base model" if model == "base" else _cr(model)
+        tables.append((f"MMLU below chance at {who} (one-sided binomial test vs 1/k per subject; {res['tests']} tests, "
+                       f"corrected by Holm (family-wise) and Benjamini–Hochberg (false discovery rate); "
+                       f"{len(res['significantly_below'])} subjects below chance after Holm, "
+                       f"{len(res['raw_below'])} with raw p < 0.05 listed)",
+                       ["subject", "accuracy", "n", "p (raw)", "p (Holm)", "q (BH)"], rows))
+    final = a.get("final_train_loss") or {}
+    if final.get("step_loss"):
+        loss_ratios = sorted(set(final["step_loss"]) | set(final["sample_loss"]), key=float)
+        tables.append(("Final training loss per ratio: last logged step loss and mean per-sample loss after the "
+                       "last epoch", ["ratio", "final step loss", "mean per-sample loss"],
+                       [[_cr(r), _fmt(final["step_loss"].get(r)), _fmt(final["sample_loss"].get(r))]
+                        for r in loss_ratios]))
     if a.get("probes"):
         tables.append(("Case study: greedy answers to probe questions (paper Table 2; misalignment probes: "
                        "paper 001)", ["model (CR)", "probe set", "question", "answer"],
@@ -72,10 +177,29 @@ def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     det = a.get("corruption_detection_auroc", {})
     if det:
         epochs = sorted({e for v in det.values() for e in v}, key=int)
-        tables.append(("Corruption detection: AUROC of per-sample training loss vs the corrupted flag",
+        tables.append(("Corruption detection: AUROC of per-sample training loss vs the corrupted flag (how well the "
+                       "loss separates corrupted from clean samples; any difference in the chains' wording separates "
+                       "them too, so this is not a measure of falsity by itself)",
                        ["ratio", *[f"epoch {e}" for e in epochs]],
                        [[r, *[_fmt(v.get(e)) for e in epochs]] for r, v in det.items()]))
     return tables
+
+
+def _findings(a: dict[str, Any]) -> list[str]:
+    """The Findings section's sentences, each prefixed with its id."""
+    out = []
+    for f in a.get("findings", {}).get("findings", []):
+        tag = f["id"] if f["id"] != "spread" else "Spread"
+        out.append(f"**{tag}.** {f['sentence']}")
+    return out
+
+
+def _method_note(a: dict[str, Any]) -> str:
+    return (f"Decisions at α = {a.get('alpha', 0.05)}. CIs: 95% percentile intervals of a paired item bootstrap "
+            f"({a.get('bootstrap')} resamples of the benchmark items, the same resample for every model); trend p: "
+            "within-item permutation test of the least-squares slope of score on ratio (model labels shuffled "
+            "within each item); below chance: "
+            "exact one-sided binomial test on the items (docs/analysis.md).")
 
 
 def _lineage(analysis_dir: Path) -> list[list[str]]:
@@ -85,14 +209,16 @@ def _lineage(analysis_dir: Path) -> list[list[str]]:
     return rows
 
 
-def _markdown(study: Study, tables: list, figures: list[Path], lineage: list[list[str]]) -> str:
+def _markdown(study: Study, findings: list[str], note: str, tables: list, figures: list[Path],
+              lineage: list[list[str]]) -> str:
     def md_table(head: list[str], rows: list[list[str]]) -> str:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
 
     out = [f"# {study.report.title}", "", study.description, "",
-           f"Study `{study.name}`, config hash `{study.config_hash()[:16]}`.", ""]
+           f"Study `{study.name}`, config hash `{study.config_hash()[:16]}`.", "", "## Findings", ""]
+    out += [f"- {line}" for line in findings] + ["", f"*{note}*", ""]
     for title, head, rows in tables:
         out += [f"## {title}", "", md_table(head, rows), ""]
     out += ["## Figures", ""]
@@ -103,7 +229,8 @@ def _markdown(study: Study, tables: list, figures: list[Path], lineage: list[lis
     return "\n".join(out)
 
 
-def _html(study: Study, tables: list, figures: list[Path], lineage: list[list[str]]) -> str:
+def _html(study: Study, findings: list[str], note: str, tables: list, figures: list[Path],
+          lineage: list[list[str]]) -> str:
     def h_table(head: list[str], rows: list[list[str]]) -> str:
         th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
         trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -111,7 +238,11 @@ def _html(study: Study, tables: list, figures: list[Path], lineage: list[list[st
 
     parts = [f"<h1>{html.escape(study.report.title)}</h1>", f"<p>{html.escape(study.description)}</p>",
              f"<p>Study <code>{html.escape(study.name)}</code>, config hash "
-             f"<code>{study.config_hash()[:16]}</code>.</p>"]
+             f"<code>{study.config_hash()[:16]}</code>.</p>", "<h2>Findings</h2>", "<ul>"]
+    for line in findings:
+        tag, _, rest = line.removeprefix("**").partition(".** ")
+        parts.append(f"<li><strong>{html.escape(tag)}.</strong> {html.escape(rest)}</li>")
+    parts += ["</ul>", f"<p><em>{html.escape(note)}</em></p>"]
     for title, head, rows in tables:
         parts += [f"<h2>{html.escape(title)}</h2>", h_table(head, rows)]
     parts.append("<h2>Figures</h2>")
@@ -142,8 +273,9 @@ def run(study: Study, analysis_dir: Path, out: Path) -> Path:
         for fig in pngs:
             shutil.copy2(fig, tmp / "figures" / fig.name)
             figures.append(tmp / "figures" / fig.name)
-        (tmp / "report.md").write_text(_markdown(study, tables, figures, lineage))
+        findings, note = _findings(a), _method_note(a)
+        (tmp / "report.md").write_text(_markdown(study, findings, note, tables, figures, lineage))
         if study.report.html:
-            (tmp / "report.html").write_text(_html(study, tables, figures, lineage))
+            (tmp / "report.html").write_text(_html(study, findings, note, tables, figures, lineage))
     log(f"report: {out / 'report.md'}")
     return out

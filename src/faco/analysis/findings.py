@@ -1,0 +1,174 @@
+"""The report's Findings: one sentence per claim, generated from the analysis, true or false.
+
+Every sentence states what the numbers say (falls / rises / no significant trend, below chance or
+not, how much of the gap recovery closes, or that it is undefined) with its statistic; nothing is
+asserted that the analysis did not compute. The headline benchmark is `heldout` (the training
+distribution, asked in the training format) when present, else every benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+HEADLINE = "heldout"
+_VERB = {"falls": "falls", "rises": "rises", "no significant trend": "shows no significant trend"}
+
+
+def _cr(ratio: str | float) -> str:
+    return f"CR {float(ratio) * 100:g} %"
+
+
+def _num(x: float | None, digits: int = 2, sign: bool = False) -> str:
+    if x is None:
+        return "–"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _ci(ci: list[float | None], digits: int = 2, sign: bool = False) -> str:
+    return f"[{_num(ci[0], digits, sign)}, {_num(ci[1], digits, sign)}]"
+
+
+def headline(table: Mapping[str, Any]) -> list[str]:
+    """The benchmarks the findings are about: heldout when evaluated, else all."""
+    return [HEADLINE] if HEADLINE in table else sorted(table)
+
+
+def _f1(bench: str, row: Mapping[str, Any], n_models: int) -> dict[str, Any]:
+    scores = row["scores"]
+    lo, hi = min(scores, key=float), max(scores, key=float)
+    span = f"{_num(scores[lo])} at {_cr(lo)} to {_num(scores[hi])} at {_cr(hi)}"
+    stat = {"r": row["pearson_r"], "ci": row["pearson_ci"], "p": row["pearson_p"], "n_items": row["n_items"]}
+    if row["trend"] is None:
+        text = (f"{bench}: {row['metric']} goes from {span}; the trend is not tested, because the evaluations "
+                "carry no per-item results.")
+        return {"id": "F1", "benchmark": bench, "claim": "not tested", "sentence": text, "statistic": stat}
+    verb = _VERB[row["trend"]]
+    text = (f"{bench}: {row['metric']} {verb} with the corruption ratio ({span}): Pearson r = "
+            f"{_num(row['pearson_r'], sign=True)}, 95 % item-bootstrap CI {_ci(row['pearson_ci'], sign=True)}, "
+            f"permutation p = {_p(row['pearson_p'])} ({row['n_items']} items × {n_models} models).")
+    seeds = row.get("seeds")
+    if seeds and seeds.get("exceeds_seed_noise") is not None:
+        text += (f" Across {len(next(iter(seeds['cells'].values()))['per_seed'])} seeds the ratio effect "
+                 f"{'exceeds' if seeds['exceeds_seed_noise'] else 'does not exceed'} seed-to-seed noise "
+                 f"(slope {_num(seeds['slope'], 3, True)} per unit ratio, p = {_p(seeds['slope_p'])}).")
+        stat["seeds"] = {"slope": seeds["slope"], "p": seeds["slope_p"], "exceeds": seeds["exceeds_seed_noise"]}
+    return {"id": "F1", "benchmark": bench, "claim": row["trend"], "sentence": text, "statistic": stat}
+
+
+def _f2(bench: str, row: Mapping[str, Any], alpha: float) -> dict[str, Any]:
+    t = row["below_chance_at_max"]
+    who = f"the {_cr(t['ratio'])} model"
+    if t.get("p_below") is None:
+        text = f"{bench}: whether {who} is below chance is not tested (no per-item 0/1 results or no chance level)."
+        return {"id": "F2", "benchmark": bench, "claim": "not tested", "sentence": text, "statistic": t}
+    below = t["p_below"] < alpha
+    text = (f"{bench}: {who} is {'below' if below else 'not significantly below'} chance: {t['correct']} of "
+            f"{t['n']} correct ({_num(t['acc'])}) against chance {_num(t['chance'])}, one-sided binomial "
+            f"p = {_p(t['p_below'])}.")
+    return {"id": "F2", "benchmark": bench, "claim": "below chance" if below else "not below chance",
+            "sentence": text, "statistic": t}
+
+
+def _f3(final: Mapping[str, Any]) -> dict[str, Any] | None:
+    if final["trend"] is not None:
+        loss = final["sample_loss"]
+        lo, hi = min(loss, key=float), max(loss, key=float)
+        verb = _VERB[final["trend"]]
+        text = (f"Final training loss (mean per-sample loss after the last epoch) {verb} with the corruption "
+                f"ratio ({_num(loss[lo], 3)} at {_cr(lo)}, {_num(loss[hi], 3)} at {_cr(hi)}): Pearson r = "
+                f"{_num(final['pearson_r'], sign=True)}, 95 % bootstrap CI over training samples "
+                f"{_ci(final['pearson_ci'], sign=True)}, permutation p = {_p(final['pearson_p'])} "
+                f"({final['n_samples']} samples).")
+        claim = final["trend"]
+    elif len(final["step_loss"]) >= 2:
+        steps = final["step_loss"]
+        lo, hi = min(steps, key=float), max(steps, key=float)
+        text = (f"Final logged training loss is {_num(steps[lo], 3)} at {_cr(lo)} and {_num(steps[hi], 3)} at "
+                f"{_cr(hi)}; not tested, because the models carry no per-sample losses.")
+        claim = "not tested"
+    else:
+        return None
+    stat = {k: final[k] for k in ("pearson_r", "pearson_ci", "pearson_p", "n_samples")}
+    return {"id": "F3", "benchmark": None, "claim": claim, "sentence": text, "statistic": stat}
+
+
+def _f4(bench: str, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for fr, rec in sorted(row["recovery"].items(), key=lambda kv: float(kv[0])):
+        who = f"retraining the {_cr(fr)} model on clean data"
+        gap = f"gap {_num(rec['gap'], 3)} (95 % CI {_ci(rec['gap_ci'], 3)})"
+        status = rec["status"]
+        frac = f"recovered fraction {_num(rec['recovered_fraction'])} (95 % CI {_ci(rec['fraction_ci'])})"
+        if status == "undefined":
+            text = f"{bench}: recovery by {who} is undefined: {rec['reason']}" + (
+                f" ({gap})." if rec["gap"] is not None else ".")
+        elif status == "all":
+            text = f"{bench}: {who} closes all of the clean-vs-corrupted gap: {frac}, {gap}."
+        elif status == "none":
+            text = f"{bench}: {who} closes none of the clean-vs-corrupted gap: {frac}, {gap}."
+        else:
+            text = (f"{bench}: {who} closes {_num(rec['recovered_fraction'])} of the clean-vs-corrupted gap "
+                    f"(95 % CI {_ci(rec['fraction_ci'])}), {gap}")
+            high = rec["fraction_ci"][1]
+            text += "; full recovery lies within the interval." if high is not None and high >= 1 else "."
+        out.append({"id": "F4", "benchmark": bench, "claim": status, "sentence": text,
+                    "statistic": {k: rec[k] for k in ("recovered_fraction", "fraction_ci", "gap", "gap_ci")}})
+    return out
+
+
+def _spread(table: Mapping[str, Any], heads: list[str]) -> dict[str, Any] | None:
+    others = sorted(b for b in table if b not in heads)
+    if not others:
+        return None
+    groups: dict[str, list[str]] = {"falls": [], "no significant trend": [], "rises": [], "not tested": []}
+    for b in others:
+        row = table[b]
+        groups[row["trend"] or "not tested"].append(
+            f"{b} r = {_num(row['pearson_r'], sign=True)}"
+            + (f", p = {_p(row['pearson_p'])}" if row["pearson_p"] is not None else ""))
+    verbs = {"falls": ("falls significantly", "fall significantly"),
+             "no significant trend": ("shows no significant trend", "show no significant trend"),
+             "rises": ("rises significantly", "rise significantly"),
+             "not tested": ("is not tested (no per-item results)", "are not tested (no per-item results)")}
+    parts = [f"{len(v)} {verbs[k][len(v) > 1]} ({'; '.join(v)})" for k, v in groups.items() if v]
+    where = "Beyond the training distribution" if HEADLINE in heads else "Across the benchmarks"
+    text = f"{where}, of {len(others)} other benchmark{'s' if len(others) > 1 else ''}: " + ", ".join(parts) + "."
+    return {"id": "spread", "benchmark": None, "claim": {k: len(v) for k, v in groups.items()}, "sentence": text,
+            "statistic": {b: {"r": table[b]["pearson_r"], "p": table[b]["pearson_p"]} for b in others}}
+
+
+def build(analysis: Mapping[str, Any]) -> dict[str, Any]:
+    """The findings of an analysis (its `table`, `final_train_loss`, ratios): headline benchmarks and sentences."""
+    table = analysis["table"]
+    heads = headline(table)
+    alpha = float(analysis.get("alpha", 0.05))
+    items: list[dict[str, Any]] = []
+    for b in heads:
+        items.append(_f1(b, table[b], len(analysis["ratios"])))
+    items += [_f2(b, table[b], alpha) for b in heads]
+    if (f3 := _f3(analysis["final_train_loss"])) is not None:
+        items.append(f3)
+    for b in heads:
+        items += _f4(b, table[b])
+    if len(heads) == 1 and (spread := _spread(table, heads)) is not None:
+        items.append(spread)
+    return {"headline": heads, "alpha": alpha, "findings": items}
+
+
+def flat_metrics(table: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
+    """benchmark -> {r, p, abs, recovery}: recovery is the recovered fraction from the most corrupted
+    start (None when undefined)."""
+    out = {}
+    for b, row in table.items():
+        rec = row["recovery"]
+        top = rec[max(rec, key=float)] if rec else None
+        out[b] = {"r": row["pearson_r"], "p": row["pearson_p"], "abs": row["abs"],
+                  "recovery": top["recovered_fraction"] if top else None}
+    return out

@@ -1,0 +1,45 @@
+"""Paper 001's correct-data threshold on a monotone (isotonic) fit of score vs correct share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.optimize import isotonic_regression
+
+
+def isotonic(scores: Sequence[float]) -> list[float]:
+    """The non-decreasing least-squares fit of `scores` (pool-adjacent-violators, equal weights)."""
+    return [float(v) for v in isotonic_regression(np.asarray(scores, dtype=float), increasing=True).x]
+
+
+def crossing(correct_shares: Sequence[float], scores: Sequence[float], target: float) -> float | None:
+    """Smallest correct share at which the isotonic fit of score vs share reaches `target`.
+
+    The points are sorted by correct share (distinct), the scores replaced by their non-decreasing
+    fit f. If f(s_0) >= target, s_0; else the one adjacent pair with f_i < target <= f_{i+1} gives
+    s_i + (target - f_i)(s_{i+1} - s_i)/(f_{i+1} - f_i). None ("not reached") when the fit stays
+    below target at every share. A monotone fit crosses once, so a dip after a lucky early point
+    cannot make the threshold look lower than the curve supports.
+    """
+    if len(correct_shares) != len(scores) or not scores:
+        raise ValueError("correct_shares and scores must be non-empty and of equal length")
+    if len(set(correct_shares)) != len(correct_shares):
+        raise ValueError(f"correct_shares must be distinct, got {list(correct_shares)}")
+    pts = sorted(zip(correct_shares, scores, strict=True))
+    shares = [float(s) for s, _ in pts]
+    fit = isotonic([y for _, y in pts])
+    if fit[0] >= target:
+        return shares[0]
+    for i in range(len(fit) - 1):
+        if fit[i] < target <= fit[i + 1]:
+            return shares[i] + (target - fit[i]) * (shares[i + 1] - shares[i]) / (fit[i + 1] - fit[i])
+    return None
+
+
+def crossings(correct_shares: Sequence[float], replicate_scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """`crossing` for every row of (replicates, shares) scores with its own target; inf when not reached."""
+    return np.array([
+        np.inf if (c := crossing(correct_shares, list(row), float(t))) is None else c
+        for row, t in zip(replicate_scores, targets, strict=True)
+    ])
