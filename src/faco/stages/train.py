@@ -13,7 +13,8 @@ from faco.config import ModelSpec, Study
 from faco.errors import FacoError
 from faco.records import TrainRecord, read_jsonl, write_json
 from faco.stages import corrupt
-from faco.training.loop import rank, train, work_dir_for
+from faco.training.checkpoints import model_identity, prepare_work
+from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
 
 KIND = "model"
@@ -32,7 +33,9 @@ def run(
     """Fine-tune on the split of `ratio`; with `start`, continue from that model artifact (recovery).
 
     Resumable state lives in `work_dir` (default: `.<out name>.work` next to `out`), removed once
-    the artifact is complete; with `resume`, a killed run continues from its last checkpoint there.
+    the artifact is complete; with `resume`, a killed run continues from its last checkpoint there,
+    but only when the folder's fingerprint (train config, split manifest and ratio, base model,
+    start checkpoint, seed, world size) matches this run; otherwise it starts fresh and says why.
     Under a launcher (torchrun) every process calls this; only rank 0 writes the artifact.
     `callbacks` are extra transformers `TrainerCallback`s.
     """
@@ -54,6 +57,17 @@ def run(
         spec = ModelSpec(source="local", name_or_path=str(start / "model"))
     texts = [f"{r.prompt}\n{r.response}" for r in records]
     work = work_dir or work_dir_for(out)
+    fingerprint = {
+        "train": cfg.model_dump(mode="json"),
+        "train_section_hash": study.section_hash("train"),
+        "splits_manifest_sha256": artifacts.manifest_hash(splits),
+        "ratio": ratio,
+        "base_model": model_identity(spec.model_dump(mode="json")),
+        "start_checkpoint": meta.get("start_checkpoint", {}).get("manifest_sha256"),
+        "epochs": epochs,
+        "world_size": world_size(),
+    }
+    resume = prepare_work(work, fingerprint, resume, rank() == 0)
 
     def load() -> tuple[Any, Any]:
         return load_base(spec, texts, cfg.seed)

@@ -1,11 +1,18 @@
-"""Saving a trained model as a plain transformers folder, checked against the model's size."""
+"""Saving a trained model as a plain transformers folder, checked against the model's size; the
+fingerprint that lets a work folder's checkpoints be resumed only by the run that made them."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from faco.errors import FacoError
+from faco.progress import log
+
+#: The file in a work folder that records what its checkpoints were trained on.
+FINGERPRINT = "fingerprint.json"
 
 
 def _is_peft(model: Any) -> bool:
@@ -67,3 +74,53 @@ def save_model(trainer: Any, tok: Any, folder: Path, expected: int, main: bool,
             f"{folder}: saved {on_disk} parameters, the model has {expected} (under ZeRO-3 set "
             f'"stage3_gather_16bit_weights_on_model_save": true in the DeepSpeed config)'
         )
+
+
+def model_identity(spec: dict[str, Any]) -> dict[str, Any]:
+    """A base model as the fingerprint sees it: its spec, plus each file's size and mtime for a
+    local folder (a swapped model changes them; hashing every start would cost minutes)."""
+    identity = dict(spec)
+    path = Path(str(spec.get("name_or_path") or ""))
+    if spec.get("source") == "local" and path.is_dir():
+        identity["files"] = {f.relative_to(path).as_posix(): [f.stat().st_size, f.stat().st_mtime_ns]
+                             for f in sorted(path.rglob("*")) if f.is_file()}
+    return identity
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_changes(a, b, f"{prefix}{key}."))
+        else:
+            short = all(isinstance(v, int | float | bool | None) or (isinstance(v, str) and len(v) <= 40)
+                        for v in (a, b))
+            shown = f" ({a!r} -> {b!r})" if short else ""
+            out.append(f"{prefix}{key}{shown}")
+    return out
+
+
+def prepare_work(work: Path, fingerprint: dict[str, Any], resume: bool, main: bool) -> bool:
+    """Whether the checkpoints in `work` may be resumed: only when they were made with exactly
+    `fingerprint`. Otherwise (and without `resume`) the main process clears the folder, logging
+    why, and records the new fingerprint."""
+    recorded_at = work / FINGERPRINT
+    has_checkpoints = (work / "trainer").is_dir() and any((work / "trainer").glob("checkpoint-*"))
+    try:
+        recorded = json.loads(recorded_at.read_text()) if recorded_at.is_file() else None
+    except (OSError, ValueError):
+        recorded = None
+    if resume and recorded == fingerprint:
+        return True
+    if main:
+        if has_checkpoints and resume:
+            why = ("it has no readable fingerprint" if not isinstance(recorded, dict)
+                   else ", ".join(_changes(recorded, fingerprint)) + " changed")
+            log(f"train: not resuming from {work}: {why}; starting fresh")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
+        recorded_at.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+    return False
