@@ -53,7 +53,7 @@ def _study(benchmarks: list[dict[str, Any]], **evaluate_cfg: Any) -> Study:
     return study.model_copy(update={"evaluate": cfg})
 
 
-PAPER_16 = ["arc_challenge", "mmlu", "lambada", "hellaswag", "piqa", "copa", "openbookqa", "winogrande", "squad",
+PAPER_16 = ["arc_challenge", "mmlu", "lambada", "hellaswag", "piqa", "copa", "openbookqa", "winogrande", "squadv1",
             "boolq", "bigbench_conceptual_combinations", "bigbench_elementary_math_qa",
             "bigbench_logical_deduction", "mathqa", "logiqa", "humaneval"]
 
@@ -76,7 +76,7 @@ def test_suite_maps_to_installed_upstream_tasks() -> None:
     assert suite()["humaneval"].metrics == ["pass@1", "pass@10"]
 
 
-FIVE = ["piqa", "copa", "winogrande", "lambada", "squad"]
+FIVE = ["piqa", "copa", "winogrande", "lambada", "squadv1"]
 
 
 def test_offline_benchmarks(model_artifact: Path, tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_offline_benchmarks(model_artifact: Path, tmp_path: Path) -> None:
         assert entry["n"] == 4 and entry["limit"] == 4 and entry["shots"] == 1
         assert entry["task"] == suite()[name].offline
         assert 0.0 <= entry["score"] <= 1.0
-    assert scores["squad"]["metrics"]["exact"]["value"] is not None
+    assert scores["squadv1"]["metrics"]["exact"]["value"] is not None
     assert "epochs" not in scores
 
 

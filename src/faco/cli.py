@@ -191,6 +191,23 @@ def benchmarks_fetch(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> Non
     typer.echo(stage.prefetch(_load(config, set_), out))
 
 
+tasks_app = typer.Typer(no_args_is_help=True, help="lm-evaluation-harness tasks: faco's offline twins.")
+app.add_typer(tasks_app, name="tasks")
+
+
+@tasks_app.command("render")
+def tasks_render(
+    out: Annotated[Path, typer.Argument(help="folder to write the task YAMLs into")],
+    data: Annotated[Path | None, typer.Option(help="the offline mirror (default: $FACO_DATA_DIR, ./data)")] = None,
+) -> None:
+    """Write every offline twin and faco hub task into OUT, for stock `lm_eval --include_path OUT`."""
+    from faco.evaluation.tasks import render_all
+    from faco.paths import data_dir
+
+    names = render_all(data_dir(data), out)
+    typer.echo(f"{out}: {len(names)} tasks and groups (lm_eval --include_path {out} --tasks <name>)")
+
+
 kfp_app = typer.Typer(no_args_is_help=True, help="Kubeflow Pipelines: compile, run locally, submit.")
 app.add_typer(kfp_app, name="kfp")
 SettingsOpt = Annotated[Path | None, typer.Option(help="cluster settings YAML (GPUs, node selector, secrets)")]

@@ -301,8 +301,10 @@ class BenchmarkSpec(Section):
     @field_validator("name")
     @classmethod
     def _known_benchmark(cls, v: str) -> str:
-        from faco.evaluation.suite import suite
+        from faco.evaluation.suite import renamed, suite
 
+        if v in renamed():
+            raise ValueError(f"benchmark {v!r} is now {renamed()[v]!r}")
         if v not in suite():
             raise ValueError(f"unknown benchmark {v!r}; known: {', '.join(sorted(suite()))}")
         return v

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict
@@ -30,7 +31,16 @@ class Benchmark(BaseModel):
 
 
 @cache
+def _suite_yaml() -> dict[str, Any]:
+    return dict(yaml.safe_load((TASKS_DIR / "suite.yaml").read_text()))
+
+
+@cache
 def suite() -> dict[str, Benchmark]:
     """All benchmarks faco knows, by name."""
-    raw = yaml.safe_load((TASKS_DIR / "suite.yaml").read_text())["benchmarks"]
-    return {name: Benchmark(name=name, **spec) for name, spec in raw.items()}
+    return {name: Benchmark(name=name, **spec) for name, spec in _suite_yaml()["benchmarks"].items()}
+
+
+def renamed() -> dict[str, str]:
+    """Old benchmark names -> their new names (an old name in a config is an error naming the new one)."""
+    return dict(_suite_yaml().get("renamed") or {})

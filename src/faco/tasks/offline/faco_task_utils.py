@@ -68,6 +68,11 @@ def squad_process_results(doc: dict[str, Any], results: list[str]) -> dict[str, 
     }
 
 
+def squad_hub_docs(dataset: Any) -> Any:
+    """The hub copy's answers ({"text": [...], "answer_start": [...]}) as the mirror's list of texts."""
+    return dataset.map(lambda doc: {"answers": doc["answers"]["text"]}, remove_columns=["answers"])
+
+
 def humaneval_build_predictions(resps: list[list[str]], docs: list[dict[str, Any]]) -> list[list[str]]:
     """Upstream's filter: each completion appended to its prompt."""
     return [[doc["prompt"] + r for r in resp] for resp, doc in zip(resps, docs, strict=True)]
