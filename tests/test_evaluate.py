@@ -102,6 +102,13 @@ def test_epochs_probes_and_cache(
     assert set(scores["epochs"]) == {"1", "2"}
     # the last epoch's checkpoint holds the final weights: scored once, identical scores
     assert scores["epochs"]["2"] == {"copa": scores["copa"]["score"]}
+    # per-item samples: one {doc_id, metric, value} line per document, averaging to the score; lm-eval's stderr
+    rows = [json.loads(line) for line in (out / "samples" / "copa.jsonl").read_text().splitlines()]
+    assert [(r["doc_id"], r["metric"]) for r in rows] == [(i, "acc") for i in range(4)]
+    assert sum(r["value"] for r in rows) / 4 == pytest.approx(scores["copa"]["score"])
+    assert scores["copa"]["stderr"] == scores["copa"]["metrics"]["acc"]["stderr"] is not None
+    assert (out / "samples" / "epochs" / "1" / "copa.jsonl").is_file()
+    assert not (out / "samples" / "epochs" / "2").exists()  # the final model's samples
     probes = [json.loads(line) for line in (out / "probes.jsonl").read_text().splitlines()]
     assert [p["question"] for p in probes] == evaluate.default_probes()
     assert {p["set"] for p in probes} == {"case_study"}
@@ -139,6 +146,11 @@ def test_mmlu_per_subject(model_artifact: Path, tmp_path: Path) -> None:
     assert entry["n"] == 2 * 57
     accs = [s["metrics"]["acc"]["value"] for s in entry["subtasks"].values()]
     assert entry["score"] == pytest.approx(sum(accs) / len(accs))
+    pooled = [json.loads(line) for line in (out / "samples" / "mmlu.jsonl").read_text().splitlines()]
+    assert len(pooled) == 2 * 57 and {r["doc_id"] for r in pooled} == {f"{s}/{i}" for s in subjects for i in (0, 1)}
+    anatomy = [json.loads(line) for line in (out / "samples" / "mmlu" / "anatomy.jsonl").read_text().splitlines()]
+    assert [r["doc_id"] for r in anatomy] == [0, 1]
+    assert sum(r["value"] for r in anatomy) / 2 == entry["subtasks"]["anatomy"]["metrics"]["acc"]["value"]
 
 
 def test_humaneval_refused_without_opt_in(model_artifact: Path, tmp_path: Path) -> None:
@@ -322,3 +334,47 @@ def test_use_cache_switches_an_already_imported_datasets_offline(tmp_path: Path,
         with pytest.raises(ConnectionError, match="OfflineModeIsEnabled"):  # not cached there, and no network tried
             datasets.load_dataset("allenai/ai2_arc", "ARC-Challenge")
     assert datasets.config.HF_HUB_OFFLINE is False
+
+
+def test_cache_is_keyed_on_weight_contents(
+    model_artifact: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Swapped weights are evaluated afresh, never served from the cache: the key follows the weights'
+    contents whether the manifest was rewritten to match them or left as it was (verification off)."""
+    model = tmp_path / "cr_000"
+    shutil.copytree(model_artifact, model)
+    study = _study([{"name": "copa", "shots": 0, "limit": 4}], probes=["Why is the sky blue?"])
+
+    def run(name: str) -> tuple[dict[str, Any], str, int]:
+        out = evaluate.run(study, model, tmp_path / name)
+        loads = capfd.readouterr().err.count("loading model")
+        return json.loads((out / "scores.json").read_text()), (out / "probes.jsonl").read_text(), loads
+
+    first, first_probes, loads = run("e1")
+    assert loads == 1
+    assert run("e1b")[2] == 0  # unchanged weights: a cache hit
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    zeroed = AutoModelForCausalLM.from_pretrained(model / "model")
+    with torch.no_grad():
+        for p in zeroed.parameters():
+            p.zero_()  # every logit equal: greedy decoding answers with token 0, not the random model's
+    zeroed.save_pretrained(tmp_path / "zeroed")
+    weights = model / "model" / "model.safetensors"
+    original, other = weights.read_bytes(), (tmp_path / "zeroed" / "model.safetensors").read_bytes()
+    weights.write_bytes(other)
+    manifest = artifacts.read_manifest(model)
+    artifacts.write_manifest(model, manifest["kind"], [], manifest["config_hash"], manifest["meta"])
+    assert artifacts.verify(model) == []
+    swapped, swapped_probes, loads = run("e2")
+    assert loads == 1 and swapped["copa"]["n"] == 4  # same manifest fields, new weights: evaluated afresh
+    assert swapped_probes != first_probes  # the other weights answer otherwise
+
+    # the original weights back, behind the manifest's back, with verification off: the cached result of
+    # these contents (a cache keyed on the manifest would serve the swapped weights' answers)
+    weights.write_bytes(original)
+    monkeypatch.setenv("FACO_NO_VERIFY", "1")
+    again, again_probes, loads = run("e3")
+    assert loads == 0 and again_probes == first_probes and again["copa"] == first["copa"]

@@ -127,11 +127,13 @@ def test_heldout_benchmark_found_through_lineage(lineage: tuple[Path, Path], tmp
     out = evaluate.run(_study(), model_dir, tmp_path / "eval")
     manifest = artifacts.read_manifest(out)
     assert [p["kind"] for p in manifest["parents"]] == ["model", heldout.INGEST_KIND]
+    assert manifest["parents"][1]["manifest_sha256"] == artifacts.manifest_hash(ingest)  # found via splits
     entry = json.loads((out / "scores.json").read_text())["heldout"]
     assert (entry["task"], entry["n"], entry["domain"]) == (heldout.GROUP, 7, "in_distribution")
     assert sorted(entry["subtasks"]) == ["alpha", "beta"]  # per source; the code record is not asked
     assert [entry["subtasks"][s]["n"] for s in ("alpha", "beta")] == [3, 4]
-    chance = {s: [1 / len(r.choices) for r in _records() if r.source == s and r.kind == "mc"] for s in ("alpha", "beta")}
+    chance = {s: [1 / len(r.choices) for r in _records() if r.source == s and r.kind == "mc"]
+              for s in ("alpha", "beta")}
     assert entry["subtasks"]["beta"]["chance"] == pytest.approx(sum(chance["beta"]) / 4)
     assert entry["chance"] == pytest.approx(sum(chance["alpha"] + chance["beta"]) / 7)
 
