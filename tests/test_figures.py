@@ -145,3 +145,23 @@ def test_recovery_bars_degenerate(tmp_path: Path) -> None:
     _png(F.recovery_bars({}, {}, {}, tmp_path / "empty.png"), 750, 750)
     worse = F.recovery_bars({"a": 0.5}, {"a": 0.6}, {"a": 0.4}, tmp_path / "worse.png", from_ratio=0.75)
     _png(worse, 750, 750)
+
+
+# ---------- the base model in every figure ----------
+
+
+def test_base_model_is_drawn(tmp_path: Path) -> None:
+    table = _table(2)
+    without = mimage.imread(F.score_vs_ratio(table, tmp_path / "a.png"))
+    ci = {b: {r: (s - 0.05, s + 0.05) for r, s in row.items() if s is not None} for b, row in table.items()}
+    with_base = mimage.imread(F.score_vs_ratio(table, tmp_path / "b.png", base={"bench_0": 0.5, "bench_1": 0.4},
+                                               ci=ci))
+    assert _count(with_base, F.BASE_COLOR) > 50 * max(1, _count(without, F.BASE_COLOR))
+    avg: dict[float, dict[int, float | None]] = {r: {1: 0.5 - 0.1 * r, 2: 0.45 - 0.1 * r} for r in RATIOS}
+    epochs = mimage.imread(F.score_vs_epoch(avg, tmp_path / "c.png", base=0.42))
+    assert _count(epochs, F.BASE_COLOR) > 100
+    acc: dict[float, dict[str, float | None]] = {1.0: {"a": 0.1, "b": 0.2}}
+    subjects = mimage.imread(F.per_subject_vs_chance(acc, 0.25, tmp_path / "d.png", base={"a": 0.3, "b": 0.5}))
+    assert _count(subjects, F.BASE_COLOR) > 20
+    bars = mimage.imread(F.recovery_bars(*_recovery(3, 0.5), tmp_path / "e.png", base={"b0": 0.4, "b1": 0.4}))
+    assert _count(bars, F.BASE_COLOR) > 50

@@ -243,3 +243,39 @@ def test_without_items_nothing_is_claimed(tmp_path: Path, smoke: Study) -> None:
     assert row["recovery"]["1"]["status"] == "undefined"
     claims = {x["id"]: x["claim"] for x in a["findings"]["findings"]}
     assert claims["F1"] == "not tested" and claims["F2"] == "not tested" and claims["F4"] == "undefined"
+
+
+def test_seeds_mean_se_and_slope_against_scipy(tmp_path: Path, smoke: Study) -> None:
+    """Three seeds per ratio: per-cell mean ± s.e. across seeds, and a slope test over the seed scores."""
+    from scipy import stats as sps
+
+    per_seed = {0.0: [24, 22, 26], 0.5: [16, 18, 15], 1.0: [4, 6, 5]}  # heldout correct of 40, seeds 0-2
+    models, evals = [], []
+    for r, counts in per_seed.items():
+        for seed, count in enumerate(counts):
+            m = _model(tmp_path / "train" / f"s{seed}_{r}", r)
+            with artifacts.artifact_dir(tmp_path / "eval" / f"s{seed}_{r}", evaluate.KIND, [m], "cfg",
+                                        {"ratio": r, "seed": seed}) as tmp:
+                held = [i < count for i in range(N)]
+                (tmp / "scores.json").write_text(json.dumps({"heldout": _entry(count / N, "heldout", 0.07)}))
+                _samples(tmp, "heldout", held)
+            models.append(m)
+            evals.append(tmp_path / "eval" / f"s{seed}_{r}")
+    a = json.loads((analyze.run(smoke, evals, models, tmp_path / "analysis") / "analysis.json").read_text())
+    assert a["seeds"] == [0, 1, 2]
+    row = a["table"]["heldout"]
+    assert row["scores"]["0.5"] == pytest.approx(49 / 3 / N)  # mean over seeds
+    cell = row["seeds"]["cells"]["0.5"]
+    scores = [c / N for c in per_seed[0.5]]
+    assert cell["mean"] == pytest.approx(sum(scores) / 3)
+    assert cell["se"] == pytest.approx(sps.sem(scores))
+    xs = [r for r in per_seed for _ in range(3)]
+    fit = sps.linregress(xs, [c / N for r in per_seed for c in per_seed[r]])
+    assert row["seeds"]["slope"] == pytest.approx(fit.slope)
+    assert row["seeds"]["slope_p"] == pytest.approx(fit.pvalue)
+    assert row["seeds"]["exceeds_seed_noise"] is True
+    f1 = next(x for x in a["findings"]["findings"] if x["id"] == "F1")
+    assert "Across 3 seeds the ratio effect exceeds seed-to-seed noise" in f1["sentence"]
+    md = (report.run(smoke, tmp_path / "analysis", tmp_path / "report") / "report.md").read_text()
+    seeds = md.split("## Seeds")[1].split("\n## ")[0]
+    assert f"| {cell['mean']:.3f} ± {cell['se']:.3f} (n=3) |" in seeds and "| yes |" in seeds
