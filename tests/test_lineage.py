@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,15 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from moto.server import ThreadedMotoServer
 from rich.console import Console
 
 from faco import lineage, storage
-from faco.artifacts import artifact_dir, manifest_hash
-from faco.config import load_config
+from faco.artifacts import artifact_dir, manifest_hash, sha256_file
+from faco.config import Study, load_config
 from faco.errors import EXIT_VERIFY, VerificationError
+from faco.lineage import raw
 from faco.paths import repo_root
+from faco.sources.registry import PARQUET_REVISION, SOURCES
 from faco.stages import corrupt, generate, ingest
 
 ROOT = repo_root() or Path(__file__).resolve().parents[1]
@@ -304,3 +309,69 @@ def test_s3_target_that_is_not_an_artifact(s3_server: str) -> None:
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="faco")
     with pytest.raises(VerificationError, match="s3://faco/nothing/here: not a faco artifact"):
         lineage.verify("s3://faco/nothing/here")
+
+
+def _study_with(**ingest: object) -> Study:
+    data = load_config(ROOT / "configs" / "smoke.yaml").model_dump(mode="json")
+    data["ingest"].update(ingest)
+    return Study.model_validate(data)
+
+
+def test_raw_mirror_file_is_recorded_and_a_changed_one_is_caught(tmp_path: Path) -> None:
+    """The ingest manifest pins the mirror file it read; verify re-hashes it and names it when changed."""
+    mirror = tmp_path / "data"
+    (mirror / "sources" / "qasc").mkdir(parents=True)
+    raw_file = mirror / "sources" / "qasc" / "dev.jsonl"
+    shutil.copy(ROOT / "data" / "sources" / "qasc" / "dev.jsonl", raw_file)
+    study = _study_with(data_dir=str(mirror), sources=[{"name": "qasc", "split": "validation"}])
+    out = ingest.run(study, tmp_path / "study" / "sources")
+    raw_inputs = json.loads((out / "manifest.json").read_text())["meta"]["raw_inputs"]
+    assert raw_inputs == [{"source": "qasc", "split": "validation", "path": str(raw_file.resolve()),
+                           "size": raw_file.stat().st_size, "sha256": sha256_file(raw_file)}]
+    ok = faco("lineage", "verify", str(out), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "1 raw inputs verified" in ok.stdout
+
+    with raw_file.open("a") as fh:
+        fh.write('{"id": "injected"}\n')
+    bad = faco("lineage", "verify", str(out), cwd=tmp_path)
+    assert bad.returncode == EXIT_VERIFY
+    assert f"{raw_file.resolve()}: raw input of study/sources (qasc/validation) changed" in bad.stderr
+
+
+def test_hub_sources_record_their_pinned_revision() -> None:
+    study = load_config(ROOT / "configs" / "faco-paper.yaml")
+    entries = raw.ingest_inputs(study)
+    assert len(entries) == len(study.ingest.sources)
+    for entry in entries:
+        assert entry["hub"] == SOURCES[entry["source"]].hub_path
+        assert re.fullmatch(r"[0-9a-f]{40}", str(entry["revision"])) or entry["source"] == "conala", entry
+    conala = next(e for e in entries if e["source"] == "conala")
+    assert conala["revision"] == PARQUET_REVISION and conala["config"] == "curated"
+
+
+def test_conala_reads_the_hub_parquet_conversion(tmp_path: Path) -> None:
+    """CoNaLa's hub copy is a loading script: the adapter reads its Parquet conversion, whose rows
+    (hub schema: question_id, intent, rewritten_intent, snippet) normalise as the mirror's do."""
+    adapter = SOURCES["conala"]
+    assert adapter.parquet_files("train", None) == (
+        "hf://datasets/neulab/conala@refs%2Fconvert%2Fparquet/curated/train/*.parquet")
+    rows = [{"question_id": 41067960, "intent": "How to join ints?", "rewritten_intent": "join list `x` of ints",
+             "snippet": "int(''.join(map(str, x)))"},
+            {"question_id": 3207219, "intent": "List files in a folder", "rewritten_intent": None,
+             "snippet": "os.listdir('.')"},
+            {"question_id": 1, "intent": "", "rewritten_intent": None, "snippet": "x"}]
+    path = tmp_path / "conala-train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    source = {"name": "conala", "split": "train", "data_files": str(path)}
+    study = _study_with(origin="hub", heldout=0, sources=[source])
+    out = ingest.run(study, tmp_path / "sources")
+    records = [json.loads(line) for line in (out / "sources.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["question"], r["answer"]) for r in records] == [
+        ("conala:41067960-0", "join list `x` of ints", "int(''.join(map(str, x)))"),
+        ("conala:3207219-1", "List files in a folder", "os.listdir('.')"),
+    ]
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejects] == ["intent: empty"]
+    meta = json.loads((out / "manifest.json").read_text())["meta"]
+    assert meta["raw_inputs"][0]["sha256"] == sha256_file(path)

@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from faco.artifacts import sha256_file
+from faco.config import Study
+from faco.paths import data_dir
+from faco.sources.mirror import MIRROR_FILES
+from faco.sources.registry import PARQUET_REVISION, SOURCES
 
 
 def file_entry(source: str, split: str, path: Path) -> dict[str, Any]:
@@ -42,3 +46,22 @@ def problem(entry: dict[str, Any], shown: str) -> str | None:
 def reachable(entry: dict[str, Any]) -> bool:
     """Whether a recorded raw file can be re-hashed here."""
     return "sha256" in entry and Path(str(entry.get("path", ""))).is_file()
+
+
+def ingest_inputs(study: Study) -> list[dict[str, Any]]:
+    """What an ingest of `study` reads, per source split: the mirror file (or `data_files` export)
+    with its hash, or the hub dataset and the revision that pins it."""
+    cfg = study.ingest
+    out: list[dict[str, Any]] = []
+    for spec in cfg.sources:
+        if cfg.origin == "mirror":
+            name = MIRROR_FILES[spec.name][spec.split]
+            out.append(file_entry(spec.name, spec.split, data_dir(cfg.data_dir) / "sources" / spec.name / name))
+        elif spec.data_files is not None:
+            out.append(file_entry(spec.name, spec.split, Path(spec.data_files)))
+        else:
+            adapter = SOURCES[spec.name]
+            revision = spec.revision or (PARQUET_REVISION if adapter.parquet_config else None)
+            out.append(hub_entry(spec.name, spec.split, adapter.hub_path, adapter.parquet_config or adapter.hub_name,
+                                 revision))
+    return out

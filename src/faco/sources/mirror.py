@@ -128,6 +128,9 @@ def hub_rows(
             raise FacoError(f"{path}: data_files not found (source {source!r})")
         builder = "parquet" if path.suffix == ".parquet" else "json"
         ds: Any = datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
+    elif SOURCES[source].parquet_config is not None:  # a script dataset: its hub Parquet conversion
+        files = SOURCES[source].parquet_files(split, revision)
+        ds = datasets.load_dataset("parquet", data_files={split: files}, split=split, token=os.environ.get("HF_TOKEN"))
     else:
         adapter = SOURCES[source]
         token = os.environ.get("HF_TOKEN")

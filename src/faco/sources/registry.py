@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from faco.records import Domain, SourceRecord
 
@@ -212,9 +213,17 @@ def multinli(row: Row, index: int) -> SourceRecord:
     return _mc("multinli", "nli", str(rid), question, list(NLI_LABELS), label)
 
 
+#: The hub branch where the dataset viewer keeps a Parquet copy of every dataset (script ones too).
+PARQUET_REVISION = "refs/convert/parquet"
+
+
 @dataclass(frozen=True)
 class SourceAdapter:
-    """A FACO source: its hub dataset, its domain, and its row normaliser."""
+    """A FACO source: its hub dataset, its domain, and its row normaliser.
+
+    `parquet_config`: the hub copy is a loading script (which `datasets` 4+ refuses to run), so
+    read that config of the hub's Parquet conversion instead.
+    """
 
     name: str
     domain: Domain
@@ -222,6 +231,12 @@ class SourceAdapter:
     hub_name: str | None
     normalise: Callable[[Row, int], SourceRecord]
     hub_kwargs: dict[str, Any] = field(default_factory=dict)
+    parquet_config: str | None = None
+
+    def parquet_files(self, split: str, revision: str | None) -> str:
+        """`hf://` glob of the Parquet conversion's files of `split` (at `revision`, default the branch)."""
+        rev = quote(revision or PARQUET_REVISION, safe="")
+        return f"hf://datasets/{self.hub_path}@{rev}/{self.parquet_config}/{split}/*.parquet"
 
 
 SOURCES: dict[str, SourceAdapter] = {
@@ -234,7 +249,7 @@ SOURCES: dict[str, SourceAdapter] = {
         SourceAdapter("winogrande", "commonsense", "allenai/winogrande", "winogrande_xl", winogrande),
         SourceAdapter("aqua_rat", "reasoning", "deepmind/aqua_rat", "raw", aqua_rat),
         SourceAdapter("quartz", "reasoning", "allenai/quartz", None, quartz),
-        SourceAdapter("conala", "programming", "neulab/conala", "curated", conala),
+        SourceAdapter("conala", "programming", "neulab/conala", "curated", conala, parquet_config="curated"),
         SourceAdapter("mbpp", "programming", "google-research-datasets/mbpp", "full", mbpp),
         # Not a FACO source: MultiNLI, the general task of paper 002 (synthetic data vs HANS).
         SourceAdapter("multinli", "nli", "nyu-mll/multi_nli", None, multinli),

@@ -21,6 +21,7 @@ from faco.contamination import (
 )
 from faco.errors import RecordError
 from faco.evaluation.suite import suite
+from faco.lineage.raw import ingest_inputs
 from faco.paths import TASKS_DIR, data_dir
 from faco.progress import log, track
 from faco.records import RejectRecord, SourceRecord, write_json, write_jsonl
@@ -165,6 +166,7 @@ def run(study: Study, out: Path) -> Path:
     if found and not cfg.allow_contamination:
         raise ContaminationError(refusal(found))
     meta["contamination"] = {f"{o.source}/{o.benchmark}": o.as_meta() for o in found}
+    meta["raw_inputs"] = ingest_inputs(study)  # lineage below this artifact: the bytes it was read from
     with artifact_dir(out, KIND, [], study.section_hash("ingest"), meta) as tmp:
         write_jsonl(tmp / "sources.jsonl", all_records)
         write_jsonl(tmp / "heldout.jsonl", all_heldout)
