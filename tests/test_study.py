@@ -19,7 +19,7 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path, root: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((root / "configs" / "smoke.yaml").read_text().replace("epochs: 2", "epochs: 0"))
     proc = subprocess.run([*FACO, "validate", str(bad)], capture_output=True, text=True)
-    assert proc.returncode == 2
+    assert proc.returncode == 3  # a config error (faco.errors.EXIT_CONFIG)
     assert proc.stderr.strip() == f"error: {bad}: train.epochs: Input should be greater than or equal to 1"
 
 
