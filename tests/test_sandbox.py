@@ -7,11 +7,12 @@ containment makes it fail, not for some accidental reason.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
 import socket
 import stat
-import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +49,18 @@ def fresh_probe() -> Iterator[None]:
     sandbox.isolation.cache_clear()
     yield
     sandbox.isolation.cache_clear()
+
+
+@pytest.fixture(params=["namespaces", "user namespace"])
+def isolated(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, fresh_probe: None) -> None:
+    """Each way strict mode isolates: namespaces made as root, or inside a user namespace (faco not root)."""
+    if request.param == "user namespace":
+        userns = sandbox.candidates("strict")[-1:]
+        monkeypatch.setattr(sandbox, "candidates", lambda mode: userns)
+        try:
+            sandbox.isolation("strict")
+        except sandbox.SandboxUnavailable as exc:
+            pytest.skip(str(exc))
 
 
 def _assert_no_connection(srv: socket.socket) -> None:
@@ -104,7 +117,7 @@ def test_contains(case: str, tmp_path: Path, listener: socket.socket) -> None:
     _assert_no_connection(listener)
 
 
-@pytest.mark.usefixtures("opted_in")
+@pytest.mark.usefixtures("opted_in", "isolated")
 def test_parent_environment_is_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
     """An API key in faco's environment reaches the program by no route: environ, /proc of anyone."""
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
@@ -123,13 +136,15 @@ for path in ["/proc/self/environ", f"/proc/{{os.getppid()}}/environ", "/proc/1/e
     assert SECRET not in output and "OPENAI_API_KEY" not in output
 
 
-@pytest.mark.usefixtures("opted_in")
+@pytest.mark.usefixtures("opted_in", "isolated")
 def test_host_files_are_out_of_reach(tmp_path: Path) -> None:
     """Not root, no /etc/shadow, no readable project files, no write outside its directory."""
     readable = Path(__file__).resolve()  # world-readable, outside the sandbox
     code = f"""
-import os
-print("MARK uid", os.getuid(), os.geteuid())
+import ctypes, os
+caps = (ctypes.c_uint32 * 6)()
+ctypes.CDLL(None).capget((ctypes.c_uint32 * 2)(0x20080522, 0), caps)
+print("MARK uid", os.getuid(), "caps", caps[0] | caps[3], caps[1] | caps[4])
 for path in ["/etc/shadow", {str(readable)!r}]:
     try:
         print("MARK", path, open(path).read()[:200])
@@ -145,8 +160,8 @@ for target in ["/escaped", "/usr/escaped", {str(tmp_path / "escaped")!r}]:
     output = _run(code)
     assert "MARK /etc/shadow" in output and "MARK wrote" not in output
     assert "root:" not in output and '"""The code-execution sandbox' not in output
-    uid = int(output.split("MARK uid ")[1].split()[0])
-    assert uid != 0 or os.geteuid() != 0  # root on the host never runs the program as root
+    uid, _, effective, permitted = output.split("MARK uid ")[1].split()[:4]
+    assert uid != "0" or (effective, permitted) == ("0", "0")  # never root with any capability
     assert not (tmp_path / "escaped").exists()
 
 
@@ -177,7 +192,7 @@ def _shell_attacks() -> dict[str, tuple[str, str]]:
     }
 
 
-@pytest.mark.usefixtures("opted_in")
+@pytest.mark.usefixtures("opted_in", "isolated")
 @pytest.mark.parametrize("case", list(_shell_attacks()))
 def test_no_shell_no_new_process(case: str) -> None:
     code, refused = _shell_attacks()[case]
@@ -186,7 +201,7 @@ def test_no_shell_no_new_process(case: str) -> None:
     assert "SHELL-RAN" not in output and "FORKED" not in output
 
 
-@pytest.mark.usefixtures("opted_in")
+@pytest.mark.usefixtures("opted_in", "isolated")
 def test_tampering_with_the_child_disables_nothing(tmp_path: Path, listener: socket.socket) -> None:
     """The old escape (rebinding the audit hook's module globals) has no counterpart: containment is the OS's."""
     outside = tmp_path / "escaped.txt"
@@ -254,27 +269,60 @@ def test_refuses_where_namespaces_cannot_be_made(monkeypatch: pytest.MonkeyPatch
 def _nobody_can_read(path: str) -> bool:
     """Whether every directory above `path` lets other users through (the weak sandbox user is nobody)."""
     parts = Path(path).resolve().parts
-    return all(os.stat(os.path.join(*parts[:i])).st_mode & stat.S_IXOTH for i in range(1, len(parts) + 1))
+    return all(os.stat(os.path.join(*parts[:i])).st_mode & stat.S_IXOTH for i in range(1, len(parts)))
+
+
+def _landlock() -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(444, None, 0, 1) > 0
 
 
 @pytest.mark.usefixtures("opted_in", "fresh_probe")
-def test_weak_mode_without_namespaces(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The opt-in weaker mode: no namespaces (PATH without unshare), still no root, shell, secret or network.
+def test_weak_mode_refuses_a_python_nobody_cannot_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """As root the weak mode runs the program as nobody: with this Python under /root it cannot, and says so."""
+    if os.geteuid() != 0 or _nobody_can_read(sandbox.interpreter()):
+        pytest.skip("needs root and a Python that user nobody cannot read (e.g. pyenv under /root)")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv(sandbox.MODE_ENV, "weak")
+    with pytest.raises(sandbox.SandboxUnavailable, match="user nobody must be able to read") as refused:
+        sandbox.run_python("print('hi')\n", FAST)
+    assert "\n" not in str(refused.value)
 
-    As root it needs a Python that user nobody can read; where there is none it refuses, saying so.
+
+@pytest.mark.usefixtures("opted_in", "fresh_probe")
+def test_weak_mode_without_namespaces(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, listener: socket.socket) -> None:
+    """The opt-in weaker mode (here: PATH without unshare): still no root, shell, network or secret,
+    and with Landlock no file outside the interpreter, the libraries and its own directory.
     """
+    python = next((p for p in (sandbox.interpreter(), "/usr/bin/python3") if _nobody_can_read(p)), None)
+    if os.geteuid() == 0 and python is None:
+        pytest.skip("no Python here that user nobody can read")
+    monkeypatch.setattr(sandbox, "interpreter", lambda: os.path.realpath(python or sandbox.interpreter()))
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv(sandbox.MODE_ENV, "weak")
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    if os.geteuid() == 0 and not _nobody_can_read(sys.base_prefix):
-        with pytest.raises(sandbox.SandboxUnavailable, match="user nobody must be able to read"):
-            sandbox.run_python("print('hi')\n", FAST)
-        return
-    code = (f"import os\nprint('MARK', os.getuid(), os.system('{SHELL}'))\n"
-            f"print(open('/proc/{os.getpid()}/environ', 'rb').read())\n")
-    output = _run(code)
-    assert "MARK" in output and "SHELL-RAN" not in output and SECRET not in output
-    assert os.geteuid() != 0 or f"MARK {sandbox.SANDBOX_UID} " in output
+    escape = Path(tempfile.gettempdir()) / f"faco-weak-escape-{os.getpid()}"  # /tmp: writable by everyone
+    code = f"""
+import os, socket
+print("MARK", os.getuid(), os.system("{SHELL}"))
+for attack in (lambda: open("/proc/{os.getpid()}/environ", "rb").read(), lambda: open("/proc/1/environ", "rb").read(),
+               lambda: socket.create_connection(("127.0.0.1", {listener.getsockname()[1]}), timeout=1),
+               lambda: open({str(Path(__file__).resolve())!r}).read(), lambda: open({str(escape)!r}, "w")):
+    try:
+        print("RESULT", attack())
+    except OSError as exc:
+        print("RESULT", type(exc).__name__)
+"""
+    try:
+        output = _run(code)
+        assert "MARK" in output and output.count("RESULT") == 5, output
+        assert "SHELL-RAN" not in output and SECRET not in output
+        assert os.geteuid() != 0 or f"MARK {sandbox.SANDBOX_UID} " in output
+        if _landlock():
+            assert "The code-execution sandbox" not in output and not escape.exists()
+    finally:
+        escape.unlink(missing_ok=True)
+    _assert_no_connection(listener)
 
 
 def _task_utils() -> ModuleType:
@@ -294,11 +342,12 @@ def test_humaneval_scoring_keeps_going_after_hostile_samples(
     outside = tmp_path / "escaped.txt"
     doc = {"prompt": "def add(a, b):\n", "entry_point": "add",
            "test": "def check(f):\n    assert f(2, 3) == 5\n    assert f(-1, 1) == 0\n"}
-    hostile = ["    " + line for code in _hostile(outside, listener.getsockname()[1]).values()
-               for line in [code.replace("\n", "\n    ").rstrip()]]
+    attacks = _hostile(outside, listener.getsockname()[1])
+    del attacks["sleep forever"]  # a timeout like the infinite loop's, 3 s more
+    hostile = ["    " + code.replace("\n", "\n    ").rstrip() for code in attacks.values()]
     samples = [doc["prompt"] + body for body in [*hostile, "    return a + b\n"]]
     scores = _task_utils().humaneval_process_results(doc, [samples])
-    assert scores == {"pass@1": pytest.approx(1 / len(samples))}  # 8 samples: no pass@10
+    assert scores == {"pass@1": pytest.approx(1 / len(samples))}  # 7 samples: no pass@10
     assert not outside.exists()
     _assert_no_connection(listener)
 

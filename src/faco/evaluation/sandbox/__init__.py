@@ -133,21 +133,22 @@ def read_only_paths() -> list[str]:
     return paths
 
 
+def candidates(sandbox_mode: str) -> list[tuple[str, ...]]:
+    """Command prefixes that may run `sandbox_mode`, best first: namespaces as root, then in a user namespace."""
+    exe = shutil.which("unshare")
+    if sandbox_mode == "weak":
+        return [()]
+    return [] if exe is None else [(exe, *NAMESPACES), (exe, "--user", "--map-root-user", *NAMESPACES)]
+
+
 @cache
 def isolation(sandbox_mode: str) -> tuple[str, ...]:
-    """The command prefix that makes `sandbox_mode` work here, found by running a probe through it.
+    """The first of `candidates` that works here, found by running a probe program through it.
 
     Raises SandboxUnavailable (with the reason) where none does; only success is cached.
     """
-    exe = shutil.which("unshare")
-    if sandbox_mode == "weak":
-        candidates: list[tuple[str, ...]] = [()]
-    elif exe is None:
-        candidates = []
-    else:
-        candidates = [(exe, *NAMESPACES), (exe, "--user", "--map-root-user", *NAMESPACES)]
     reason = "no unshare on PATH"
-    for prefix in candidates:
+    for prefix in candidates(sandbox_mode):
         result = _run(prefix, sandbox_mode, PROBE, Limits(wall_s=60.0))
         if result.passed:
             return prefix

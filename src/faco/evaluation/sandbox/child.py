@@ -48,6 +48,12 @@ DENIED = {
 }
 CLONE_THREAD = 0x00010000
 
+# Landlock (same numbers on every architecture): the file-system rights of each ABI are bits 0..n-1
+NR_LANDLOCK_CREATE_RULESET, NR_LANDLOCK_ADD_RULE, NR_LANDLOCK_RESTRICT_SELF = 444, 445, 446
+LANDLOCK_CREATE_RULESET_VERSION, LANDLOCK_RULE_PATH_BENEATH = 1, 1
+LANDLOCK_FS_RIGHTS = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16}  # ABI -> number of rights (REFER, TRUNCATE, IOCTL_DEV)
+LL_WRITE_FILE, LL_READ_FILE, LL_READ_DIR = 1 << 1, 1 << 2, 1 << 3
+
 # mount(2) flags
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
@@ -138,6 +144,33 @@ def drop_privileges(host_root: bool, uid: int) -> None:
         _check(_libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capset")
 
 
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, 0 where it has none."""
+    return max(_libc.syscall(NR_LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION), 0)
+
+
+def restrict_filesystem(abi: int, read_only: list[str], work: str) -> None:
+    """Landlock: read only `read_only` and the devices, write only beneath `work`; nothing else at all."""
+    handled = (1 << LANDLOCK_FS_RIGHTS[min(abi, max(LANDLOCK_FS_RIGHTS))]) - 1
+    ruleset = _libc.syscall(NR_LANDLOCK_CREATE_RULESET, struct.pack("Q", handled), 8, 0)
+    if ruleset < 0:
+        raise SetupError(f"landlock ruleset: {os.strerror(ctypes.get_errno())}")
+    rules = [(p, LL_READ_FILE | LL_READ_DIR) for p in read_only if os.path.exists(p)]
+    rules += [(f"/dev/{name}", LL_READ_FILE | LL_WRITE_FILE) for name in DEVICES] + [(work, handled)]
+    try:
+        for path, access in rules:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                rule = struct.pack("=Qi", access, fd)
+                _check(_libc.syscall(NR_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH, rule, 0),
+                       f"landlock rule {path}")
+            finally:
+                os.close(fd)
+        _check(_libc.syscall(NR_LANDLOCK_RESTRICT_SELF, ruleset, 0), "landlock")
+    finally:
+        os.close(ruleset)
+
+
 def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k)
 
@@ -169,7 +202,6 @@ def install_seccomp() -> None:
     if platform.machine() != "x86_64":
         raise SetupError(f"seccomp filter: only x86_64 is supported, not {platform.machine()}")
     prog = seccomp_program(os.getpid())
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     fprog = _SockFprog(len(prog) // 8, prog)
     _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp filter")
 
@@ -182,6 +214,13 @@ def main(spec: dict) -> None:
             confine_filesystem(spec["root"], spec["read_only"], work)
         os.chdir(work)
         set_limits(spec["limits"])
+        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        abi = landlock_abi()
+        if abi:
+            restrict_filesystem(abi, spec["read_only"], work)
+        elif spec["mode"] == "weak" and not host_root:
+            raise SetupError("weak mode needs root (to run the program as nobody) or Landlock (Linux 5.13+), "
+                             "else the program could read faco's own environment")
         drop_privileges(host_root, spec["uid"])
         install_seccomp()
     except (OSError, SetupError) as exc:
