@@ -352,7 +352,8 @@ class EvaluateConfig(Section):
 
 
 class AnalyzeConfig(Section):
-    bootstrap: int = Field(default=1000, ge=0, description="bootstrap resamples for Pearson r CIs")
+    bootstrap: int = Field(default=1000, ge=0,
+                           description="item-bootstrap resamples (and permutations) for CIs and trend p-values")
     threshold_fraction: float = Field(default=0.9, gt=0.0, le=1.0,
                                       description="share of clean performance a threshold must recover")
     seed: int = 0
