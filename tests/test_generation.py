@@ -10,8 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from faco.config import GenerateConfig
 from faco.errors import ConfigError
 from faco.generation.backends import ChainRequest, Completion, TemplateBackend, get_backend
 from faco.generation.cache import ChainCache
-from faco.generation.openai_backend import OpenAIBackend, backoff, retry_after
+from faco.generation.openai_backend import OpenAIBackend, backoff
 from faco.generation.pairs import build_pairs, leaks, mentions
 from faco.generation.runner import GenerationError, Generator
 from faco.records import PairRecord, RejectRecord, SourceRecord, read_jsonl
@@ -71,17 +69,21 @@ def test_every_fault_is_retried_without_loss_or_double_pay(tmp_path: Path, fault
         assert gen.ledger.paid == 30 and gen.ledger.backend_stats["retries"] >= srv.injected[fault]
 
 
-def test_retry_after_and_backoff() -> None:
-    assert retry_after({"retry-after-ms": "250"}) == 0.25
-    assert retry_after({"retry-after": "3"}) == 3.0
-    future = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
-    assert 25 < (retry_after({"retry-after": future}) or 0) <= 30
-    assert retry_after({}) is None
+def test_backoff_before_asking_again() -> None:
     rng = random.Random(0)
-    assert all(2.0 <= backoff(0, 0.1, 60, 2.0, rng) <= 2.3 for _ in range(100))  # the server's hint wins
-    delays = [backoff(a, 1.0, 8.0, None, rng) for a in range(6)]
+    delays = [backoff(a, 1.0, 8.0, rng) for a in range(6)]
     assert all(min(8, 2**a) / 2 <= d <= min(8, 2**a) for a, d in enumerate(delays))
-    assert len({round(backoff(3, 1.0, 60, None, rng), 6) for _ in range(20)}) > 1  # jitter
+    assert len({round(backoff(3, 1.0, 60, rng), 6) for _ in range(20)}) > 1  # jitter
+
+
+def test_invalid_replies_are_asked_again_by_faco_not_the_client(tmp_path: Path) -> None:
+    """The client retries transport faults; a 200 whose body is no completion is faco's to re-ask."""
+    with FakeOpenAI(fault_rate=1.0, faults=("malformed",)) as srv:
+        gen = Generator(OpenAIBackend(cfg_for(srv, tmp_path, max_retries=2)), ChainCache(tmp_path / "cache.sqlite"))
+        with pytest.raises(GenerationError, match="3 of 3 requests failed after all retries"):
+            gen.generate(requests(3))
+        stats = gen.ledger.backend_stats
+        assert srv.calls == 3 * 3 and stats["invalid reply"] == 9 and stats["retries"] == 6
 
 
 def test_gives_up_after_max_retries_and_keeps_what_finished(tmp_path: Path) -> None:

@@ -104,9 +104,13 @@ class GenerateConfig(Section):
     seed: int = 0
     mode: Literal["online", "batch"] = Field(default="online", description="batch: the OpenAI Batch API")
     timeout_s: float = Field(default=120.0, gt=0.0, description="per-request timeout")
-    max_retries: int = Field(default=8, ge=0, description="retries on 429, 5xx, timeout, bad body")
-    backoff_base_s: float = Field(default=1.0, gt=0.0)
-    backoff_max_s: float = Field(default=60.0, gt=0.0)
+    max_retries: int = Field(
+        default=8, ge=0,
+        description="the openai client's retries on 408/409/429/5xx, timeouts and dropped connections (Retry-After "
+        "honoured); as many re-asks by faco after an empty or unparseable reply",
+    )
+    backoff_base_s: float = Field(default=1.0, gt=0.0, description="faco's first delay before a re-ask")
+    backoff_max_s: float = Field(default=60.0, gt=0.0, description="faco's longest delay before a re-ask")
     batch_poll_s: float = Field(default=30.0, gt=0.0)
     batch_resubmits: int = Field(default=2, ge=0, description="resubmissions of a batch's failed lines")
     batch_size: int = Field(default=8, ge=1, description="transformers backend: prompts per forward pass")

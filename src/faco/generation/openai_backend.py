@@ -1,9 +1,11 @@
 """OpenAI-compatible backend (OpenAI, vLLM, llama.cpp, … at any base_url), online or via the Batch API.
 
-Online: asyncio with at most `generate.concurrency` requests in flight, each with a timeout and
-retried with exponential backoff and jitter (a server's Retry-After wins). Every reply goes to the
-sink the moment it arrives, and its concurrency slot is freed only after that, so the cache never
-lags behind what was paid for by more than the requests in flight.
+Online: asyncio with at most `generate.concurrency` requests in flight, each with a timeout. The
+openai client retries transport faults itself (`max_retries`: 408/409/429/5xx, timeouts, dropped
+connections; Retry-After honoured, else exponential backoff with jitter); faco asks again only
+when a reply arrives empty or unparseable. Every reply goes to the sink the moment it arrives, and
+its concurrency slot is freed only after that, so the cache never lags behind what was paid for by
+more than the requests in flight.
 
 Batch: requests are written as JSONL lines whose `custom_id` is the hash of the request body,
 uploaded, submitted as one batch (tagged with the input's hash), polled, downloaded and mapped
@@ -15,7 +17,6 @@ tag, so a rerun resumes the same batch instead of paying for a second one.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import json
 import os
@@ -23,7 +24,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import openai
@@ -47,46 +47,19 @@ _FATAL_STATUS = {401, 403, 404}
 _DONE = {"completed", "failed", "expired", "cancelled"}
 
 
-def retry_after(headers: Any) -> float | None:
-    """Seconds a server asks us to wait (`retry-after-ms`, or `retry-after` as seconds or a date)."""
-    if headers is None:
-        return None
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def backoff(attempt: int, base: float, cap: float, hint: float | None, rng: random.Random) -> float:
-    """Delay before retry `attempt` (0-based): the server's hint plus a little jitter, else
-    exponential backoff with equal jitter, capped."""
-    if hint is not None:
-        return min(cap, hint) + rng.uniform(0, 0.1 * min(cap, hint) + 0.01)
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Delay before asking again after empty or invalid reply `attempt` (0-based): exponential
+    backoff with equal jitter, capped."""
     d = min(cap, base * 2**attempt)
     return d / 2 + rng.uniform(0, d / 2)
 
 
-def classify(exc: Exception) -> tuple[bool, str, float | None]:
-    """(retry?, reason, retry-after hint) for an exception raised by one API call."""
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        hint = retry_after(exc.response.headers)
-        return status in _RETRY_STATUS or status >= 500, f"HTTP {status}: {exc.message}"[:300], hint
-    if isinstance(exc, openai.APIConnectionError | openai.APIResponseValidationError | ValueError):
-        return True, f"{type(exc).__name__}: {exc}"[:300], None
-    raise exc
+def _status_failure(exc: openai.APIStatusError, retries: int) -> Failure:
+    """The outcome of an HTTP error the client has given up on (after `retries` retries if retryable)."""
+    reason = f"HTTP {exc.status_code}: {exc.message}"[:300]
+    if exc.status_code in _RETRY_STATUS or exc.status_code >= 500:
+        return Failure(f"{retries + 1} attempts failed; last: {reason}", retryable=True)
+    return Failure(reason, retryable=exc.status_code in _FATAL_STATUS)
 
 
 class OpenAIBackend:
@@ -107,7 +80,7 @@ class OpenAIBackend:
         self._client_kwargs: dict[str, Any] = {
             "api_key": key or "unused",
             "base_url": cfg.base_url,
-            "max_retries": 0,
+            "max_retries": cfg.max_retries,
             "timeout": cfg.timeout_s,
         }
 
@@ -143,31 +116,41 @@ class OpenAIBackend:
 
     async def _call(self, client: openai.AsyncOpenAI, req: ChainRequest) -> Outcome:
         body = self.body(req)
+        retries = self.cfg.max_retries
         reason = ""
-        for attempt in range(self.cfg.max_retries + 1):
-            self.stats["calls"] += 1
-            try:
-                resp = await client.chat.completions.create(**body)
-                text = resp.choices[0].message.content if resp.choices else None
-                if text is None:
-                    return Failure("empty reply (no message content)")
-                usage = resp.usage
-                return Completion(
-                    text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0
-                )
-            except Exception as exc:  # classified below; anything unexpected is re-raised
-                retry, reason, hint = classify(exc)
-                if isinstance(exc, openai.APIStatusError) and exc.status_code in _FATAL_STATUS:
-                    return Failure(reason, retryable=True)
-                if not retry:
-                    return Failure(reason)
-                self.stats[reason.split(":")[0]] += 1
-            if attempt < self.cfg.max_retries:
+        for attempt in range(retries + 1):
+            if attempt:
                 self.stats["retries"] += 1
-                await asyncio.sleep(
-                    backoff(attempt, self.cfg.backoff_base_s, self.cfg.backoff_max_s, hint, self._rng)
-                )
-        return Failure(f"{self.cfg.max_retries + 1} attempts failed; last: {reason}", retryable=True)
+                await asyncio.sleep(backoff(attempt - 1, self.cfg.backoff_base_s, self.cfg.backoff_max_s, self._rng))
+            try:
+                raw = await client.chat.completions.with_raw_response.create(**body)
+            except openai.APIStatusError as exc:
+                self._count(retries if exc.status_code in _RETRY_STATUS or exc.status_code >= 500 else 0)
+                return _status_failure(exc, retries)
+            except openai.APIConnectionError as exc:  # timeouts included; the client retried them all
+                self._count(retries)
+                return Failure(f"{retries + 1} attempts failed; last: {type(exc).__name__}: {exc}"[:300],
+                               retryable=True)
+            self._count(raw.retries_taken)
+            try:
+                resp = raw.parse()
+            except (ValueError, openai.APIResponseValidationError) as exc:  # a body that is not a completion
+                reason = f"invalid reply: {type(exc).__name__}: {exc}"[:300]
+                self.stats["invalid reply"] += 1
+                continue
+            text = resp.choices[0].message.content if resp.choices else None
+            if text is None:
+                reason = "empty reply (no message content)"
+                self.stats["empty reply"] += 1
+                continue
+            usage = resp.usage
+            return Completion(text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
+        return Failure(f"{retries + 1} replies were empty or invalid; last: {reason}", retryable=True)
+
+    def _count(self, client_retries: int) -> None:
+        """Record one request the client made `client_retries` retries for."""
+        self.stats["calls"] += 1 + client_retries
+        self.stats["retries"] += client_retries
 
     # -- Batch API ---------------------------------------------------------------------------
 
