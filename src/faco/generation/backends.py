@@ -89,16 +89,13 @@ def request_seed(base: int, attempt: int) -> int:
     return base + attempt
 
 
-_STEPS_TRUE = (
+# True and subtle false chains share one shape; they differ only in the answer argued for and in the
+# explanation (`ChainRequest.explanation`: the record's own for a true chain; for a false one the same
+# with the wrong answer swapped in, chosen in `faco.generation.pairs`), so no wording marks falsity.
+_STEPS = (
     "The question asks: {q}",
     'Weighing the candidates, the one that fits is "{a}".',
     "{e}",
-    'Therefore, the answer is "{a}".',
-)
-_STEPS_FALSE = (
-    "The question asks: {q}",
-    'Weighing the candidates, the one that fits is "{a}".',
-    "It matches what the question describes better than anything else.",
     'Therefore, the answer is "{a}".',
 )
 _STEPS_OBVIOUS = (
@@ -136,9 +133,11 @@ def overlap_choice(question: str, choices: Sequence[str]) -> int:
 class TemplateBackend:
     """Offline, deterministic chains built from the record itself: no API, no model.
 
-    True chains restate the gold explanation where the source has one; subtle false chains argue
-    for the chosen incorrect answer and never name the correct one; obvious false chains rest on a
-    blatant falsehood; synthetic chains answer with the lexical-overlap heuristic (`overlap_choice`)
+    True chains restate the gold explanation where the source has one; subtle false chains have the
+    same steps, arguing for the chosen incorrect answer with the explanation the request carries (the
+    gold one with the wrong answer in place of the right one), so only the answer tells them apart;
+    obvious false chains rest on a blatant falsehood; synthetic chains answer with the lexical-overlap
+    heuristic (`overlap_choice`)
     and end with `Answer: (X)` like a model following the synthetic prompt.
     """
 
@@ -155,17 +154,13 @@ class TemplateBackend:
         for i, req in enumerate(requests):
             q = req.question.splitlines()[0].strip()
             answer, tail = req.answer, ""
-            steps: tuple[str, ...]
-            if req.polarity == "true":
-                steps = _STEPS_TRUE
-            elif req.false_chain == "obvious":
+            steps: tuple[str, ...] = _STEPS
+            if req.polarity == "false" and req.false_chain == "obvious":
                 steps = _STEPS_OBVIOUS
-            elif req.false_chain == "synthetic" and req.choices:
+            elif req.polarity == "false" and req.false_chain == "synthetic" and req.choices:
                 steps = _STEPS_SYNTHETIC
                 pick = overlap_choice(req.question, req.choices)
                 answer, tail = req.choices[pick], f"\nAnswer: ({chr(65 + pick)})"
-            else:
-                steps = _STEPS_FALSE
             explanation = (
                 req.explanation or ""
             ).strip() or "This follows from the facts the question relies on."

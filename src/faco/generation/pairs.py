@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from faco.config import GenerateConfig
 from faco.generation.backends import ChainRequest, Completion
@@ -66,6 +66,31 @@ class _Item:
     true_reply: str | None = None
     false_reply: str | None = None
     reject: str | None = None
+    # The explanation of each false-chain attempt: the gold one arguing for the wrong answer, then
+    # other records' of the same source (when the first still names the correct answer).
+    false_explanations: list[str] = field(default_factory=list)
+
+
+def swap_answer(text: str, answer: str, wrong: str) -> str:
+    """`text` with every whole-word mention of `answer` (any case) replaced by `wrong`."""
+    return re.sub(rf"(?<!\w){re.escape(answer)}(?!\w)", lambda _: wrong, text, flags=re.IGNORECASE)
+
+
+def false_explanations(items: list[_Item], seed: int, tries: int) -> None:
+    """Give every multiple-choice item with a gold explanation the explanations its false chain may
+    use: first the gold explanation with the correct answer swapped for the wrong one (the same
+    words, arguing for the other option), then seeded other explanations of the same source for
+    regeneration attempts."""
+    by_source: dict[str, list[_Item]] = {}
+    for it in items:
+        if it.rec.explanation and it.rec.kind == "mc":
+            by_source.setdefault(it.rec.source, []).append(it)
+    for source, group in by_source.items():
+        rng = random.Random(f"{seed}:explanations:{source}")
+        for i, it in enumerate(group):
+            others = [j for j in range(len(group)) if j != i]
+            donors = [str(group[j].rec.explanation) for j in rng.sample(others, min(tries, len(others)))]
+            it.false_explanations = [swap_answer(str(it.rec.explanation), it.rec.answer, it.false_answer), *donors]
 
 
 def plan(
@@ -109,13 +134,16 @@ def chain_request(
     it: _Item, polarity: str, prompt_version: str, attempt: int = 0, false_chain: str = "subtle"
 ) -> ChainRequest:
     answer = it.rec.answer if polarity == "true" else it.false_answer
+    explanation = it.rec.explanation
+    if polarity == "false" and it.false_explanations:
+        explanation = it.false_explanations[attempt % len(it.false_explanations)]
     return ChainRequest(
         record_id=it.rec.id,
         polarity=polarity,
         prompt=render(prompt_version, polarity, it.rec, answer, false_chain),
         question=format_question(it.rec),
         answer=answer,
-        explanation=it.rec.explanation,
+        explanation=explanation,
         attempt=attempt,
         false_chain=false_chain,
         choices=tuple(it.rec.choices),
@@ -151,6 +179,8 @@ def build_pairs(
     """Generate a true and a false chain for every record; reject those the method cannot pair."""
     items, rejects = plan(records, cfg.seed, cfg.false_chain)
     synthetic = cfg.false_chain == "synthetic"
+    if cfg.false_chain == "subtle":
+        false_explanations(items, cfg.seed, cfg.max_false_retries)
 
     def request(it: _Item, polarity: str, attempt: int = 0) -> ChainRequest:
         return chain_request(it, polarity, cfg.prompt_version, attempt, cfg.false_chain)
