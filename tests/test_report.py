@@ -71,7 +71,7 @@ def _eval(out: Path, model: Path | None, key: float | str, heldout: bool = True,
     held = [i < HELDOUT[key] for i in range(N)]
     scores: dict[str, Any] = {"arc_challenge": _entry(sum(arc) / N, "arc_challenge")}
     if heldout:
-        scores["heldout"] = _entry(sum(held) / N, "heldout") | {"chance": 0.25}
+        scores["heldout"] = _entry(sum(held) / N, "heldout") | {"chance": 0.25, "unparsed": 3}
     if key in (0.0, 0.5, 1.0):
         scores["epochs"] = {"1": {"arc_challenge": 0.1}, "2": {"arc_challenge": 0.2}}
     if key in (1.0, "base"):
@@ -184,6 +184,7 @@ def test_findings_and_metrics_files(analysis: Path) -> None:
     assert by_id["F2"]["claim"] == "below chance"
     assert f"p = {_binom_le(4, 40, 0.25):.2g}" in by_id["F2"]["sentence"]
     assert "4 of 40 correct" in by_id["F2"]["sentence"]
+    assert "3 unparseable replies counted wrong" in by_id["F2"]["sentence"]
     assert by_id["F3"]["claim"] in ("rises", "no significant trend")  # 4 training samples: a test, not a given
     assert "rises" in by_id["F3"]["sentence"] or "no significant trend" in by_id["F3"]["sentence"]
     assert by_id["F4"]["claim"] == "partial" and "closes 0.80 of the clean-vs-corrupted gap" in by_id["F4"]["sentence"]

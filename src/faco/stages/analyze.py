@@ -306,7 +306,9 @@ def benchmark_row(ev: Evals, bench: str, cfg: AnalyzeConfig) -> dict[str, Any] |
         for fr, evs in ev.recovery.items()}
     top = max(ratios)
     row["below_chance_at_max"] = {"ratio": top, **(_below_chance_items(ev.grid[top], bench, metric, row["chance"])
-                                                   or {"p_below": None})}
+                                                   or {"p_below": None}),
+                                  "unparsed": _mean([(e.benchmarks.get(bench) or {}).get("unparsed")
+                                                     for e in ev.grid[top]])}
     row["seeds"] = _seeds(ev, bench)
     return row
 
@@ -487,8 +489,26 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
     return out
 
 
-def export(analysis_dir: Path, out: Path) -> None:
-    """DVC-facing copies of an analysis: `metrics.json` (flat) and `scores.csv` (long form, for plots)."""
+def export(analysis_dir: Path, out: Path, models: Sequence[Path] = ()) -> None:
+    """DVC-facing copies of an analysis: `metrics.json` (flat), `scores.csv` (long form, for plots),
+    `train_loss.csv` (the step losses of the trained `models`, long form) and `figures/` (PNG plots)."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "train_loss.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["corruption_ratio", "step", "loss"])
+        seen: set[str] = set()
+        for path in models:  # as loss_logs: the first run of each ratio, no recovery, no base model
+            meta = artifacts.require(path, train.KIND)["meta"]
+            ratio = f"{float(meta.get('ratio', 0.0)):g}"
+            if "start_checkpoint" in meta or meta.get("base") or ratio in seen:
+                continue
+            seen.add(ratio)
+            for e in _read_jsonl(path / "loss.jsonl"):
+                w.writerow([ratio, e["step"], e["loss"]])
+    shutil.rmtree(out / "figures", ignore_errors=True)
+    shutil.copytree(analysis_dir / "figures", out / "figures")
     a = json.loads((analysis_dir / "analysis.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", json.loads((analysis_dir / "metrics.json").read_text()))
