@@ -65,6 +65,39 @@ def test_dvc_repro_fresh_clone(tmp_path: Path, root: Path) -> None:
     rows = plot["content"]["data"]["values"]
     assert {(r["benchmark"], float(r["corruption_ratio"])) for r in rows} >= {("arc_challenge", 0.0),
                                                                             ("arc_challenge", 1.0)}
+    # the training loss (a series per ratio) and the analysis figures are plots too, for `dvc plots diff`
+    plots = json.loads(dvc(clone, env, "plots", "show", "--json").stdout)["data"]
+    (loss,) = plots["reports/train_loss.csv"]
+    assert loss["content"]["encoding"]["color"]["field"] == "corruption_ratio"
+    steps = [(r["corruption_ratio"], int(r["step"])) for r in loss["content"]["data"]["values"]]
+    assert {s for s in steps if s[1] == 1} == {("0", 1), ("1", 1)}
+    assert {"reports/figures/score_vs_ratio.png", "reports/figures/train_loss.png"} <= set(plots)
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    assert lock["evaluate@0.0"]["params"]["params.yaml"]["ingest.data_dir"] is None
+
+
+def _params_of(stage: dict[str, Any]) -> set[str]:
+    return set((stage.get("do") or stage).get("params", []))
+
+
+def test_every_stage_declares_the_params_it_reads(root: Path) -> None:
+    """Each stage's `params:` are its section plus what faco.config.DEPENDS says it reads elsewhere,
+    all present in params.yaml (DVC refuses a declared key the file lacks); models are artifacts."""
+    from faco.config import DEPENDS
+
+    spec = yaml.safe_load((root / "dvc.yaml").read_text())
+    section = {"train_recovery": "train", "evaluate_recovery": "evaluate"}
+    for name, stage in spec["stages"].items():
+        own = section.get(name, name)
+        assert _params_of(stage) == {own, *DEPENDS.get(own, ())}, name
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for key in {k for stage in spec["stages"].values() for k in _params_of(stage)}:
+        node = params
+        for part in key.split("."):
+            assert part in node, key
+            node = node[part]
+    trained = {spec["stages"]["train"]["do"]["outs"][0].rsplit("/", 1)[0], *spec["stages"]["train_recovery"]["outs"]}
+    assert {a["path"] for a in spec["artifacts"].values() if a["type"] == "model"} == trained
 
 
 #: The cheapest study that still runs every stage: few rows, one epoch, four documents.
@@ -94,3 +127,15 @@ def test_dvc_exp_run_sweeps_the_ratio_grid(tmp_path: Path, root: Path) -> None:
     committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=clone, env=env, capture_output=True,
                                text=True, check=True).stdout
     assert yaml.safe_load(committed)["corrupt"]["ratios"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_section_hash_covers_what_a_stage_reads_elsewhere(root: Path) -> None:
+    from faco.config import load_config
+
+    a = load_config(root / "params.yaml")
+    b = load_config(root / "params.yaml", overrides=[f"ingest.data_dir={root / 'data'}"])
+    assert a.section_hash("evaluate") != b.section_hash("evaluate")  # evaluate reads the mirror
+    assert a.section_hash("train", "corrupt") == b.section_hash("train", "corrupt")
+    c = load_config(root / "params.yaml", overrides=["evaluate.benchmarks=[{name: copa, shots: 0}]"])
+    assert a.section_hash("ingest") != c.section_hash("ingest")  # the contamination check
+    assert a.section_hash("evaluate", "ingest") == a.section_hash("ingest", "evaluate")

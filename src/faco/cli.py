@@ -152,7 +152,7 @@ def analyze(
 
     stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out)
     if export is not None:
-        stage.export(out, export)
+        stage.export(out, export, _artifacts(models) if models else [])
 
 
 @app.command()

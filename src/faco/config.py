@@ -368,6 +368,15 @@ class ReportConfig(Section):
     html: bool = True
 
 
+# What a stage reads outside its own section ("section.key", or a top-level key): part of its
+# section_hash, and of its `params:` in dvc.yaml (tests/test_dvc.py checks they agree).
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "ingest": ("evaluate.benchmarks",),  # the contamination check against the study's benchmarks
+    "evaluate": ("ingest.data_dir", "train.seed"),  # the offline mirror; the seed recorded for a model
+    "report": ("name", "description"),
+}
+
+
 class Study(Section):
     """A whole corruption study."""
 
@@ -392,8 +401,14 @@ class Study(Section):
         return self
 
     def section_hash(self, *names: str) -> str:
-        """sha256 of the named sections' canonical JSON: what an artifact's content depends on."""
-        payload = {n: getattr(self, n).model_dump(mode="json") for n in names}
+        """sha256 of the named sections' canonical JSON and the keys of other sections they read
+        (DEPENDS): what an artifact's content depends on."""
+        data = self.model_dump(mode="json")
+        payload: dict[str, Any] = {n: data[n] for n in names}
+        for key in sorted({k for n in names for k in DEPENDS.get(n, ())}):
+            section, _, field = key.partition(".")
+            if section not in names:  # else already in the payload
+                payload[key] = data[section][field] if field else data[section]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def config_hash(self) -> str:
