@@ -63,6 +63,8 @@ def render_tree(node: Node) -> Tree:
             details.append(f"dvc.lock {n.dvc['stage']} md5 {n.dvc['md5']}")
         tree.add(f"[dim]{escape(' · '.join(details))}[/]")
         for entry in (m.get("meta") or {}).get("raw_inputs", []) or []:
+            if not isinstance(entry, dict):
+                continue
             where = entry.get("path") or f"hub {entry.get('hub')}@{entry.get('revision')}"
             tree.add(f"[dim]raw {escape(str(entry.get('source')))}/{escape(str(entry.get('split')))}: "
                      f"{escape(str(where))}[/]")

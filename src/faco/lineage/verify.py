@@ -263,9 +263,9 @@ def trace(target: str, search: Sequence[Path] = (), root: Path | None = None, al
         with tempfile.TemporaryDirectory(prefix="faco-lineage-") as tmp:
             mirror = Path(tmp).resolve()
             return _trace(S3Store(uri.bucket, mirror), mirror / uri.key, target, None, allow_outside)
-    path = Path(os.path.abspath(target))
+    path = Path(target).resolve()
     store = LocalStore(search)
-    tree = Path(os.path.abspath(root)) if root is not None else None
+    tree = Path(root).resolve() if root is not None else None
     if tree is None and search:
         tree = Path(os.path.commonpath([str(chain_extent(store, path)), *map(str, store.extra_roots)]))
     return _trace(store, path, target, tree, allow_outside)
