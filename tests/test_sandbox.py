@@ -12,6 +12,8 @@ import importlib.util
 import os
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +21,11 @@ from types import ModuleType
 
 import pytest
 
-from faco.errors import FacoError
+from faco import artifacts
+from faco.errors import EXIT_INPUT, FacoError
 from faco.evaluation import sandbox
 from faco.evaluation.tasks import OFFLINE_DIR
+from faco.stages import train
 
 FAST = sandbox.Limits(cpu_s=1, wall_s=3.0, memory_bytes=256 << 20)
 SECRET = "sk-test-faco-sandbox-0123456789"
@@ -323,6 +327,27 @@ for attack in (lambda: open("/proc/{os.getpid()}/environ", "rb").read(), lambda:
     finally:
         escape.unlink(missing_ok=True)
     _assert_no_connection(listener)
+
+
+def test_cli_evaluate_refuses_before_loading_the_model(tmp_path: Path) -> None:
+    """`faco evaluate` with HumanEval where namespaces cannot be made: exit 4, one line, nothing written."""
+    model = tmp_path / "model"
+    with artifacts.artifact_dir(model, train.KIND, [], "x", {"ratio": 0.0, "tag": "cr_000"}) as tmp:
+        (tmp / "model").mkdir()
+        (tmp / "model" / "config.json").write_text("{}\n")  # no loadable model: the refusal must come first
+    (tmp_path / "bin").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != sandbox.MODE_ENV}
+    env.update(PATH=str(tmp_path / "bin"), FACO_CACHE_DIR=str(tmp_path / "cache"))
+    sets = ['evaluate.benchmarks=[{"name": "humaneval", "limit": 1}]', "evaluate.allow_code_execution=true",
+            "evaluate.probes=[]"]
+    config = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("faco")), "evaluate", str(config), "--model", str(model),
+         "--out", str(tmp_path / "eval"), *(a for s in sets for a in ("--set", s))],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == EXIT_INPUT, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "no unshare on PATH" in proc.stderr and "FACO_SANDBOX=weak" in proc.stderr
+    assert not (tmp_path / "eval").exists()
 
 
 def _task_utils() -> ModuleType:

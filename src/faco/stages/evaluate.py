@@ -29,7 +29,7 @@ import yaml
 from faco import artifacts
 from faco.config import Study
 from faco.errors import ConfigError
-from faco.evaluation import heldout, hf_cache, results
+from faco.evaluation import heldout, hf_cache, results, sandbox
 from faco.evaluation.runner import (
     CHECKPOINTS,
     Checkpoint,
@@ -133,6 +133,8 @@ def run(study: Study, model_dir: Path, out: Path, benchmarks: Path | None = None
             f"evaluate.benchmarks: {', '.join(needs_code)} run model-written code; set "
             "evaluate.allow_code_execution: true to run it in faco's sandbox (docs/evaluation.md)"
         )
+    if needs_code:
+        sandbox.check()  # where this machine cannot contain the code: refuse now, before the model loads
     asks_heldout = any(s.name == heldout.BENCHMARK for s in cfg.benchmarks)
     ingest = heldout.ingest_for(model_dir, heldout_from) if asks_heldout else None
     final = Checkpoint.of(model_dir / "model")

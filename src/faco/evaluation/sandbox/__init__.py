@@ -163,6 +163,11 @@ def isolation(sandbox_mode: str) -> tuple[str, ...]:
     )
 
 
+def check() -> None:
+    """Raise SandboxUnavailable (or ConfigError for a bad FACO_SANDBOX) unless code can run here."""
+    isolation(mode())
+
+
 def run_python(code: str, limits: Limits | None = None) -> Result:
     """Run `code` as a Python program in the sandbox (`DEFAULT_LIMITS` unless given).
 
