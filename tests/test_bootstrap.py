@@ -120,3 +120,15 @@ def test_percentile_ignores_nan_and_keeps_inf() -> None:
     assert ci.low == pytest.approx(np.percentile([0.1, 0.3, np.inf, np.inf], 25))
     assert ci.high == math.inf
     assert math.isnan(B.percentile(np.array([np.nan])).low)
+
+
+def test_one_differing_item_does_not_make_a_narrow_r_interval() -> None:
+    # 12 items, all models alike except one item one model gets right: r of the means is 0.35, but the
+    # replicates that miss that item have no trend at all, so the interval must reach 0
+    values = np.zeros((12, 5))
+    values[:3] = 1.0
+    values[5, 1] = 1.0
+    t = B.trend(RATIOS, values, 500, seed=0)
+    assert t.r == pytest.approx(sps.pearsonr(RATIOS, values.mean(axis=0)).statistic)
+    assert t.ci.low == pytest.approx(t.r) and t.ci.high == 0.0  # not [r, r]
+    assert t.p > 0.05

@@ -129,13 +129,15 @@ def permutation_p(ratios: Sequence[float], values: np.ndarray, n_perm: int, seed
 def trend(ratios: Sequence[float], values: np.ndarray, n_boot: int, seed: int, level: float = 0.95) -> Trend:
     """r of the item-mean score vs ratio, its paired bootstrap CI and its permutation p.
 
-    `values`: (items, models) with the models in the order of `ratios`.
+    `values`: (items, models) with the models in the order of `ratios`. A replicate in which every
+    model has the same mean has no trend and counts as r = 0 (dropping it would leave only the
+    replicates that drew the few items that differ, and a falsely narrow interval).
     """
     n = values.shape[0]
     if n == 0:
         return Trend(NAN, Interval(NAN, NAN), NAN, 0)
     r = float(pearson_rows(ratios, values.mean(axis=0))[0])
-    boot = pearson_rows(ratios, replicate_means(values, n_boot, seed))
+    boot = np.nan_to_num(pearson_rows(ratios, replicate_means(values, n_boot, seed)), nan=0.0)
     return Trend(r, percentile(boot, level), permutation_p(ratios, values, n_boot, seed + 1), n)
 
 

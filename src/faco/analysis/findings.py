@@ -104,19 +104,19 @@ def _f4(bench: str, row: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for fr, rec in sorted(row["recovery"].items(), key=lambda kv: float(kv[0])):
         who = f"retraining the {_cr(fr)} model on clean data"
-        gap = f"gap {_num(rec['gap'], 3)} (95 % CI {_ci(rec['gap_ci'], 3)})"
+        gap = f"gap {_num(rec['gap'], 3)}, 95 % CI {_ci(rec['gap_ci'], 3)}"
         status = rec["status"]
         frac = f"recovered fraction {_num(rec['recovered_fraction'])} (95 % CI {_ci(rec['fraction_ci'])})"
         if status == "undefined":
             text = f"{bench}: recovery by {who} is undefined: {rec['reason']}" + (
                 f" ({gap})." if rec["gap"] is not None else ".")
         elif status == "all":
-            text = f"{bench}: {who} closes all of the clean-vs-corrupted gap: {frac}, {gap}."
+            text = f"{bench}: {who} closes all of the clean-vs-corrupted gap: {frac} ({gap})."
         elif status == "none":
-            text = f"{bench}: {who} closes none of the clean-vs-corrupted gap: {frac}, {gap}."
+            text = f"{bench}: {who} closes none of the clean-vs-corrupted gap: {frac} ({gap})."
         else:
             text = (f"{bench}: {who} closes {_num(rec['recovered_fraction'])} of the clean-vs-corrupted gap "
-                    f"(95 % CI {_ci(rec['fraction_ci'])}), {gap}")
+                    f"(95 % CI {_ci(rec['fraction_ci'])}; {gap})")
             high = rec["fraction_ci"][1]
             text += "; full recovery lies within the interval." if high is not None and high >= 1 else "."
         out.append({"id": "F4", "benchmark": bench, "claim": status, "sentence": text,
