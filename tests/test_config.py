@@ -79,9 +79,9 @@ def test_bad_override_is_a_usage_error(root: Path, override: str, expected: str)
 
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
 def test_non_finite_numbers_are_refused(root: Path, value: str) -> None:
-    with pytest.raises(ConfigError, match="train.learning_rate: Input should be a finite number"):
+    with pytest.raises(ConfigError, match=r"train\.learning_rate: Input should be a finite number"):
         load_config(root / "configs" / "smoke.yaml", overrides=[f"train.learning_rate={value}"])
-    with pytest.raises(ConfigError, match=r"corrupt.ratios.0: Input should be a finite number"):
+    with pytest.raises(ConfigError, match=r"corrupt\.ratios\.0: Input should be a finite number"):
         load_config(root / "configs" / "smoke.yaml", overrides=[f"corrupt.ratios=[{value}, 1.0]"])
 
 
