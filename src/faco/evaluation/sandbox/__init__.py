@@ -188,7 +188,9 @@ def _run(prefix: tuple[str, ...], sandbox_mode: str, code: str, limits: Limits) 
         work.mkdir()
         root.mkdir()
         (work / "program.py").write_text(code)
-        if os.geteuid() == 0:
+        (work / "program.py").chmod(0o644)
+        work.chmod(0o700)
+        if os.geteuid() == 0 and "--user" not in prefix:  # the program runs as nobody (child.drop_privileges)
             os.chmod(tmp, 0o711)
             os.chown(work, SANDBOX_UID, SANDBOX_UID)
         spec = {"mode": sandbox_mode, "limits": asdict(limits), "work": str(work), "root": str(root),

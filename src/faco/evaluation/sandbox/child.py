@@ -209,6 +209,7 @@ def install_seccomp() -> None:
 def main(spec: dict) -> None:
     work = spec["work"]
     try:
+        os.umask(0o022)  # the new root's directories must let the sandbox user through
         host_root = _host_root()
         if spec["mode"] == "strict":
             confine_filesystem(spec["root"], spec["read_only"], work)
