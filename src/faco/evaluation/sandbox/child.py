@@ -6,16 +6,18 @@ by the parent in `faco.evaluation.sandbox`; imports only the standard library. I
 1. strict mode (PID 1 of fresh mount, PID, network, IPC and UTS namespaces made by `unshare`): a
    new root on an empty read-only tmpfs holding only the read-only binds (the interpreter and the
    shared libraries), /dev/{null,zero,urandom,random} and the writable work dir; no /proc, /etc,
-   /home, /root or /tmp; then `pivot_root` and the old root is detached;
+   /home or /tmp of the host (only the directories leading to the binds); then `pivot_root`, and
+   the old root is detached;
 2. resource limits, including RLIMIT_NPROC;
-3. when root on the host: every uid and gid set to the sandbox user (nobody); in a user namespace
+3. no_new_privs; Landlock where the kernel has it: reads only beneath the read-only paths and the
+   devices, writes only beneath the work dir (the weak mode needs it unless it runs as root);
+4. when root on the host: every uid and gid set to the sandbox user (nobody); in a user namespace
    (faco not root) every capability is dropped;
-4. no_new_privs and a seccomp filter: execve/execveat, fork/vfork/clone of a process, socket,
-   kill/tkill (tgkill only to itself), ptrace, mount, namespaces, modules, bpf, keyrings and the like
-   fail with EPERM;
-5. the program runs with `exec` in a fresh namespace.
+5. a seccomp filter: execve/execveat, fork/vfork/clone of a process, socket, kill/tkill (tgkill
+   only to itself), ptrace, mount, namespaces, modules, bpf, keyrings and the like fail with EPERM;
+6. the program runs with `exec` in a fresh namespace.
 
-Any failure before step 5 prints one `faco sandbox: ...` line to stderr and exits SETUP_FAILED.
+Any failure before step 6 prints one `faco sandbox: ...` line to stderr and exits SETUP_FAILED.
 """
 
 from __future__ import annotations
