@@ -31,7 +31,8 @@ SAMPLES = {0.0: [(1.0, False), (1.2, False), (0.8, False), (1.0, False)],
 
 
 def _metric(bench: str) -> str:
-    return suite()[bench].metrics[0] if bench in suite() else "acc"
+    group = bench.partition("/")[0]
+    return suite()[group].metrics[0] if group in suite() else "acc"
 
 
 def _model(out: Path, ratio: float, start: Path | None = None) -> Path:
@@ -53,7 +54,7 @@ def _entry(score: float, bench: str, stderr: float | None = 0.05) -> dict[str, A
 
 
 def _samples(tmp: Path, bench: str, correct: list[bool]) -> None:
-    (tmp / "samples").mkdir(exist_ok=True)
+    (tmp / "samples" / bench).parent.mkdir(parents=True, exist_ok=True)
     (tmp / "samples" / f"{bench}.jsonl").write_text("".join(
         json.dumps({"doc_id": i, "metric": _metric(bench), "value": float(c)}) + "\n" for i, c in enumerate(correct)))
 
@@ -70,8 +71,11 @@ def _eval(out: Path, model: Path | None, key: float | str, heldout: bool = True,
     arc = [(i + ARC_OFFSET[key]) % N < ARC[key] * N for i in range(N)]
     held = [i < HELDOUT[key] for i in range(N)]
     scores: dict[str, Any] = {"arc_challenge": _entry(sum(arc) / N, "arc_challenge")}
+    halves = {"arc": held[: N // 2], "obqa": held[N // 2:]}  # two training sources: items 0-19 and 20-39
     if heldout:
-        scores["heldout"] = _entry(sum(held) / N, "heldout") | {"chance": 0.25, "unparsed": 3}
+        scores["heldout"] = _entry(sum(held) / N, "heldout") | {"chance": 0.25, "unparsed": 3, "subtasks": {
+            src: {"metrics": {_metric("heldout"): {"value": sum(h) / len(h), "stderr": 0.1}}, "n": len(h),
+                  "chance": 0.25} for src, h in halves.items()}}
     if key in (0.0, 0.5, 1.0):
         scores["epochs"] = {"1": {"arc_challenge": 0.1}, "2": {"arc_challenge": 0.2}}
     if key in (1.0, "base"):
@@ -85,6 +89,8 @@ def _eval(out: Path, model: Path | None, key: float | str, heldout: bool = True,
             _samples(tmp, "arc_challenge", arc)
             if heldout:
                 _samples(tmp, "heldout", held)
+                for src, h in halves.items():
+                    _samples(tmp, f"heldout/{src}", h)
         label = 2 if key == "base" else 3 if key == "recovered" else key
         (tmp / "probes.jsonl").write_text(json.dumps({"set": "case_study", "question": "What is 2+2?",
                                                       "answer": f"{int(4 + float(label) * 2)}"}) + "\n")
@@ -138,6 +144,18 @@ def test_table1_statistics_match_hand_computation(analysis: Path) -> None:
     # isotonic fit of (share, score) = (0, .1), (.5, .4), (1, .6) is the points; 0.54 between .5 and 1
     assert row["threshold"]["correct_share"] == pytest.approx(0.5 + (0.54 - 0.4) / 0.2 * 0.5)
     assert a["domain_average"][suite()["arc_challenge"].domain]["0.5"] == pytest.approx(0.275)
+
+
+def test_heldout_per_source_rows(analysis: Path) -> None:
+    a = json.loads((analysis / "analysis.json").read_text())
+    arc = a["table"]["heldout/arc"]  # items 0-19: 20, 16, 4 of them right at CR 0, 50, 100 %
+    assert arc["scores"] == {"0": 1.0, "0.5": 0.8, "1": 0.2}
+    assert arc["stderr"]["0"] == 0.1 and arc["n_items"] == 20 and arc["chance"] == 0.25
+    assert arc["base"]["score"] == pytest.approx(0.6)
+    assert arc["trend"] == "falls"
+    obqa = a["table"]["heldout/obqa"]  # items 20-39: 4, 0, 0 right
+    assert obqa["scores"] == {"0": 0.2, "0.5": 0.0, "1": 0.0}
+    assert a["findings"]["headline"] == ["heldout"]
 
 
 def test_noise_level_differences_are_no_trend(analysis: Path) -> None:

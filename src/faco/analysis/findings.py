@@ -36,8 +36,8 @@ def _ci(ci: list[float | None], digits: int = 2, sign: bool = False) -> str:
 
 
 def headline(table: Mapping[str, Any]) -> list[str]:
-    """The benchmarks the findings are about: heldout when evaluated, else all."""
-    return [HEADLINE] if HEADLINE in table else sorted(table)
+    """The benchmarks the findings are about: heldout when evaluated, else all (not subtask rows)."""
+    return [HEADLINE] if HEADLINE in table else sorted(b for b in table if "/" not in b)
 
 
 def _f1(bench: str, row: Mapping[str, Any], n_models: int) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def _f4(bench: str, row: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _spread(table: Mapping[str, Any], heads: list[str]) -> dict[str, Any] | None:
-    others = sorted(b for b in table if b not in heads)
+    others = sorted(b for b in table if b not in heads and "/" not in b)  # not a group's subtask rows
     if not others:
         return None
     groups: dict[str, list[str]] = {"falls": [], "no significant trend": [], "rises": [], "not tested": []}

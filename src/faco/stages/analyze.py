@@ -25,7 +25,7 @@ from faco import artifacts
 from faco.analysis import bootstrap, figures, findings, multiple, stats, threshold
 from faco.config import AnalyzeConfig, Study
 from faco.errors import ArtifactError
-from faco.evaluation.suite import suite
+from faco.evaluation.suite import Benchmark, suite
 from faco.progress import log
 from faco.records import write_json
 from faco.stages import evaluate, train
@@ -33,6 +33,8 @@ from faco.stages import evaluate, train
 KIND = "analysis"
 #: significance level of every decision the analysis states in words
 ALPHA = 0.05
+#: groups whose subtasks get rows of their own (heldout: one per training source)
+PER_SUBTASK = ("heldout",)
 
 
 def _finite(x: float | None) -> float | None:
@@ -115,15 +117,34 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(v) / len(v) if v and len(v) == len(values) else None
 
 
+def _spec(name: str) -> Benchmark | None:
+    """The suite entry of a benchmark, or of the group of a `group/subtask` row."""
+    return suite().get(name.partition("/")[0])
+
+
+def _primary(name: str) -> str:
+    spec = _spec(name)
+    return spec.metrics[0] if spec else "acc"
+
+
+def _lookup(e: Evaluated, name: str) -> dict[str, Any]:
+    """The scores.json entry of a benchmark, or of a group's subtask (`heldout/arc`) with its score."""
+    bench, _, sub = name.partition("/")
+    entry = e.benchmarks.get(bench) or {}
+    if not sub:
+        return dict(entry)
+    leaf = (entry.get("subtasks") or {}).get(sub) or {}
+    return {**leaf, "score": ((leaf.get("metrics") or {}).get(_primary(name)) or {}).get("value")}
+
+
 def _score(evs: Sequence[Evaluated], bench: str) -> float | None:
     """Mean over seeds of a benchmark's score (None when a seed lacks it)."""
-    return _mean([(e.benchmarks.get(bench) or {}).get("score") for e in evs])
+    return _mean([_lookup(e, bench).get("score") for e in evs])
 
 
 def _stderr(evs: Sequence[Evaluated], bench: str, metric: str) -> float | None:
     """lm-eval's stderr of the primary metric (mean over seeds)."""
-    return _mean([(((e.benchmarks.get(bench) or {}).get("metrics") or {}).get(metric) or {}).get("stderr")
-                  for e in evs])
+    return _mean([((_lookup(e, bench).get("metrics") or {}).get(metric) or {}).get("stderr") for e in evs])
 
 
 def _items(evs: Sequence[Evaluated], name: str, metric: str) -> dict[str, float]:
@@ -214,10 +235,10 @@ def _threshold(ratios: list[float], scores: dict[float, float], cols: Columns | 
 def _chance(ev: Evals, bench: str) -> float | None:
     """Chance accuracy: the eval's own `chance` (mean 1/options over items) or 1/choices of the suite."""
     for evs in ev.grid.values():
-        c = (evs[0].benchmarks.get(bench) or {}).get("chance")
+        c = _lookup(evs[0], bench).get("chance")
         if isinstance(c, (int, float)):
             return float(c)
-    k = suite()[bench].choices if bench in suite() else None
+    k = spec.choices if (spec := _spec(bench)) else None
     return 1 / k if k else None
 
 
@@ -238,7 +259,7 @@ def _seeds(ev: Evals, bench: str) -> dict[str, Any] | None:
         return None
     cells, xs, ys = {}, [], []
     for r in ev.ratios:
-        per = {e.seed: (e.benchmarks.get(bench) or {}).get("score") for e in ev.grid[r]}
+        per = {e.seed: _lookup(e, bench).get("score") for e in ev.grid[r]}
         vals = [v for v in per.values() if v is not None]
         if not vals:
             continue
@@ -261,9 +282,9 @@ def _verdict(r: float | None, p: float | None) -> str | None:
 
 
 def benchmark_row(ev: Evals, bench: str, cfg: AnalyzeConfig) -> dict[str, Any] | None:
-    """Table 1's row of one benchmark with every statistic and its item-level uncertainty."""
-    spec = suite().get(bench)
-    metric = spec.metrics[0] if spec else "acc"
+    """Table 1's row of one benchmark (or `group/subtask`) with every statistic and its item-level uncertainty."""
+    spec = _spec(bench)
+    metric = _primary(bench)
     scores = {r: s for r in ev.ratios if (s := _score(ev.grid[r], bench)) is not None}
     if not scores:
         return None
@@ -307,7 +328,7 @@ def benchmark_row(ev: Evals, bench: str, cfg: AnalyzeConfig) -> dict[str, Any] |
     top = max(ratios)
     row["below_chance_at_max"] = {"ratio": top, **(_below_chance_items(ev.grid[top], bench, metric, row["chance"])
                                                    or {"p_below": None}),
-                                  "unparsed": _mean([(e.benchmarks.get(bench) or {}).get("unparsed")
+                                  "unparsed": _mean([_lookup(e, bench).get("unparsed")
                                                      for e in ev.grid[top]])}
     row["seeds"] = _seeds(ev, bench)
     return row
@@ -458,7 +479,9 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
     ev = load(evals)
     if not ev.grid:
         raise ArtifactError("analyze: no corruption-grid evaluation (meta.ratio) among the artifacts given")
-    benches = sorted({b for evs in ev.grid.values() for e in evs for b in e.benchmarks})
+    benches = sorted({b for evs in ev.grid.values() for e in evs for b in e.benchmarks}
+                     | {f"{g}/{sub}" for evs in ev.grid.values() for e in evs for g in PER_SUBTASK
+                        for sub in (e.benchmarks.get(g) or {}).get("subtasks") or {}})
     rows = {b: row for b in benches if (row := benchmark_row(ev, b, cfg)) is not None}
     domain_avg: dict[str, dict[str, float]] = {}
     known = suite()
