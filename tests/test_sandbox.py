@@ -27,7 +27,7 @@ from faco.evaluation import sandbox
 from faco.evaluation.tasks import OFFLINE_DIR
 from faco.stages import train
 
-FAST = sandbox.Limits(cpu_s=1, wall_s=3.0, memory_bytes=256 << 20)
+FAST = sandbox.Limits(cpu_s=1, wall_s=3.0, memory_bytes=256 << 20, work_bytes=16 << 20)
 SECRET = "sk-test-faco-sandbox-0123456789"
 SHELL = "printf SHELL-%s RAN"  # prints SHELL-RAN, which the source (echoed in tracebacks) does not contain
 
@@ -254,6 +254,21 @@ print("STARTED", started)
 """
     started = int(_run(code).split("STARTED ")[1].split()[0])
     assert 0 < started < FAST.processes
+
+
+@pytest.mark.usefixtures("opted_in", "isolated")
+def test_work_dir_cannot_fill_the_disk() -> None:
+    code = """
+written = 0
+try:
+    while written < 40:
+        with open(f"f{written}", "wb") as f:
+            f.write(bytes(8 << 20))
+        written += 1
+except OSError as exc:
+    print("STOPPED", written, type(exc).__name__)
+"""
+    assert "STOPPED 1 OSError" in _run(code)  # the second 8 MiB file does not fit in 16 MiB
 
 
 @pytest.mark.usefixtures("opted_in", "fresh_probe")

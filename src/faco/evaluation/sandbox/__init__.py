@@ -66,6 +66,7 @@ class Limits:
     file_bytes: int = 16 << 20
     open_files: int = 64
     processes: int = 16  # RLIMIT_NPROC: threads count too; new processes are refused anyway
+    work_bytes: int = 64 << 20  # strict mode: the work dir is a tmpfs of this size
 
 
 DEFAULT_LIMITS = Limits()

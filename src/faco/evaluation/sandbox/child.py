@@ -5,7 +5,8 @@ by the parent in `faco.evaluation.sandbox`; imports only the standard library. I
 
 1. strict mode (PID 1 of fresh mount, PID, network, IPC and UTS namespaces made by `unshare`): a
    new root on an empty read-only tmpfs holding only the read-only binds (the interpreter and the
-   shared libraries), /dev/{null,zero,urandom,random} and the writable work dir; no /proc, /etc,
+   shared libraries), /dev/{null,zero,urandom,random} and the work dir (a size-bounded tmpfs
+   holding a copy of program.py, at the host work dir's path); no /proc, /etc,
    /home or /tmp of the host (only the directories leading to the binds); then `pivot_root`, and
    the old root is detached;
 2. resource limits, including RLIMIT_NPROC;
@@ -89,8 +90,13 @@ def _bind(src: str, dst: str, flags: int) -> None:
     _mount(None, dst, None, MS_REMOUNT | MS_BIND | flags)
 
 
-def confine_filesystem(root: str, read_only: list[str], work: str) -> None:
-    """Build the new root in `root` (an empty dir) and pivot into it."""
+def confine_filesystem(root: str, read_only: list[str], work: str, work_bytes: int, owner: int) -> None:
+    """Build the new root in `root` (an empty dir) and pivot into it.
+
+    The work dir there is a tmpfs of `work_bytes` owned by `owner`, holding a copy of program.py.
+    """
+    with open(os.path.join(work, "program.py"), "rb") as f:
+        program = f.read()
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
     for path in read_only:
@@ -106,7 +112,10 @@ def confine_filesystem(root: str, read_only: list[str], work: str) -> None:
         open(f"{root}/dev/{name}", "w").close()
         _bind(f"/dev/{name}", f"{root}/dev/{name}", MS_NOSUID)
     os.makedirs(root + work)
-    _bind(work, root + work, MS_NOSUID | MS_NODEV)
+    _mount("tmpfs", root + work, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={work_bytes},mode=0700,uid={owner},gid={owner}")
+    with open(os.path.join(root + work, "program.py"), "wb") as f:
+        f.write(program)
     os.chdir(root)
     _check(_libc.syscall(DENIED["pivot_root"], b".", b"."), "pivot_root")
     _check(_libc.umount2(b".", MNT_DETACH), "detach the old root")
@@ -214,7 +223,8 @@ def main(spec: dict) -> None:
         os.umask(0o022)  # the new root's directories must let the sandbox user through
         host_root = _host_root()
         if spec["mode"] == "strict":
-            confine_filesystem(spec["root"], spec["read_only"], work)
+            confine_filesystem(spec["root"], spec["read_only"], work, spec["limits"]["work_bytes"],
+                               spec["uid"] if host_root else 0)
         os.chdir(work)
         set_limits(spec["limits"])
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
