@@ -198,7 +198,8 @@ def test_findings_and_metrics_files(analysis: Path) -> None:
     assert f["headline"] == ["heldout"]
     by_id = {x["id"]: x for x in f["findings"]}
     assert by_id["F1"]["claim"] == "falls" and "heldout:" in by_id["F1"]["sentence"]
-    assert "falls with the corruption ratio" in by_id["F1"]["sentence"]
+    assert "falls with the corruption ratio (0.60 at CR 0 % to 0.10 at CR 100 %; base model 0.30)" in (
+        by_id["F1"]["sentence"])
     assert by_id["F2"]["claim"] == "below chance"
     assert f"p = {_binom_le(4, 40, 0.25):.2g}" in by_id["F2"]["sentence"]
     assert "4 of 40 correct" in by_id["F2"]["sentence"]

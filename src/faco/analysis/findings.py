@@ -44,6 +44,8 @@ def _f1(bench: str, row: Mapping[str, Any], n_models: int) -> dict[str, Any]:
     scores = row["scores"]
     lo, hi = min(scores, key=float), max(scores, key=float)
     span = f"{_num(scores[lo])} at {_cr(lo)} to {_num(scores[hi])} at {_cr(hi)}"
+    if (base := (row.get("base") or {}).get("score")) is not None:
+        span += f"; base model {_num(base)}"
     stat = {"r": row["pearson_r"], "ci": row["pearson_ci"], "p": row["pearson_p"], "n_items": row["n_items"]}
     if row["trend"] is None:
         text = (f"{bench}: {row['metric']} goes from {span}; the trend is not tested, because the evaluations "
@@ -137,7 +139,7 @@ def _spread(table: Mapping[str, Any], heads: list[str]) -> dict[str, Any] | None
     verbs = {"falls": ("falls significantly", "fall significantly"),
              "no significant trend": ("shows no significant trend", "show no significant trend"),
              "rises": ("rises significantly", "rise significantly"),
-             "not tested": ("is not tested (no per-item results)", "are not tested (no per-item results)")}
+             "not tested": ("is not tested", "are not tested")}
     parts = [f"{len(v)} {verbs[k][len(v) > 1]} ({'; '.join(v)})" for k, v in groups.items() if v]
     where = "Beyond the training distribution" if HEADLINE in heads else "Across the benchmarks"
     text = f"{where}, of {len(others)} other benchmark{'s' if len(others) > 1 else ''}: " + ", ".join(parts) + "."
