@@ -97,9 +97,11 @@ def test_refuses_without_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("opted_in")
-def test_good_program_passes_and_runs_in_a_fresh_dir(tmp_path: Path) -> None:
+def test_good_program_passes_and_runs_in_a_fresh_dir(capsys: pytest.CaptureFixture[str]) -> None:
     code = ("import os, fractions\nopen('scratch.txt', 'w').write('ok')\n"
             "print(os.getcwd(), sorted(os.listdir('.')), fractions.Fraction(1, 3) * 3)\n")
+    sandbox.check()
+    assert "contained by namespaces" in capsys.readouterr().err
     first, second = sandbox.run_python(code, FAST), sandbox.run_python(code, FAST)
     assert first.passed and first.status == "passed", first.stderr
     assert "['program.py', 'scratch.txt'] 1" in first.stdout
@@ -309,7 +311,9 @@ def test_weak_mode_refuses_a_python_nobody_cannot_read(monkeypatch: pytest.Monke
 
 
 @pytest.mark.usefixtures("opted_in", "fresh_probe")
-def test_weak_mode_without_namespaces(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, listener: socket.socket) -> None:
+def test_weak_mode_without_namespaces(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, listener: socket.socket, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The opt-in weaker mode (here: PATH without unshare): still no root, shell, network or secret,
     and with Landlock no file outside the interpreter, the libraries and its own directory.
     """
@@ -333,6 +337,8 @@ for attack in (lambda: open("/proc/{os.getpid()}/environ", "rb").read(), lambda:
         print("RESULT", type(exc).__name__)
 """
     try:
+        sandbox.check()
+        assert f"contained by weak mode ({sandbox.MODE_ENV}=weak)" in capsys.readouterr().err
         output = _run(code)
         assert "MARK" in output and output.count("RESULT") == 5, output
         assert "SHELL-RAN" not in output and SECRET not in output

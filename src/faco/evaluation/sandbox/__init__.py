@@ -35,6 +35,7 @@ from functools import cache
 from pathlib import Path
 
 from faco.errors import ConfigError, FacoError
+from faco.progress import log
 
 ALLOW_ENV = "FACO_ALLOW_CODE_EXECUTION"
 MODE_ENV = "FACO_SANDBOX"
@@ -165,8 +166,14 @@ def isolation(sandbox_mode: str) -> tuple[str, ...]:
 
 
 def check() -> None:
-    """Raise SandboxUnavailable (or ConfigError for a bad FACO_SANDBOX) unless code can run here."""
-    isolation(mode())
+    """Raise SandboxUnavailable (or ConfigError for a bad FACO_SANDBOX) unless code can run here; log how."""
+    sandbox_mode = mode()
+    prefix = isolation(sandbox_mode)
+    if sandbox_mode == "weak":
+        how = f"weak mode ({MODE_ENV}=weak): no namespaces"
+    else:
+        how = "namespaces" + (" in a user namespace" if "--user" in prefix else "")
+    log(f"sandbox: model-written code runs contained by {how}")
 
 
 def run_python(code: str, limits: Limits | None = None) -> Result:
