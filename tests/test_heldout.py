@@ -189,3 +189,12 @@ def test_heldout_without_ingest_is_one_clear_error(lineage: tuple[Path, Path], t
     entry = json.loads((tmp_path / "e2" / "scores.json").read_text())["heldout"]
     assert entry["n"] == 4 and entry["limit"] == 2
     assert [p["kind"] for p in artifacts.read_manifest(tmp_path / "e2")["parents"]] == ["model", "sources"]
+
+
+def test_heldout_without_a_held_out_share_is_refused_by_validate() -> None:
+    proc = subprocess.run([sys.executable, "-m", "faco", "validate", str(ROOT / "configs" / "smoke.yaml"),
+                           "--set", "ingest.heldout=0"], capture_output=True, text=True)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {ROOT / 'configs' / 'smoke.yaml'}: <root>: evaluate.benchmarks: 'heldout' asks ingest's held-out "
+        "questions; ingest.heldout is 0"]

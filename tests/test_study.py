@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from faco.artifacts import read_manifest, verify
+from faco.artifacts import manifest_hash, read_manifest, verify
 
 FACO = [sys.executable, "-m", "faco"]
 
@@ -51,7 +51,14 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     # per-epoch scores (evaluate.per_epoch over train.save_every_epoch checkpoints) for every ratio
     scores = json.loads((out / "eval" / "cr_050" / "scores.json").read_text())
     assert sorted(scores["epochs"]) == ["1", "2"]
-    assert set(scores["epochs"]["1"]) == {"arc_challenge", "openbookqa", "mmlu"}
+    assert set(scores["epochs"]["1"]) == {"arc_challenge", "openbookqa", "mmlu", "heldout"}
+    # the untrained base model, evaluated once, and the held-out questions in the training format
+    base = read_manifest(out / "eval" / "base")
+    assert base["meta"]["base"] is True and "ratio" not in base["meta"]
+    assert read_manifest(out / "train" / "base")["meta"]["base"] is True
+    held = json.loads((out / "eval" / "base" / "scores.json").read_text())["heldout"]
+    assert sorted(held["subtasks"]) == ["aqua_rat", "commonsense_qa", "openbookqa", "qasc"]  # mbpp is code
+    assert held["unparsed"] <= held["n"] and 0 < held["chance"] < 1
 
     # every artifact is intact and chained to its parents
     for art in [out / "ingest", out / "pairs", out / "splits", *sorted((out / "train").iterdir()),
@@ -67,3 +74,38 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert "train cr_050: up to date" in again.stderr
     assert "faco: train:" not in again.stderr
+
+
+@pytest.mark.slow
+def test_study_seeds_base_row_and_heldout(tmp_path: Path, root: Path) -> None:
+    """`faco study --seeds 0,1`: one ingest, splits and base evaluation, the grid once per seed into
+    seed_N/, every evaluation (base included, meta.seed) passed to the analysis."""
+    out = tmp_path / "study"
+    sets = ["corrupt.ratios=[0.0, 1.0]", "train.recovery=null", "train.epochs=1", "train.save_every_epoch=false",
+            "evaluate.per_epoch=false", "evaluate.probes=[]",
+            'evaluate.benchmarks=[{name: copa, shots: 0, limit: 2}, {name: heldout, max_gen_toks: 4, limit: 1}]']
+    cmd = [*FACO, "study", str(root / "configs" / "smoke.yaml"), "--out", str(out), "--seeds", "0,1"]
+    proc = subprocess.run([*cmd, *(a for s in sets for a in ("--set", s))], capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (out / "train" / "cr_000").exists() and (out / "train" / "base").is_dir()
+    metas = {}
+    for ev in [out / "eval" / "base", *(out / f"seed_{s}" / "eval" / t for s in (0, 1) for t in ("cr_000", "cr_100"))]:
+        assert verify(ev) == [], ev
+        manifest = read_manifest(ev)
+        metas[ev.relative_to(out).as_posix()] = manifest["meta"]
+        assert [p["kind"] for p in manifest["parents"]] == ["model", "sources"]  # heldout from the study's ingest
+        assert manifest["parents"][1]["manifest_sha256"] == manifest_hash(out / "ingest")
+        scores = json.loads((ev / "scores.json").read_text())
+        assert scores["heldout"]["n"] == len(scores["heldout"]["subtasks"]) >= 3  # limit 1 per source
+        assert (ev / "samples" / "heldout.jsonl").is_file() and (ev / "samples" / "copa.jsonl").is_file()
+    assert metas["eval/base"]["base"] is True and "ratio" not in metas["eval/base"]
+    assert {(m["ratio"], m["seed"]) for k, m in metas.items() if k != "eval/base"} == {
+        (0.0, 0), (1.0, 0), (0.0, 1), (1.0, 1)}
+    # the two seeds trained different models
+    w0, w1 = ((out / f"seed_{s}" / "train" / "cr_000" / "model" / "model.safetensors").read_bytes() for s in (0, 1))
+    assert w0 != w1
+    assert (out / "report" / "report.md").is_file()
+
+    bad = subprocess.run([*cmd[:-1], "0,x"], capture_output=True, text=True, cwd=root)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].endswith(
+        "--seeds: '0,x': expected comma-separated integers, e.g. 0,1,2")

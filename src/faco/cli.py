@@ -58,14 +58,19 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
 
 
 @app.command()
-def study(config: ConfigArg, out: StudyOutOpt, set_: SetOpt = None) -> None:
+def study(
+    config: ConfigArg, out: StudyOutOpt, set_: SetOpt = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="training seeds, comma-separated (0,1,2): the grid once per seed, into seed_N/")] = None,
+) -> None:
     """Run the whole study: ingest → generate → corrupt → train → evaluate → analyze → report."""
     from faco.outputs import study_lock
     from faco.stages import study as study_stage
 
     loaded = _load(config, set_)
+    seed_list = study_stage.parse_seeds(seeds) if seeds is not None else None
     with study_lock(out):
-        rep = study_stage.run(loaded, out)
+        rep = study_stage.run(loaded, out, seeds=seed_list)
     typer.echo(f"report: {rep / 'report.md'}")
 
 

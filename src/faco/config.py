@@ -400,6 +400,12 @@ class Study(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _heldout_needs_a_share(self) -> Study:
+        if self.ingest.heldout == 0 and any(b.name == "heldout" for b in self.evaluate.benchmarks):
+            raise ValueError("evaluate.benchmarks: 'heldout' asks ingest's held-out questions; ingest.heldout is 0")
+        return self
+
     def section_hash(self, *names: str) -> str:
         """sha256 of the named sections' canonical JSON and the keys of other sections they read
         (DEPENDS): what an artifact's content depends on."""

@@ -139,10 +139,11 @@ def run(study: Study, model_dir: Path, out: Path, benchmarks: Path | None = None
     ingest = heldout.ingest_for(model_dir, heldout_from) if asks_heldout else None
     final = Checkpoint.of(model_dir / "model")
     epochs = epoch_checkpoints(model_dir) if cfg.per_epoch else {}
-    if cfg.per_epoch and not epochs:
-        log(f"evaluate: per_epoch is set but {model_dir} has no {CHECKPOINTS}/epoch_N/")
     m = model_manifest["meta"]
+    if cfg.per_epoch and not epochs and not m.get("base"):
+        log(f"evaluate: per_epoch is set but {model_dir} has no {CHECKPOINTS}/epoch_N/")
     meta: dict[str, Any] = {k: m[k] for k in CARRIED_META if k in m}
+    meta.setdefault("seed", study.train.seed)
     tag = model_dir.name  # the model's name in logs: cr_050, recovery_from_cr_100, base
     parents = [model_dir, *([ingest] if ingest else []), *([benchmarks] if benchmarks else [])]
     with offline_env(cfg.offline) if benchmarks is None else _prefetched(study, benchmarks), \

@@ -1,4 +1,10 @@
-"""Study: every stage in order, into one output directory, reusing finished artifacts."""
+"""Study: every stage in order, into one output directory, reusing finished artifacts.
+
+Layout: `ingest/ pairs/ splits/`, the untrained base model `train/base/` and its scores `eval/base/`,
+then per training seed the grid and recovery models and evaluations: `train/<tag>/ eval/<tag>/` for
+a single seed, `seed_<N>/train/<tag>/ seed_<N>/eval/<tag>/` for several. `analysis/` and `report/`
+see every evaluation and model.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,12 @@ from pathlib import Path
 
 from faco import artifacts
 from faco.config import Study
+from faco.errors import ConfigError
 from faco.progress import log
+from faco.records import TrainRecord, read_jsonl
 from faco.stages import analyze, corrupt, evaluate, generate, ingest, report, train
+
+BASE = "base"
 
 
 def _done(out: Path, study: Study, sections: tuple[str, ...], parents: list[Path]) -> bool:
@@ -31,29 +41,85 @@ def _stage(name: str, out: Path, study: Study, section: str, parents: list[Path]
     return out
 
 
-def run(study: Study, out: Path) -> Path:
-    """Run ingest → generate → corrupt → train/evaluate per ratio (+ recovery) → analyze → report."""
-    out = Path(out)
-    src = _stage("ingest", out / "ingest", study, "ingest", [], ingest.run)
-    pairs = _stage("generate", out / "pairs", study, "generate", [src], generate.run, src)
-    splits = _stage("corrupt", out / "splits", study, "corrupt", [pairs], corrupt.run, pairs)
+def base_model(study: Study, splits: Path, out: Path) -> Path:
+    """The untrained base model (`train.model`, `train.seed`) as a model artifact, meta `{"base": true}`.
+
+    A tiny random model's tokenizer is trained on the clean split's texts, as `train` does for it.
+    """
+    from faco.training.models import load_base
+
+    ratios = artifacts.require(splits, corrupt.KIND)["meta"]["ratios"]
+    clean = 0.0 if 0.0 in ratios else ratios[0]
+    records = read_jsonl(corrupt.split_path(splits, clean), TrainRecord)
+    cfg = study.train
+    meta = {"base": True, "tag": BASE, "seed": cfg.seed, "base_model": cfg.model.model_dump(mode="json")}
+    with artifacts.artifact_dir(out, train.KIND, [splits], study.section_hash("train"), meta) as tmp:
+        model, tok = load_base(cfg.model, [f"{r.prompt}\n{r.response}" for r in records], cfg.seed)
+        model.save_pretrained(tmp / "model")
+        tok.save_pretrained(tmp / "model")
+    return out
+
+
+def _grid(study: Study, root: Path, splits: Path, heldout: list[Path], seed: str) -> tuple[list[Path], list[Path]]:
+    """Train and evaluate every ratio (and recovery) of one training seed under `root` (`seed`: its log label)."""
     models, evals = [], []
     for r in study.corrupt.ratios:
         tag = corrupt.ratio_tag(r)
-        m = _stage(f"train {tag}", out / "train" / tag, study, "train", [splits],
+        m = _stage(f"train {tag}{seed}", root / "train" / tag, study, "train", [splits],
                    lambda s, o, r=r: train.run(s, splits, r, o))
-        e = _stage(f"evaluate {tag}", out / "eval" / tag, study, "evaluate", [m], evaluate.run, m)
+        e = _stage(f"evaluate {tag}{seed}", root / "eval" / tag, study, "evaluate", [m, *heldout],
+                   lambda s, o, m=m: evaluate.run(s, m, o, heldout_from=heldout[0] if heldout else None))
         models.append(m)
         evals.append(e)
     rec = study.train.recovery
     if rec is not None:
-        start = out / "train" / corrupt.ratio_tag(rec.from_ratio)
+        start = root / "train" / corrupt.ratio_tag(rec.from_ratio)
         tag = f"recovery_from_{corrupt.ratio_tag(rec.from_ratio)}"
-        m = _stage(f"train {tag}", out / "train" / tag, study, "train", [splits, start],
+        m = _stage(f"train {tag}{seed}", root / "train" / tag, study, "train", [splits, start],
                    lambda s, o: train.run(s, splits, 0.0, o, start=start))
-        evals.append(_stage(f"evaluate {tag}", out / "eval" / tag, study, "evaluate", [m], evaluate.run, m))
+        models.append(m)
+        evals.append(_stage(f"evaluate {tag}{seed}", root / "eval" / tag, study, "evaluate", [m, *heldout],
+                            lambda s, o: evaluate.run(s, m, o, heldout_from=heldout[0] if heldout else None)))
+    return models, evals
+
+
+def run(study: Study, out: Path, seeds: list[int] | None = None) -> Path:
+    """Run ingest → generate → corrupt → base model → train/evaluate per ratio (+ recovery) per seed
+    → analyze → report. `seeds`: training seeds (default: `train.seed` alone)."""
+    out = Path(out)
+    seeds = seeds or [study.train.seed]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: {','.join(map(str, seeds))}: a seed is repeated")
+    src = _stage("ingest", out / "ingest", study, "ingest", [], ingest.run)
+    pairs = _stage("generate", out / "pairs", study, "generate", [src], generate.run, src)
+    splits = _stage("corrupt", out / "splits", study, "corrupt", [pairs], corrupt.run, pairs)
+    heldout = [src] if any(b.name == "heldout" for b in study.evaluate.benchmarks) else []
+    first = _seeded(study, seeds[0])
+    base = _stage("base model", out / "train" / BASE, first, "train", [splits], base_model, splits)
+    models: list[Path] = [base]
+    evals: list[Path] = [_stage("evaluate base", out / "eval" / BASE, first, "evaluate", [base, *heldout],
+                                lambda s, o: evaluate.run(s, base, o, heldout_from=src if heldout else None))]
+    for seed in seeds:
+        root = out if len(seeds) == 1 else out / f"seed_{seed}"
+        label = f" seed {seed}" if len(seeds) > 1 else ""
+        grid_models, grid_evals = _grid(_seeded(study, seed), root, splits, heldout, label)
+        models += grid_models
+        evals += grid_evals
     analysis = out / "analysis"
     analyze.run(study, evals, models, analysis)
     rep = report.run(study, analysis, out / "report")
     log(f"study {study.name}: report at {rep / 'report.md'}")
     return rep
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0,1,2` -> [0, 1, 2]; anything else is a one-line ConfigError."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds: {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+def _seeded(study: Study, seed: int) -> Study:
+    """The study with training seed `seed`."""
+    return study.model_copy(update={"train": study.train.model_copy(update={"seed": seed})})
