@@ -126,6 +126,30 @@ def test_temporaries_and_locks_of_dead_runs_are_cleaned(tmp_path: Path) -> None:
     assert names == [f".other.tmp-{pid}-x", f".src.tmp-{mine}-live", "src"]
 
 
+def test_a_run_killed_mid_swap_gets_its_old_artifact_back(tmp_path: Path) -> None:
+    assert faco("ingest", SMOKE, "--out", "src", *ONE_SOURCE, cwd=tmp_path).returncode == 0
+    old = artifacts.read_manifest(tmp_path / "src")
+    pid = dead_pid()  # as if killed -9 after moving src aside, before moving the new one in
+    (tmp_path / f".src.old-{pid}-a").mkdir()
+    (tmp_path / "src").rename(tmp_path / f".src.old-{pid}-a" / "old")
+    (tmp_path / "src.lock").write_text("")  # killed before it wrote its pid
+    verify = faco("lineage", "verify", "src", cwd=tmp_path)
+    assert verify.returncode == EXIT_VERIFY
+    again = faco("ingest", SMOKE, "--out", "src", *ONE_SOURCE, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"src: restored the artifact that faco pid {pid} had moved aside to .src.old-{pid}-a" in again.stderr
+    assert artifacts.read_manifest(tmp_path / "src")["config_hash"] == old["config_hash"]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_user_file_where_the_lock_goes_is_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "src.lock").write_text("my notes on locks\n")
+    proc = faco("ingest", SMOKE, "--out", "src", *ONE_SOURCE, cwd=tmp_path)
+    assert proc.returncode == EXIT_INPUT and last_line(proc) == (
+        "error: src.lock: exists and is not a faco lock; refusing to overwrite it (move it away)")
+    assert (tmp_path / "src.lock").read_text() == "my notes on locks\n" and not (tmp_path / "src").exists()
+
+
 def _unshare_works() -> bool:
     try:
         return subprocess.run(["unshare", "--mount", "--map-root-user", "true"], capture_output=True,
@@ -165,8 +189,8 @@ def test_concurrent_study_is_busy_and_ctrl_c_exits_130_leaving_no_temporaries(tm
         assert second.returncode == EXIT_BUSY, second.stderr[-2000:]
         assert last_line(second).startswith(f"error: {out}: busy: faco pid {first.pid} on ")
         assert "Traceback" not in second.stderr
-        while not list(out.glob("train/.cr_000.tmp-*")) and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)  # Ctrl-C while a stage is writing its artifact
+        while not list(out.rglob(".*.tmp-*")) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # Ctrl-C while a stage is writing its artifact
         assert first.poll() is None, first.communicate()[1][-2000:]
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=120)
@@ -176,5 +200,6 @@ def test_concurrent_study_is_busy_and_ctrl_c_exits_130_leaving_no_temporaries(tm
             first.wait()
     assert first.returncode == EXIT_INTERRUPTED, err[-2000:]
     assert err.splitlines()[-1] == "error: interrupted" and "Traceback" not in err
-    assert leftovers(out) == [] and not (out / "train" / "cr_000").exists()
-    assert (out / ".faco-study").is_file() and artifacts.verify(out / "splits") == []
+    assert leftovers(out) == [] and not (out / "report").exists()
+    assert (out / ".faco-study").is_file()
+    assert all(artifacts.verify(m.parent) == [] for m in out.rglob("manifest.json"))  # whatever finished is whole

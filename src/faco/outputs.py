@@ -20,8 +20,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -53,6 +55,7 @@ def _faco_made(path: Path, depth: int = 2) -> bool:
 
 def check_replaceable(out: Path) -> None:
     """Refuse an `--out` that is a file, or a non-empty folder that is not a faco artifact."""
+    _check_lock_file(lock_path(out))
     if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir():
@@ -81,10 +84,17 @@ def _holder(text: str) -> dict[str, object]:
     return info if isinstance(info, dict) else {}
 
 
+def _check_lock_file(path: Path) -> None:
+    """Refuse to use as a lock a file of someone else's (anything but empty or a faco lock record)."""
+    if path.is_file() and path.stat().st_size and not _holder(path.read_text(errors="replace")).get("pid"):
+        raise ArtifactError(f"{path}: exists and is not a faco lock; refusing to overwrite it (move it away)")
+
+
 @contextmanager
 def lock(path: Path, what: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created, then removed) for output `what`."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _check_lock_file(path)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -128,14 +138,35 @@ def lock_path(out: Path) -> Path:
 
 
 def clean_stale(out: Path) -> None:
-    """Remove `.<name>.tmp-<pid>-*` / `.<name>.old-<pid>-*` siblings of `out` left by dead processes."""
+    """Remove `.<name>.tmp-<pid>-*` / `.<name>.old-<pid>-*` siblings of `out` left by dead processes.
+
+    A run killed between moving the old artifact aside and moving the new one in left `out`
+    missing: the old artifact is put back first.
+    """
     if not out.parent.is_dir():
         return
-    for cand in out.parent.iterdir():
+    for cand in sorted(out.parent.iterdir()):
         m = _TEMP.match(cand.name)
-        if m and m["name"] == out.name and cand.is_dir() and not _alive(int(m["pid"])):
-            shutil.rmtree(cand, ignore_errors=True)
-            log(f"{out}: removed {cand.name}, left by faco pid {m['pid']} (no longer running)")
+        if not (m and m["name"] == out.name and cand.is_dir() and not _alive(int(m["pid"]))):
+            continue
+        if ".old-" in cand.name and (cand / "old").is_dir() and not out.exists():
+            (cand / "old").rename(out)
+            log(f"{out}: restored the artifact that faco pid {m['pid']} had moved aside to {cand.name}")
+        shutil.rmtree(cand, ignore_errors=True)
+        log(f"{out}: removed {cand.name}, left by faco pid {m['pid']} (no longer running)")
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Defer Ctrl-C (SIGINT) for the instant between moving the old artifact aside and the new one in."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _sibling(out: Path, tag: str) -> Path:
@@ -161,8 +192,14 @@ def replacing(out: Path) -> Iterator[Path]:
             check_replaceable(out)
             if out.exists():
                 trash = _sibling(out, "old")
-                out.rename(trash / "old")
-                tmp.rename(out)
+                with _uninterrupted():
+                    out.rename(trash / "old")
+                    try:
+                        tmp.rename(out)
+                    except BaseException:
+                        (trash / "old").rename(out)
+                        shutil.rmtree(trash, ignore_errors=True)
+                        raise
                 shutil.rmtree(trash, ignore_errors=True)
             else:
                 tmp.rename(out)
