@@ -92,8 +92,9 @@ def request_seed(base: int, attempt: int) -> int:
 # True and subtle false chains share one shape; they differ only in the answer argued for and in the
 # explanation (`ChainRequest.explanation`: the record's own for a true chain; for a false one the same
 # with the wrong answer swapped in, chosen in `faco.generation.pairs`), so no wording marks falsity.
+# The question is in the prompt already, so the chain does not restate it (fewer tokens to train on
+# and to generate).
 _STEPS = (
-    "The question asks: {q}",
     'Weighing the candidates, the one that fits is "{a}".',
     "{e}",
     'Therefore, the answer is "{a}".',
