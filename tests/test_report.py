@@ -277,7 +277,8 @@ def test_seeds_mean_se_and_slope_against_scipy(tmp_path: Path, smoke: Study) -> 
             with artifacts.artifact_dir(tmp_path / "eval" / f"s{seed}_{r}", evaluate.KIND, [m], "cfg",
                                         {"ratio": r, "seed": seed}) as tmp:
                 held = [i < count for i in range(N)]
-                (tmp / "scores.json").write_text(json.dumps({"heldout": _entry(count / N, "heldout", 0.07)}))
+                entry = _entry(count / N, "heldout", 0.07) | {"chance": 0.25}
+                (tmp / "scores.json").write_text(json.dumps({"heldout": entry}))
                 _samples(tmp, "heldout", held)
             models.append(m)
             evals.append(tmp_path / "eval" / f"s{seed}_{r}")
@@ -296,6 +297,10 @@ def test_seeds_mean_se_and_slope_against_scipy(tmp_path: Path, smoke: Study) -> 
     assert row["seeds"]["exceeds_seed_noise"] is True
     f1 = next(x for x in a["findings"]["findings"] if x["id"] == "F1")
     assert "Across 3 seeds the ratio effect exceeds seed-to-seed noise" in f1["sentence"]
+    f2 = next(x for x in a["findings"]["findings"] if x["id"] == "F2")
+    assert f2["statistic"]["correct"] == 6 and f2["statistic"]["seeds"] == 3  # seed 1's 6 of 40: largest p
+    assert f2["statistic"]["p_below"] == pytest.approx(sps.binomtest(6, 40, 0.25, alternative="less").pvalue)
+    assert "(the least significant of 3 seeds)" in f2["sentence"]
     md = (report.run(smoke, tmp_path / "analysis", tmp_path / "report") / "report.md").read_text()
     seeds = md.split("## Seeds")[1].split("\n## ")[0]
     assert f"| {cell['mean']:.3f} ± {cell['se']:.3f} (n=3) |" in seeds and "| yes |" in seeds

@@ -73,8 +73,9 @@ def _f2(bench: str, row: Mapping[str, Any], alpha: float) -> dict[str, Any]:
     below = t["p_below"] < alpha
     text = (f"{bench}: {who} is {'below' if below else 'not significantly below'} chance: {t['correct']} of "
             f"{t['n']} correct ({_num(t['acc'])}) against chance {_num(t['chance'])}, one-sided binomial "
-            f"p = {_p(t['p_below'])}" + (f"; {t['unparsed']:g} unparseable replies counted wrong." if t.get("unparsed")
-                                          else "."))
+            f"p = {_p(t['p_below'])}" + (f" (the least significant of {t['seeds']} seeds)" if t.get("seeds", 1) > 1
+                                          else "")
+            + (f"; {t['unparsed']:g} unparseable replies counted wrong." if t.get("unparsed") else "."))
     return {"id": "F2", "benchmark": bench, "claim": "below chance" if below else "not below chance",
             "sentence": text, "statistic": t}
 

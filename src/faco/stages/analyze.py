@@ -244,13 +244,20 @@ def _chance(ev: Evals, bench: str) -> float | None:
 
 def _below_chance_items(evs: Sequence[Evaluated], bench: str, metric: str,
                         chance: float | None) -> dict[str, Any] | None:
-    """One-sided exact binomial test of a model's correct count on the items against chance."""
-    items = _items(evs, bench, metric)
-    if not items or chance is None or not all(v in (0.0, 1.0) for v in items.values()):
-        return None
-    n, correct = len(items), round(sum(items.values()))
-    p = float(sps.binomtest(correct, n, chance, alternative="less").pvalue)
-    return {"correct": correct, "n": n, "acc": correct / n, "chance": chance, "p_below": p}
+    """One-sided exact binomial test of a model's correct count on the items against chance.
+
+    With several seeds every seed is tested and the least significant one is kept (below chance
+    means below chance in every seed); `seeds` says how many were tested.
+    """
+    tests = []
+    for e in evs:
+        items = e.items(bench, metric)
+        if not items or chance is None or not all(v in (0.0, 1.0) for v in items.values()):
+            return None
+        n, correct = len(items), round(sum(items.values()))
+        p = float(sps.binomtest(correct, n, chance, alternative="less").pvalue)
+        tests.append({"correct": correct, "n": n, "acc": correct / n, "chance": chance, "p_below": p})
+    return {**max(tests, key=lambda t: t["p_below"]), "seeds": len(tests)} if tests else None
 
 
 def _seeds(ev: Evals, bench: str) -> dict[str, Any] | None:
