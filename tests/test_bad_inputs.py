@@ -179,6 +179,8 @@ CASES = [
          user_folder("mine")),
     Case("study-out-is-a-file", ["study", "{smoke}", "--out", "r.txt"], 4, "r.txt: exists and is not a folder",
          write("r.txt", "x")),
+    Case("study-out-is-an-artifact", ["study", "{smoke}", "--out", "pairs"], 4, "pairs: is a faco artifact",
+         copied("pairs", lambda a: None)),
     Case("sources-not-an-artifact", ["generate", "{smoke}", "--sources", "nowhere", "--out", "p"], 4,
          "nowhere: not a faco artifact"),
     Case("sources-wrong-kind", ["generate", "{smoke}", "--sources", "{splits}", "--out", "p"], 4,

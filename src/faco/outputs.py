@@ -219,6 +219,8 @@ def study_lock(out: Path) -> Iterator[None]:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{out}: exists and is not a folder; refusing to write a study there")
+    if _is_artifact(out):
+        raise ArtifactError(f"{out}: is a faco artifact, not a study folder; refusing to write a study into it")
     if out.is_dir() and not (out / STUDY_MARKER).is_file() and any(out.iterdir()) and not _faco_made(out):
         raise ArtifactError(
             f"{out}: folder is not empty and not a faco study (no {STUDY_MARKER}); refusing to write there"
