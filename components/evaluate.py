@@ -18,6 +18,14 @@ from faco import images
 
 @dsl.component(base_image=images.TRAIN.ref, install_kfp_package=False)
 def evaluate(config_yaml: str, model: Input[Model], evaluation: Output[Artifact], metrics: Output[Metrics]):
+    """Score a model on the configured benchmarks (lm-evaluation-harness).
+
+    Args:
+        config_yaml: This task's slice of the resolved config (plan's output `evaluate_config`).
+        model: The model artifact to evaluate.
+        evaluation: Scores per benchmark with per-item results.
+        metrics: Each benchmark's main score.
+    """
     from pathlib import Path
 
     from faco.kfp_glue import evaluate_model
@@ -30,7 +38,15 @@ def evaluate(config_yaml: str, model: Input[Model], evaluation: Output[Artifact]
 def evaluate_untrusted(config_yaml: str, model: Input[Model], benchmarks: Input[Dataset],
                        evaluation: Output[Artifact], metrics: Output[Metrics]):
     """`evaluate` for evaluations that run model-written code (faco's sandbox, no network): the
-    benchmark datasets come from `benchmarks` (`prefetch_benchmarks`), read with the hub offline."""
+    benchmark datasets come from `benchmarks` (`prefetch_benchmarks`), read with the hub offline.
+
+    Args:
+        config_yaml: This task's slice of the resolved config (plan's output `evaluate_config`).
+        model: The model artifact to evaluate.
+        benchmarks: The prefetched benchmark datasets (an HF datasets cache).
+        evaluation: Scores per benchmark with per-item results.
+        metrics: Each benchmark's main score.
+    """
     from pathlib import Path
 
     from faco.kfp_glue import evaluate_model
@@ -42,7 +58,12 @@ def evaluate_untrusted(config_yaml: str, model: Input[Model], benchmarks: Input[
 
 @dsl.component(base_image=images.CPU.ref, install_kfp_package=False)
 def prefetch_benchmarks(config_yaml: str, benchmarks: Output[Dataset]):
-    """Every configured benchmark's datasets (an HF datasets cache), fetched with network, no model."""
+    """Every configured benchmark's datasets (an HF datasets cache), fetched with network, no model.
+
+    Args:
+        config_yaml: This task's slice of the resolved config (plan's output `evaluate_config`).
+        benchmarks: The benchmark datasets, for the no-network evaluate tasks.
+    """
     from pathlib import Path
 
     from faco.kfp_glue import prefetch_benchmarks as fetch

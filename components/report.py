@@ -1,4 +1,9 @@
-"""Report component: analysis -> the report, as a Markdown and an HTML artifact."""
+"""Report component: analysis -> the report folder, plus report.md and report.html as single files.
+
+The KFP UI renders a Markdown or HTML artifact only when the artifact path is the file itself,
+so those two are files; the folder (report.md, report.html, figures/, manifest.json) is the
+separate `report` artifact.
+"""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Output
@@ -7,13 +12,19 @@ from faco import images
 
 
 @dsl.component(base_image=images.CPU.ref, install_kfp_package=False)
-def report(config_yaml: str, analysis: Input[Artifact], markdown: Output[Markdown], html: Output[HTML]):
-    """The report directory (report.md, report.html, figures/) is both artifacts' content."""
-    import shutil
+def report(config_yaml: str, analysis: Input[Artifact], report: Output[Artifact], markdown: Output[Markdown],
+           html: Output[HTML]):
+    """Write the study report (Table 1, statistics, figures, lineage).
+
+    Args:
+        config_yaml: The resolved study config (plan's output).
+        analysis: The analyze stage's artifact.
+        report: The report folder: report.md, report.html, figures/ and the faco manifest.
+        markdown: report.md as one file (rendered by the KFP UI).
+        html: The self-contained report.html as one file (rendered by the KFP UI).
+    """
     from pathlib import Path
 
-    from faco.config import parse_config
-    from faco.stages import report as stage
+    from faco.kfp_glue import write_report
 
-    out = stage.run(parse_config(config_yaml, "config_yaml"), Path(analysis.path), Path(markdown.path))
-    shutil.copytree(out, html.path, dirs_exist_ok=True)
+    write_report(config_yaml, Path(analysis.path), Path(report.path), Path(markdown.path), Path(html.path))

@@ -10,6 +10,7 @@ from kfp.dsl import PipelineTask
 
 from faco import images
 from faco.k8s.settings import UNTRUSTED_CODE_LABEL, ClusterSettings, SecretRef
+from faco.kfp_glue import ENV_WORK_ROOT
 
 
 def secrets(task: PipelineTask, *refs: SecretRef) -> PipelineTask:
@@ -44,6 +45,12 @@ def fetcher(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
     return secrets(light(task, s), s.secrets.huggingface)
 
 
+def generator(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """`generate`: light, the OpenAI key, and the checkpoint PVC, where its chain cache lives
+    (`FACO_CACHE_DIR`), so reruns, sweep cells and seeds reuse every chain already paid for."""
+    return secrets(_checkpoints(light(task, s), s), s.secrets.openai)
+
+
 def _on_gpu_nodes(task: PipelineTask, s: ClusterSettings, gpus: int) -> PipelineTask:
     task.set_accelerator_type(s.accelerator_type).set_accelerator_limit(gpus)
     for key, value in s.node_selector.items():
@@ -58,13 +65,21 @@ def _checkpoints(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
     return task.set_env_variable("FACO_CACHE_DIR", f"{s.checkpoint_mount}/cache")
 
 
+def retried(task: PipelineTask) -> PipelineTask:
+    """Retry a failed or preempted task: 3 times, after 60 s, 120 s, 240 s (within 2 h)."""
+    return task.set_retry(num_retries=3, backoff_duration="60s", backoff_factor=2.0, backoff_max_duration="7200s")
+
+
 def trainer(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
-    """A single-node training task: all GPUs of one node, /dev/shm for NCCL, the checkpoint PVC."""
+    """A single-node training task: all GPUs of one node (torchrun, one process per GPU), /dev/shm
+    for NCCL, the checkpoint PVC holding its resumable work dir (`FACO_WORK_ROOT`), and retries."""
     _on_gpu_nodes(task, s, s.gpus_per_node)
     task.set_cpu_request(s.train_cpu).set_memory_request(s.train_memory)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
                                size_limit=s.shm_size)
     _checkpoints(task, s)
+    task.set_env_variable(ENV_WORK_ROOT, f"{s.checkpoint_mount}/work")
+    retried(task)
     return secrets(restricted(task), s.secrets.huggingface, s.secrets.s3)
 
 
@@ -79,7 +94,7 @@ def evaluator(task: PipelineTask, s: ClusterSettings, *, untrusted_code: bool = 
         _on_gpu_nodes(task, s, s.eval_gpus)
     task.set_cpu_request(s.eval_cpu).set_memory_request(s.eval_memory)
     _checkpoints(task, s)
-    restricted(task)
+    retried(restricted(task))
     if untrusted_code:
         kubernetes.add_pod_label(task, label_key=UNTRUSTED_CODE_LABEL, label_value="true")
         return task

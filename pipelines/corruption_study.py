@@ -47,32 +47,34 @@ def build_finish(s: ClusterSettings, untrusted_code: bool = False) -> GraphCompo
     also takes the prefetched benchmark data its recovery evaluation reads.
     """
 
-    def body(config_yaml: Any, recovery: Any, splits: Any, evaluations: Any, models: Any,
-             benchmarks: Any = None) -> None:
+    def body(config_yaml: Any, train_config: Any, evaluate_config: Any, analyze_config: Any, recovery: Any,
+             splits: Any, evaluations: Any, models: Any, benchmarks: Any = None) -> None:
         with dsl.If(recovery == True):  # noqa: E712 - a KFP condition, not a Python test
-            rec = _tasks.trainer(recover(config_yaml=config_yaml, splits=splits, models=models), s)
-            rec_eval = _evaluate(s, config_yaml, rec.outputs["model"], benchmarks)
+            rec = _tasks.trainer(recover(config_yaml=train_config, splits=splits, models=models), s)
+            rec_eval = _evaluate(s, evaluate_config, rec.outputs["model"], benchmarks)
             with_rec = _tasks.light(analyze(
-                config_yaml=config_yaml, evaluations=evaluations, models=models,
+                config_yaml=analyze_config, evaluations=evaluations, models=models,
                 recovery_evaluation=rec_eval.outputs["evaluation"], recovery_model=rec.outputs["model"],
             ), s)
             _tasks.light(report(config_yaml=config_yaml, analysis=with_rec.outputs["analysis"]), s)
         with dsl.Else():
-            plain = _tasks.light(analyze(config_yaml=config_yaml, evaluations=evaluations, models=models), s)
+            plain = _tasks.light(analyze(config_yaml=analyze_config, evaluations=evaluations, models=models), s)
             _tasks.light(report(config_yaml=config_yaml, analysis=plain.outputs["analysis"]), s)
 
     if untrusted_code:
         @dsl.pipeline(name="faco-analyze-and-report-isolated")
-        def finish_isolated(config_yaml: str, recovery: bool, splits: Dataset, evaluations: list[Artifact],
-                            models: list[Model], benchmarks: Dataset):
-            body(config_yaml, recovery, splits, evaluations, models, benchmarks)
+        def finish_isolated(config_yaml: str, train_config: str, evaluate_config: str, analyze_config: str,
+                            recovery: bool, splits: Dataset, evaluations: list[Artifact], models: list[Model],
+                            benchmarks: Dataset):
+            body(config_yaml, train_config, evaluate_config, analyze_config, recovery, splits, evaluations, models,
+                 benchmarks)
 
         return finish_isolated
 
     @dsl.pipeline(name="faco-analyze-and-report")
-    def finish(config_yaml: str, recovery: bool, splits: Dataset, evaluations: list[Artifact],
-               models: list[Model]):
-        body(config_yaml, recovery, splits, evaluations, models)
+    def finish(config_yaml: str, train_config: str, evaluate_config: str, analyze_config: str, recovery: bool,
+               splits: Dataset, evaluations: list[Artifact], models: list[Model]):
+        body(config_yaml, train_config, evaluate_config, analyze_config, recovery, splits, evaluations, models)
 
     return finish
 
@@ -87,32 +89,35 @@ def build_grid(s: ClusterSettings, untrusted_code: bool = False) -> GraphCompone
     """
     finish = build_finish(s, untrusted_code)
 
-    def body(config_yaml: Any, ratios: Any, recovery: Any, splits: Any, benchmarks: Any = None) -> None:
+    def body(config_yaml: Any, train_config: Any, evaluate_config: Any, analyze_config: Any, ratios: Any,
+             recovery: Any, splits: Any, benchmarks: Any = None) -> None:
         # no `name=` on ParallelFor: it breaks dsl.Collected on the backend
         # (https://github.com/kubeflow/pipelines/issues/13239)
         with dsl.ParallelFor(ratios) as ratio:
             if s.multi_node.nodes > 1:
                 tr = _tasks.launcher(launch_training_job(
-                    config_yaml=config_yaml, splits=splits, ratio=ratio, settings_json=s.model_dump_json(),
+                    config_yaml=train_config, splits=splits, ratio=ratio, settings_json=s.model_dump_json(),
                     image=images.TRAIN.ref, unique=dsl.PIPELINE_TASK_ID_PLACEHOLDER), s)
             else:
-                tr = _tasks.trainer(train(config_yaml=config_yaml, splits=splits, ratio=ratio), s)
-            ev = _evaluate(s, config_yaml, tr.outputs["model"], benchmarks)
-        fan_in = {"config_yaml": config_yaml, "recovery": recovery, "splits": splits,
+                tr = _tasks.trainer(train(config_yaml=train_config, splits=splits, ratio=ratio), s)
+            ev = _evaluate(s, evaluate_config, tr.outputs["model"], benchmarks)
+        fan_in = {"config_yaml": config_yaml, "train_config": train_config, "evaluate_config": evaluate_config,
+                  "analyze_config": analyze_config, "recovery": recovery, "splits": splits,
                   "evaluations": dsl.Collected(ev.outputs["evaluation"]), "models": dsl.Collected(tr.outputs["model"])}
         finish(**fan_in) if benchmarks is None else finish(**fan_in, benchmarks=benchmarks)
 
     if untrusted_code:
         @dsl.pipeline(name="faco-ratio-grid-isolated")
-        def grid_isolated(config_yaml: str, ratios: list[float], recovery: bool, splits: Dataset,
-                          benchmarks: Dataset):
-            body(config_yaml, ratios, recovery, splits, benchmarks)
+        def grid_isolated(config_yaml: str, train_config: str, evaluate_config: str, analyze_config: str,
+                          ratios: list[float], recovery: bool, splits: Dataset, benchmarks: Dataset):
+            body(config_yaml, train_config, evaluate_config, analyze_config, ratios, recovery, splits, benchmarks)
 
         return grid_isolated
 
     @dsl.pipeline(name="faco-ratio-grid")
-    def grid(config_yaml: str, ratios: list[float], recovery: bool, splits: Dataset):
-        body(config_yaml, ratios, recovery, splits)
+    def grid(config_yaml: str, train_config: str, evaluate_config: str, analyze_config: str, ratios: list[float],
+             recovery: bool, splits: Dataset):
+        body(config_yaml, train_config, evaluate_config, analyze_config, ratios, recovery, splits)
 
     return grid
 
@@ -127,18 +132,21 @@ def build(s: ClusterSettings | None = None) -> GraphComponent:
         """config_yaml: the study config text; ratios: corruption ratios (empty: the config's);
         overrides: KEY=VALUE config overrides, e.g. train.seed=1."""
         p = _tasks.light(plan(config_yaml=config_yaml, ratios=ratios, overrides=overrides), s)
-        cfg = p.outputs["config_yaml"]
-        src = _tasks.secrets(_tasks.light(ingest(config_yaml=cfg), s), s.secrets.huggingface, s.secrets.s3)
-        pairs = _tasks.secrets(_tasks.light(generate(config_yaml=cfg, sources=src.outputs["sources"]), s),
-                               s.secrets.openai)
-        splits = _tasks.light(corrupt(config_yaml=cfg, pairs=pairs.outputs["pairs"]), s).outputs["splits"]
-        ratio_list = _tasks.light(ratio_grid(config_yaml=cfg), s).output
-        with dsl.If(p.outputs["untrusted_code"] == True):  # noqa: E712 - a KFP condition
+        out = p.outputs  # each task gets only its config slice, so KFP's cache sees only what it reads
+        src = _tasks.secrets(_tasks.light(ingest(config_yaml=out["ingest_config"]), s),
+                             s.secrets.huggingface, s.secrets.s3)
+        pairs = _tasks.generator(generate(config_yaml=out["generate_config"], sources=src.outputs["sources"]), s)
+        splits = _tasks.light(corrupt(config_yaml=out["corrupt_config"], pairs=pairs.outputs["pairs"]),
+                              s).outputs["splits"]
+        ratio_list = _tasks.light(ratio_grid(config_yaml=out["corrupt_config"]), s).output
+        grid_args = {"config_yaml": out["config_yaml"], "train_config": out["train_config"],
+                     "evaluate_config": out["evaluate_config"], "analyze_config": out["analyze_config"],
+                     "ratios": ratio_list, "recovery": out["recovery"], "splits": splits}
+        with dsl.If(out["untrusted_code"] == True):  # noqa: E712 - a KFP condition
             # benchmark data fetched once, with network, for the no-network evaluate tasks
-            data = _tasks.fetcher(prefetch_benchmarks(config_yaml=cfg), s).outputs["benchmarks"]
-            isolated_grid(config_yaml=cfg, ratios=ratio_list, recovery=p.outputs["recovery"], splits=splits,
-                          benchmarks=data)
+            data = _tasks.fetcher(prefetch_benchmarks(config_yaml=out["evaluate_config"]), s).outputs["benchmarks"]
+            isolated_grid(**grid_args, benchmarks=data)
         with dsl.Else():
-            grid(config_yaml=cfg, ratios=ratio_list, recovery=p.outputs["recovery"], splits=splits)
+            grid(**grid_args)
 
     return corruption_study

@@ -23,16 +23,16 @@ def build(s: ClusterSettings | None = None) -> GraphComponent:
         """model_uri: a faco model artifact (e.g. s3://…/model); splits_uri: the study's splits artifact;
         ratio: the split to train on (0.0: clean); overrides: KEY=VALUE config overrides."""
         p = _tasks.light(plan(config_yaml=config_yaml, ratios=[], overrides=overrides), s)
-        cfg = p.outputs["config_yaml"]
+        train_cfg, eval_cfg = p.outputs["train_config"], p.outputs["evaluate_config"]  # the slices they read
         start = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False)
         splits = dsl.importer(artifact_uri=splits_uri, artifact_class=Dataset, reimport=False)
         tr = _tasks.trainer(
-            train_from(config_yaml=cfg, splits=splits.output, start=start.output, ratio=ratio), s)
+            train_from(config_yaml=train_cfg, splits=splits.output, start=start.output, ratio=ratio), s)
         with dsl.If(p.outputs["untrusted_code"] == True):  # noqa: E712 - a KFP condition
-            data = _tasks.fetcher(prefetch_benchmarks(config_yaml=cfg), s).outputs["benchmarks"]  # with network
-            _tasks.evaluator(evaluate_untrusted(config_yaml=cfg, model=tr.outputs["model"], benchmarks=data), s,
+            data = _tasks.fetcher(prefetch_benchmarks(config_yaml=eval_cfg), s).outputs["benchmarks"]  # with network
+            _tasks.evaluator(evaluate_untrusted(config_yaml=eval_cfg, model=tr.outputs["model"], benchmarks=data), s,
                              untrusted_code=True)
         with dsl.Else():
-            _tasks.evaluator(evaluate(config_yaml=cfg, model=tr.outputs["model"]), s)
+            _tasks.evaluator(evaluate(config_yaml=eval_cfg, model=tr.outputs["model"]), s)
 
     return recovery

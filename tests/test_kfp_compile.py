@@ -192,3 +192,121 @@ def test_plan_says_when_evaluation_runs_model_code() -> None:
     code = plan(SMOKE, overrides=['evaluate.benchmarks=[{"name": "humaneval", "limit": 2}]',
                                   "evaluate.allow_code_execution=true"])
     assert code.untrusted_code
+
+
+def _functions(path: Path) -> dict[str, str]:
+    """executor label -> the component function it runs."""
+    args = {ex: e["container"]["args"] for ex, e in executors(path).items() if "container" in e}
+    return {ex: a[a.index("--function_to_execute") + 1] for ex, a in args.items() if "--function_to_execute" in a}
+
+
+@pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
+def test_train_steps_launch_torchrun_on_the_checkpoint_volume_with_retries(name: str) -> None:
+    """Every single-node train step runs through `faco.training.torchrun` (one process per GPU),
+    keeps its work dir on the checkpoint PVC and is retried with backoff."""
+    path = ROOT / "pipelines" / f"{name}.yaml"
+    s = ClusterSettings()
+    trainers = {ex for ex, f in _functions(path).items() if f in {"train", "train_from", "recover"}}
+    assert trainers
+    for ex in trainers:
+        container = executors(path)[ex]["container"]
+        source = container["command"][-1]
+        assert "train_model(" in source and "torchrun --standalone --nproc-per-node=<visible GPUs>" in source
+        assert {"name": "FACO_WORK_ROOT", "value": f"{s.checkpoint_mount}/work"} in container["env"]
+        assert [m["mountPath"] for m in platform(path)[ex]["pvcMount"]] == [s.checkpoint_mount]
+    spec = docs(path)[0]
+    dags = [comp["dag"]["tasks"] for comp in spec["components"].values() if "dag" in comp]
+    tasks = [t for d in [*dags, spec["root"]["dag"]["tasks"]] for t in d.values()]
+    train_tasks = [t for t in tasks if "executorLabel" not in t and t["componentRef"]["name"].startswith(
+        ("comp-train", "comp-recover", "comp-evaluate"))]
+    assert train_tasks
+    for t in train_tasks:
+        assert t["retryPolicy"] == {"maxRetryCount": 3, "backoffDuration": "60s", "backoffFactor": 2.0,
+                                    "backoffMaxDuration": "7200s"}, t["taskInfo"]
+
+
+def test_every_component_input_has_a_description() -> None:
+    """The components' `Args:` docstrings reach the compiled YAML (the KFP UI shows them)."""
+    spec = docs(ROOT / "pipelines" / "corruption_study.yaml")[0]
+    containers = {n: c for n, c in spec["components"].items() if "dag" not in c and "inputDefinitions" in c}
+    assert len(containers) >= 10
+    for name, comp in containers.items():
+        for kind in ("parameters", "artifacts"):
+            for inp, d in comp["inputDefinitions"].get(kind, {}).items():
+                assert d.get("description"), f"{name}: input {inp} has no description"
+
+
+def test_report_outputs_are_the_rendered_files_and_the_folder() -> None:
+    spec = docs(ROOT / "pipelines" / "corruption_study.yaml")[0]
+    outputs = spec["components"]["comp-report"]["outputDefinitions"]["artifacts"]
+    assert {k: v["artifactType"]["schemaTitle"] for k, v in outputs.items()} == {
+        "report": "system.Artifact", "markdown": "system.Markdown", "html": "system.HTML"}
+    analyze = spec["components"]["comp-analyze"]["outputDefinitions"]["artifacts"]
+    assert analyze["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+
+
+def test_plan_slices_change_only_with_what_each_task_reads() -> None:
+    """Editing the report title or evaluation settings leaves the generate and train inputs byte-identical."""
+    base = plan(SMOKE).slices
+    edited = plan(SMOKE, overrides=["report.title=Another title", "evaluate.batch_size=3",
+                                    "evaluate.per_epoch=false", "analyze.bootstrap=50"]).slices
+    assert {t for t in base if base[t] != edited[t]} == {"evaluate", "analyze"}
+    assert plan(SMOKE, overrides=["train.seed=5"]).slices.keys() == base.keys()
+    seed = plan(SMOKE, overrides=["train.seed=5"]).slices
+    assert {t for t in base if base[t] != seed[t]} == {"train", "evaluate"}  # evaluate records the seed
+    # a cross-section value: ingest's contamination check reads the benchmark list, nothing else of evaluate
+    bench = plan(SMOKE, overrides=['evaluate.benchmarks=[{"name": "arc_challenge", "limit": 3}]']).slices
+    assert {t for t in base if base[t] != bench[t]} == {"ingest", "evaluate"}
+
+
+def test_a_slice_loads_back_with_only_what_it_holds() -> None:
+    from faco import config_slices
+
+    p = plan(SMOKE)
+    train_study = config_slices.load(p.slices["train"])
+    assert train_study.train == p.study.train and train_study.section_hash("train") == p.study.section_hash("train")
+    with pytest.raises(AttributeError):
+        _ = train_study.generate  # not in the slice: no silent default
+    ingest_study = config_slices.load(p.slices["ingest"])
+    assert ingest_study.evaluate.benchmarks == p.study.evaluate.benchmarks
+    with pytest.raises(AttributeError):
+        _ = ingest_study.evaluate.batch_size
+    with pytest.raises(ConfigError, match=r"config_yaml: train\.epochs"):
+        config_slices.load(p.slices["train"].replace("epochs: 2", "epochs: zero"))
+
+
+def _param_source(task: dict[str, Any], name: str = "config_yaml") -> dict[str, Any]:
+    return task["inputs"]["parameters"][name]
+
+
+def test_compiled_tasks_get_their_config_slice_from_plan() -> None:
+    spec = docs(ROOT / "pipelines" / "corruption_study.yaml")[0]
+    root = spec["root"]["dag"]["tasks"]
+    for task, key in [("ingest", "ingest_config"), ("generate", "generate_config"), ("corrupt", "corrupt_config"),
+                      ("ratio-grid", "corrupt_config")]:
+        assert _param_source(root[task])["taskOutputParameter"] == {"producerTask": "plan", "outputParameterKey": key}
+    # the ratio grids (nested pipelines behind the If/Else) receive the slices, and their tasks use them
+    dags = {c: comp["dag"]["tasks"] for c, comp in spec["components"].items() if "dag" in comp}
+    wants = {"comp-train": "train_config", "comp-recover": "train_config", "comp-evaluate": "evaluate_config",
+             "comp-evaluate-untrusted": "evaluate_config", "comp-analyze": "analyze_config",
+             "comp-report": "config_yaml"}
+    seen = set()
+    for tasks in dags.values():
+        for t in tasks.values():
+            ref = t["componentRef"]["name"].rstrip("-0123456789")  # comp-train-2 -> comp-train
+            if ref in wants:
+                src = _param_source(t)["componentInputParameter"]
+                assert src.endswith(wants[ref]), (ref, src)
+                seen.add(ref)
+    assert seen == set(wants)
+
+
+def test_generate_keeps_its_chain_cache_on_the_checkpoint_volume() -> None:
+    """Paid chains survive the pod: the cache (FACO_CACHE_DIR) is on the PVC that every run mounts."""
+    path = ROOT / "pipelines" / "corruption_study.yaml"
+    s = ClusterSettings()
+    k8s = platform(path)["exec-generate"]
+    assert [m["mountPath"] for m in k8s["pvcMount"]] == [s.checkpoint_mount]
+    assert [e["secretName"] for e in k8s["secretAsEnv"]] == ["faco-openai"]
+    env = executors(path)["exec-generate"]["container"]["env"]
+    assert {"name": "FACO_CACHE_DIR", "value": f"{s.checkpoint_mount}/cache"} in env

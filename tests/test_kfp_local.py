@@ -32,17 +32,29 @@ def test_smoke_study_runs_locally_to_a_report(tmp_path: Path) -> None:
     benchmarks = {b.name for b in parse_config(config.read_text()).evaluate.benchmarks}
     report = kfp_cli.run_local(config, ratios=[0.0, 1.0], pipeline_root=tmp_path)
     md = (report / "report.md").read_text()
-    assert "## Table 1: score per corruption ratio" in md
+    assert "## Table 1: score" in md
     assert "| CR 0% | CR 100% |" in md
     assert "Recovery from CR 100%" in md  # smoke.yaml asks for recovery: the extra run reached analyze
-    html = report.parent / "html"
-    assert (html / "report.html").is_file()
+    assert (report / "manifest.json").is_file() and (report / "figures").is_dir()  # the folder artifact
+    # what the KFP UI renders: the Markdown and HTML artifacts are the files themselves
+    markdown, html = report.parent / "markdown", report.parent / "html"
+    assert markdown.is_file() and markdown.read_text() == md
+    assert html.is_file() and html.read_text() == (report / "report.html").read_text()
+    assert html.read_text().startswith("<!doctype html>") and "Table 1" in html.read_text()
     run_dir = report.parents[1]
-    outputs = [json.loads(p.read_text()).get("artifacts", {}) for p in run_dir.rglob("executor_output.json")]
-    metrics = [o["metrics"]["artifacts"][0]["metadata"] for o in outputs if "metrics" in o]
+    outputs = [(p.parent.name, json.loads(p.read_text()).get("artifacts", {}))
+               for p in run_dir.rglob("executor_output.json")]
+    metrics = [o["metrics"]["artifacts"][0]["metadata"] for name, o in outputs if name.startswith("evaluate")]
     assert len(metrics) == 3  # two ratios and the recovery run
     for m in metrics:
         assert set(m) == benchmarks and all(0.0 <= v <= 1.0 for v in m.values())
+    # analyze logs the statistics of its metrics.json as KFP Metrics, one `<benchmark>.<statistic>` each
+    (logged,) = [o["metrics"]["artifacts"][0]["metadata"] for name, o in outputs if name.startswith("analyze")]
+    (analysis,) = run_dir.rglob("analyze*/analysis/metrics.json")
+    expected = {f"{b}.{k}": v for b, stats in json.loads(analysis.read_text()).items() for k, v in stats.items()
+                if isinstance(v, (int, float)) and v == v}
+    assert expected and logged == pytest.approx(expected)
+    assert {name.split(".")[0] for name in logged} == benchmarks
 
 
 @pytest.mark.slow
@@ -93,5 +105,93 @@ def test_sweep_pipeline_runs_one_cell_locally(tmp_path: Path) -> None:
         *TINY, "train.recovery=null", "train.seed=7"]}]
     resolved = yaml.safe_load(outputs["plan"]["parameterValues"]["config_yaml"])
     assert resolved["train"]["seed"] == 7 and resolved["corrupt"]["ratios"] == [0.0, 1.0]
-    (report,) = run.rglob("markdown/report.md")
+    (report,) = run.rglob("report/report/report.md")
     assert "| CR 0% | CR 100% |" in report.read_text()
+
+
+@pytest.mark.slow
+def test_rerun_with_another_report_title_reuses_every_task_but_plan_and_report(tmp_path: Path) -> None:
+    """Each task gets only its config slice: with kfp.local's task cache on, changing report.title
+    reruns plan (its input is the whole config) and report, and nothing else."""
+    args = {"config_yaml": SMOKE.read_text(), "ratios": [], "overrides": [*TINY, "train.recovery=null"]}
+    first = kfp_cli.run_pipeline_local("corruption_study", args, tmp_path, caching=True)
+    ran_first = set(executor_outputs(first))
+    assert {"plan", "ingest", "generate", "corrupt", "train", "evaluate", "report"} <= ran_first
+    args["overrides"] = [*args["overrides"], "report.title=Same study, another title",
+                         "evaluate.batch_size=4", "analyze.bootstrap=100"]
+    second = kfp_cli.run_pipeline_local("corruption_study", args, tmp_path, caching=True)
+    ran = set(executor_outputs(second))
+    assert "plan" in ran and any(name.startswith("report") for name in ran)
+    assert not ran & {"ingest", "generate", "corrupt", "ratio-grid", "train"}, ran  # cache hits
+    assert any(name.startswith("evaluate") for name in ran)  # evaluate.batch_size is in its slice
+    (report,) = second.rglob("report/report/report.md")
+    assert report.read_text().startswith("# Same study, another title")
+
+
+#: A train-only pipeline (importer -> train), run by a child process so that the test can kill it.
+TRAIN_ONLY = '''
+import sys
+from kfp import dsl, local
+from kfp.dsl import Dataset
+from faco import kfp_cli
+kfp_cli.checkout()
+from components.train import train
+
+@dsl.pipeline(name="train-only")
+def train_only(config_yaml: str, splits_uri: str, ratio: float):
+    data = dsl.importer(artifact_uri=splits_uri, artifact_class=Dataset, reimport=False)
+    # as _tasks.trainer sets it on a cluster, with a local folder for the checkpoint volume
+    train(config_yaml=config_yaml, splits=data.output, ratio=ratio).set_env_variable("FACO_WORK_ROOT", sys.argv[4])
+
+local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[1])
+train_only(config_yaml=open(sys.argv[2]).read(), splits_uri=sys.argv[3], ratio=0.25)
+'''
+
+
+@pytest.mark.slow
+def test_a_killed_train_task_resumes_from_its_checkpoint_on_the_volume(tmp_path: Path) -> None:
+    """Kill the kfp.local run mid-epoch (the pod is preempted), run it again: the train task finds its
+    checkpoints under FACO_WORK_ROOT (the checkpoint volume on a cluster) and ends where an
+    uninterrupted run ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from faco.config_slices import load
+    from faco.stages import corrupt, generate, ingest, train
+
+    # 39 examples, batch 8: 5 steps per epoch, 20 in all; a checkpoint every 2 steps
+    p = plan(SMOKE.read_text(), overrides=["train.epochs=4", "train.checkpoint_steps=2", "train.global_batch_size=8",
+                                           "train.per_device_batch_size=4", "train.save_every_epoch=false"])
+    base = tmp_path / "inputs"
+    ingest.run(p.study, base / "ingest")
+    generate.run(p.study, base / "ingest", base / "pairs")
+    splits = corrupt.run(p.study, base / "pairs", base / "splits")
+    whole = train.run(load(p.slices["train"]), splits, 0.25, tmp_path / "whole")
+    (tmp_path / "train.yaml").write_text(p.slices["train"])
+    (tmp_path / "pipeline.py").write_text(TRAIN_ONLY)
+    volume = tmp_path / "volume"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FACO_NPROC": "1"}
+    cmd = [sys.executable, str(tmp_path / "pipeline.py"), str(tmp_path / "kfp"), str(tmp_path / "train.yaml"),
+           str(splits), str(volume)]
+    child = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not list(volume.glob("*/cr_025/trainer/checkpoint-*/trainer_state.json")):
+        assert child.poll() is None and time.monotonic() < deadline, "the train task ended before a checkpoint"
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)  # the whole pod at once, mid-epoch
+    child.wait()
+    assert not list((tmp_path / "kfp").rglob("train/model/train_stats.json"))
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (model,) = [m.parent for m in (tmp_path / "kfp").rglob("train/model/train_stats.json")]
+    stats = json.loads((model / "train_stats.json").read_text())
+    assert stats["resumed_from"] and stats["resumed_from"].startswith("checkpoint-")
+    a = [json.loads(line) for line in (whole / "loss.jsonl").read_text().splitlines()]
+    b = [json.loads(line) for line in (model / "loss.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in b] == [r["step"] for r in a] == list(range(1, 21))
+    assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], abs=1e-6)
+    assert not list(volume.glob("*/cr_025"))  # the work dir is removed once the model is complete

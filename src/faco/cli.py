@@ -121,12 +121,14 @@ def train(
     splits: Annotated[Path, typer.Option(help="corrupt artifact")],
     ratio: Annotated[float, typer.Option(help="corruption ratio of the split to train on")],
     start: Annotated[Path | None, typer.Option(help="model artifact to continue from (recovery)")] = None,
+    nproc: Annotated[int | None, typer.Option(
+        help="training processes (default: $FACO_NPROC, else the visible GPUs); >1 launches torchrun")] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Fine-tune a model on one split."""
-    from faco.stages import train as stage
+    """Fine-tune a model on one split, one process per visible GPU (torchrun when more than one)."""
+    from faco.training.torchrun import train_split
 
-    stage.run(_load(config, set_), splits, ratio, out, start=start)
+    train_split(_load(config, set_), splits, ratio, out, start=start, nproc=nproc)
 
 
 @app.command()
@@ -255,13 +257,19 @@ def kfp_submit(
     cache: Annotated[bool, typer.Option(help="enable KFP caching")] = True,
     pipeline: str = "corruption_study",
     settings: SettingsOpt = None,
+    package: Annotated[Path | None, typer.Option(help="compiled pipeline YAML (default: compile now)")] = None,
+    run_name: Annotated[str | None, typer.Option(help="run name (default: <study>-<config hash[:12]>)")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the exact request as JSON; no network")]
+    = False,
 ) -> None:
-    """Submit a study to a Kubeflow cluster (run name carries the config hash)."""
+    """Submit a study to a Kubeflow cluster (token: $KFP_TOKEN, else kubeconfig / in-cluster)."""
     from faco import kfp_cli
     from faco.k8s.settings import load_settings
 
     typer.echo(kfp_cli.submit(host, config, pipeline=pipeline, experiment=experiment, enable_caching=cache,
-                              settings=load_settings(settings)))
+                              settings=load_settings(settings), package=package, run_name=run_name,
+                              namespace=namespace, dry_run=dry_run))
 
 
 def _mount() -> None:

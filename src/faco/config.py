@@ -120,6 +120,10 @@ class GenerateConfig(Section):
     batch_discount: float = Field(default=0.5, ge=0.0, le=1.0, description="price factor of the Batch API")
     est_output_tokens: int = Field(default=250, ge=1, description="dry run: expected reply length")
     est_latency_s: float = Field(default=5.0, gt=0.0, description="dry run: expected seconds per request")
+    max_cost_usd: float | None = Field(
+        default=None, ge=0.0,
+        description="spend cap: refuse to start when the dry-run estimate exceeds it, stop when the ledger does",
+    )
 
     @model_validator(mode="after")
     def _prompts_exist(self) -> GenerateConfig:

@@ -84,60 +84,104 @@ def run_local(config_path: Path, ratios: list[float] | None = None, overrides: l
     return report_dir(pipeline_root.resolve())
 
 
-def run_pipeline_local(name: str, arguments: dict[str, Any], pipeline_root: Path = Path("kfp-local")) -> Path:
+def run_pipeline_local(name: str, arguments: dict[str, Any], pipeline_root: Path = Path("kfp-local"),
+                       caching: bool = False) -> Path:
     """Run pipeline `name` (a key of PIPELINES) with kfp.local in this environment; returns its run directory.
 
     Every component runs as a subprocess of this virtual environment; Kubernetes settings (GPUs,
-    volumes, Secrets, labels) are ignored. Raises when a task fails.
+    volumes, Secrets, labels) are ignored. Raises when a task fails. `caching`: kfp.local's task
+    cache (under `<pipeline_root>/.kfp_cache`, keyed like the backend's by component, command and
+    inputs), so a rerun reuses every task whose inputs did not change.
     """
     from kfp import local
 
     root = pipeline_root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), enable_caching=caching)
     build(name)(**arguments)  # kfp.local raises when a task fails (raise_on_error defaults to True)
-    new = sorted(set(root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
+    new = sorted((p for p in set(root.iterdir()) - before if p.name != ".kfp_cache"), key=lambda p: p.stat().st_mtime)
     if not new:
         raise FacoError(f"kfp.local wrote no run under {root}")
     return new[-1]
 
 
 def report_dir(pipeline_root: Path) -> Path:
-    """The newest report (the Markdown artifact directory) under a kfp.local pipeline root."""
-    found = sorted(pipeline_root.rglob("markdown/report.md"), key=lambda p: p.stat().st_mtime)
+    """The newest report folder (the report task's `report` artifact) under a kfp.local pipeline root."""
+    found = sorted((p for p in pipeline_root.rglob("report/report.md") if (p.parent / "manifest.json").is_file()),
+                   key=lambda p: p.stat().st_mtime)
     if not found:
         raise FacoError(f"no report under {pipeline_root}")
     return found[-1].parent
 
 
-def run_name(config_text: str, config_path: str) -> str:
+def default_run_name(config_text: str, config_path: str) -> str:
     """`<study name>-<config hash[:12]>`: runs of the same config are easy to find."""
     study = parse_config(config_text, config_path)
     return f"{study.name}-{study.config_hash()[:12]}"
 
 
-def submit(host: str, config_path: Path, *, pipeline: str = "corruption_study", experiment: str = "faco",
-           ratios: list[float] | None = None, overrides: list[str] | None = None, enable_caching: bool = True,
-           settings: ClusterSettings | None = None, namespace: str | None = None) -> str:
-    """Compile and submit a run to the KFP API at `host`; returns the run id."""
-    import tempfile
+def submit_request(host: str, config_path: Path, package: Path, *, pipeline: str = "corruption_study",
+                   experiment: str = "faco", run_name: str | None = None, ratios: list[float] | None = None,
+                   overrides: list[str] | None = None, enable_caching: bool = True,
+                   namespace: str | None = None) -> dict[str, Any]:
+    """The run request `submit` sends: the `kfp.Client.create_run_from_pipeline_package` arguments.
 
-    import kfp
+    Refuses a request the backend would reject for a missing argument: every pipeline parameter
+    without a default in the compiled `package` must be given.
+    """
+    import hashlib
+
+    import yaml
 
     text = config_path.read_text()
-    name = run_name(text, str(config_path))
+    parse_config(text, str(config_path), overrides)  # a bad config fails here, not in a task
     args: dict[str, Any] = {"config_yaml": text, "overrides": list(overrides or [])}
     if pipeline == "corruption_study":
         args["ratios"] = list(ratios or [])
-    with tempfile.TemporaryDirectory() as tmp:
-        package = Path(tmp) / f"{pipeline}.yaml"
-        from kfp import compiler
+    spec = next(iter(yaml.safe_load_all(package.read_text())))
+    params = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    missing = [n for n, p in params.items() if "defaultValue" not in p and not p.get("isOptional") and n not in args]
+    if missing:
+        raise FacoError(f"{package}: the pipeline needs argument(s) {', '.join(missing)}")
+    return {"host": host, "namespace": namespace, "experiment_name": experiment,
+            "run_name": run_name or default_run_name(text, str(config_path)),
+            "pipeline_name": spec.get("pipelineInfo", {}).get("name"),
+            "pipeline_package_path": str(package),
+            "pipeline_package_sha256": hashlib.sha256(package.read_bytes()).hexdigest(),
+            "enable_caching": enable_caching, "arguments": args}
 
-        compiler.Compiler().compile(build(pipeline, settings), str(package))
-        client = kfp.Client(host=host, namespace=namespace)
+
+def submit(host: str, config_path: Path, *, pipeline: str = "corruption_study", experiment: str = "faco",
+           run_name: str | None = None, package: Path | None = None, ratios: list[float] | None = None,
+           overrides: list[str] | None = None, enable_caching: bool = True,
+           settings: ClusterSettings | None = None, namespace: str | None = None,
+           dry_run: bool = False) -> str:
+    """Submit a run of `config_path` to the KFP API at `host`; returns the run id.
+
+    `package`: a compiled pipeline YAML (default: compile `pipeline` now, for `settings`). The bearer
+    token comes from `$KFP_TOKEN` when set, else from whatever `kfp.Client` finds (kubeconfig,
+    in-cluster). `dry_run`: return the exact request as JSON instead, with no network.
+    """
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if package is None:
+            from kfp import compiler
+
+            package = Path(tmp) / f"{pipeline}.yaml"
+            compiler.Compiler().compile(build(pipeline, settings), str(package))
+        req = submit_request(host, config_path, package, pipeline=pipeline, experiment=experiment,
+                             run_name=run_name, ratios=ratios, overrides=overrides,
+                             enable_caching=enable_caching, namespace=namespace)
+        if dry_run:
+            return json.dumps(req, indent=2)
+        import kfp
+
+        client = kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get("KFP_TOKEN") or None)
         run = client.create_run_from_pipeline_package(
-            str(package), arguments=args, run_name=name, experiment_name=experiment,
-            enable_caching=enable_caching, namespace=namespace,
+            req["pipeline_package_path"], arguments=req["arguments"], run_name=req["run_name"],
+            experiment_name=req["experiment_name"], enable_caching=req["enable_caching"], namespace=namespace,
         )
     return str(run.run_id)

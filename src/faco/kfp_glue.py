@@ -5,11 +5,13 @@ Components stay thin by calling these; none of them holds stage logic.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from faco import artifacts
+from faco import artifacts, config_slices
 from faco.config import Study, parse_config
 from faco.errors import ConfigError
 from faco.progress import log
@@ -24,6 +26,7 @@ class Plan(NamedTuple):
     recovery: bool
     from_ratio: float
     untrusted_code: bool
+    slices: dict[str, str]
 
 
 def untrusted_code(study: Study) -> bool:
@@ -55,7 +58,7 @@ def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[st
         log(f"evaluation runs model-written code, so its pods carry the no-network label; {', '.join(downloads)} "
             "are downloaded beforehand by prefetch_benchmarks and read offline there (docs/kubeflow.md)")
     return Plan(study, study.to_yaml(), list(study.corrupt.ratios), rec is not None,
-                rec.from_ratio if rec else 1.0, isolated)
+                rec.from_ratio if rec else 1.0, isolated, config_slices.slices(study))
 
 
 def evaluate_model(config_yaml: str, model_dir: Path, out: Path, benchmarks: Path | None = None
@@ -66,20 +69,81 @@ def evaluate_model(config_yaml: str, model_dir: Path, out: Path, benchmarks: Pat
     """
     from faco.stages import evaluate
 
-    return scores(evaluate.run(parse_config(config_yaml, "config_yaml"), model_dir, out, benchmarks=benchmarks))
+    return scores(evaluate.run(config_slices.load(config_yaml), model_dir, out, benchmarks=benchmarks))
 
 
 def prefetch_benchmarks(config_yaml: str, out: Path) -> Path:
     """Every configured benchmark's datasets in an HF datasets cache artifact (needs network for hub tasks)."""
     from faco.stages import evaluate
 
-    return evaluate.prefetch(parse_config(config_yaml, "config_yaml"), out)
+    return evaluate.prefetch(config_slices.load(config_yaml), out)
 
 
 def scores(eval_dir: Path) -> dict[str, float]:
     """benchmark -> main score of an evaluation artifact (benchmarks without a score are left out)."""
     data: dict[str, Any] = json.loads((eval_dir / "scores.json").read_text())
     return {bench: float(e["score"]) for bench, e in data.items() if e.get("score") is not None}
+
+
+#: Environment variable of train tasks: the checkpoint-volume folder their resumable work dirs live in.
+ENV_WORK_ROOT = "FACO_WORK_ROOT"
+
+
+def work_dir(study: Study, splits: Path, ratio: float, start: Path | None = None) -> Path | None:
+    """A train task's work dir on the checkpoint volume (`$FACO_WORK_ROOT`), None when unset.
+
+    Keyed by the train section, the splits (and start model) manifests and the ratio, so a retried
+    or preempted task finds its own checkpoints and a changed input never resumes a stale run.
+    """
+    root = os.environ.get(ENV_WORK_ROOT)
+    if not root:
+        return None
+    from faco.stages.corrupt import ratio_tag
+
+    parts = [study.section_hash("train"), artifacts.manifest_hash(splits)]
+    if start is not None:
+        parts.append(artifacts.manifest_hash(start))
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return Path(root) / key / ratio_tag(ratio)
+
+
+def train_model(config_yaml: str, splits: Path, ratio: float, out: Path, start: Path | None = None) -> Path:
+    """The train stage on every visible accelerator (`faco.training.torchrun`), resumable on the volume."""
+    from faco.training.torchrun import train_split
+
+    study = config_slices.load(config_yaml)
+    return train_split(study, splits, ratio, out, start=start, work_dir=work_dir(study, splits, ratio, start),
+                       config_text=config_yaml)
+
+
+def analysis_metrics(analysis_dir: Path) -> dict[str, float]:
+    """`<benchmark>.<statistic>` -> value from an analysis artifact's flat `metrics.json` (KFP Metrics).
+
+    Statistics that are missing or not numbers (no recovery run, an undefined r) are left out.
+    """
+    path = analysis_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return {f"{bench}.{key}": float(value) for bench, stats in data.items() if isinstance(stats, dict)
+            for key, value in stats.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value}
+
+
+def write_report(config_yaml: str, analysis_dir: Path, folder: Path, markdown: Path, html: Path) -> Path:
+    """The report stage into `folder`, with report.md and report.html copied to the single-file paths."""
+    import shutil
+
+    from faco.stages import report
+
+    report.run(parse_config(config_yaml, "config_yaml"), analysis_dir, folder)
+    shutil.copyfile(folder / "report.md", markdown)
+    if (folder / "report.html").is_file():
+        shutil.copyfile(folder / "report.html", html)
+    else:  # report.html: false in the config
+        html.write_text("<!doctype html><p>report.html is turned off in this study's config (report.html: false)."
+                        " See the Markdown report.</p>\n")
+    return folder
 
 
 def pick_by_ratio(model_dirs: list[Path], ratio: float) -> Path:

@@ -18,6 +18,7 @@ from faco.k8s import jobs
 from faco.k8s.settings import ClusterSettings
 from faco.k8s.status import Outcome, conditions, new_condition_lines, outcome
 from faco.progress import log
+from faco.training.torchrun import launch_args
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -29,9 +30,7 @@ class TrainingJobFailed(FacoError):
 def train_args(config: Path, splits: Path, ratio: float, out: Path, start: Path | None,
                work_dir: Path) -> list[str]:
     """Arguments of `faco.training.launch` for one split; checkpoints in `work_dir` make it resumable."""
-    args = [str(config), "--splits", str(splits), "--ratio", repr(ratio), "--out", str(out),
-            "--work-dir", str(work_dir)]
-    return [*args, "--start", str(start)] if start is not None else args
+    return launch_args(config, splits, ratio, out, start, work_dir)
 
 
 def wait(api: Any, job_api: str, namespace: str, name: str, *, poll_seconds: float, timeout_s: float,

@@ -2,15 +2,20 @@
 
 Writes `pairs.jsonl`, `rejects.jsonl`, `stats.json` and `ledger.json` (requests, cache hits, tokens
 and cost). `dry_run` answers what a run would cost before paying for it (`faco generate --dry-run`).
+`generate.max_cost_usd` caps the spend: a run whose estimate exceeds it does not start, and a run
+whose ledger passes it stops before sending more (every finished reply stays in the cache).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from faco import artifacts
-from faco.config import Study
-from faco.generation.backends import get_backend
+from faco.config import GenerateConfig, Study
+from faco.errors import FacoError
+from faco.generation.backends import ChainRequest, Outcome, ReasoningBackend, Sink, get_backend
 from faco.generation.cache import ChainCache
 from faco.generation.estimate import Estimate, estimate
 from faco.generation.pairs import build_pairs
@@ -22,6 +27,52 @@ from faco.stages import ingest
 KIND = "pairs"
 
 
+class SpendCapError(FacoError):
+    """The estimate or the ledger of a generation run exceeds `generate.max_cost_usd`."""
+
+
+class _Capped:
+    """A backend that sends requests in waves of `concurrency` and stops before a wave once the
+    ledger's cost exceeds the cap, so nothing is in flight when it stops."""
+
+    def __init__(self, backend: ReasoningBackend, ledger: Ledger, cfg: GenerateConfig, cap: float) -> None:
+        self.backend, self.ledger, self.cfg, self.cap = backend, ledger, cfg, cap
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    def complete(self, requests: Sequence[ChainRequest], sink: Sink) -> None:
+        wave = self.cfg.concurrency if self.cfg.mode == "online" else max(1, len(requests))
+        for start in range(0, len(requests), wave):
+            spent = self.ledger.to_dict(self.cfg)["cost_usd"] or 0.0
+            if spent > self.cap:
+                raise SpendCapError(
+                    f"generate: stopped at the spend cap: spent ${spent:.4f} > generate.max_cost_usd "
+                    f"${self.cap:g}; the {self.ledger.paid} paid replies are cached, a rerun pays only for the rest")
+            self.backend.complete(requests[start:start + wave], _shifted(sink, start))
+
+
+def _shifted(sink: Sink, offset: int) -> Sink:
+    def shifted(i: int, outcome: Outcome) -> None:
+        sink(offset + i, outcome)
+
+    return shifted
+
+
+def check_estimate(records: list[SourceRecord], cfg: GenerateConfig) -> None:
+    """Refuse a run whose dry-run estimate (cached replies free) exceeds `generate.max_cost_usd`."""
+    if cfg.max_cost_usd is None:
+        return
+    est = estimate(records, cfg)
+    if est.cost_usd is None:
+        raise SpendCapError(f"generate.max_cost_usd: no price for model {cfg.model!r} in generate.prices, "
+                            "so the cap cannot be checked")
+    if est.cost_usd > cfg.max_cost_usd:
+        raise SpendCapError(
+            f"generate: estimated cost ${est.cost_usd:.4f} ({est.to_send} requests to send, {est.cached} cached) "
+            f"exceeds generate.max_cost_usd ${cfg.max_cost_usd:g}; nothing was sent")
+
+
 def _records(sources: Path) -> list[SourceRecord]:
     artifacts.require(sources, ingest.KIND)
     return list(read_jsonl(sources / "sources.jsonl", SourceRecord))
@@ -30,6 +81,7 @@ def _records(sources: Path) -> list[SourceRecord]:
 def run(study: Study, sources: Path, out: Path) -> Path:
     cfg = study.generate
     records = _records(sources)
+    check_estimate(records, cfg)
     backend = get_backend(cfg)
     log(
         f"generate: {len(records)} questions x 2 chains, backend {backend.name} ({backend.model}, {cfg.mode})"
@@ -37,6 +89,8 @@ def run(study: Study, sources: Path, out: Path) -> Path:
     meta: dict = {"backend": backend.name, "model": backend.model}
     cache = ChainCache(cfg.cache_path) if cfg.cache and backend.cacheable else None
     ledger = Ledger()
+    if cfg.max_cost_usd is not None:
+        backend = _Capped(backend, ledger, cfg, cfg.max_cost_usd)  # type: ignore[assignment]
     try:
         with artifacts.artifact_dir(out, KIND, [sources], study.section_hash("generate"), meta) as tmp:
             pairs, rejects = build_pairs(records, Generator(backend, cache, ledger), cfg)

@@ -11,14 +11,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from faco.config import load_config
-from faco.errors import FacoError
+from faco import config_slices
+from faco.errors import ConfigError, FacoError
 from faco.stages import train
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m faco.training.launch", description=__doc__.splitlines()[0])
-    p.add_argument("config", type=Path, help="study config (YAML)")
+    p.add_argument("config", type=Path, help="study config (YAML), or a pipeline task's config slice")
     p.add_argument("--splits", type=Path, required=True, help="splits artifact of the corrupt stage")
     p.add_argument("--ratio", type=float, required=True, help="corruption ratio of the split to train on")
     p.add_argument("--out", type=Path, required=True, help="model artifact to write")
@@ -29,11 +29,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="config override, e.g. train.deepspeed=configs/deepspeed/zero3.json")
     a = p.parse_args(argv)
     try:
-        study = load_config(a.config, a.overrides)
+        if not a.config.is_file():
+            raise ConfigError(f"{a.config}: no such config file")
+        study = config_slices.load(a.config.read_text(), str(a.config), a.overrides)
         train.run(study, a.splits, a.ratio, a.out, start=a.start, work_dir=a.work_dir, resume=not a.no_resume)
     except FacoError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     return 0
 
 
