@@ -49,7 +49,6 @@ def test_paper_config_states_the_paper_setting(root: Path) -> None:
         ("generate.false_chain=loud", "generate.false_chain: Input should be 'subtle', 'obvious' or 'synthetic'"),
         ("generate.prompt_version=v9", "generate: prompt_version 'v9' has no prompt template v9-true.txt"),
         ("evaluate.probes=[case_studies]", "evaluate.probes: unknown probe set 'case_studies'; known: case_study"),
-        ("evaluate.benchmarks=[{name: hans}]", "evaluate: benchmarks.0: 'hans' has no offline twin"),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(root: Path, override: str, expected: str) -> None:

@@ -171,6 +171,24 @@ def winogrande(src: Path) -> None:
     _write(OUT / "winogrande" / "dev.jsonl", [r for i, r in enumerate(rows) if half[i] == "benchmark"])
 
 
+def hans(src: Path, per_subcase: int = 50) -> None:
+    """A seeded, stratified HANS subset: per_subcase items of each of the 30 subcases, interleaved
+    round-robin by subcase so any first-N prefix (a config's `limit`) stays stratified; label as the
+    hub copy's 0 entailment / 1 non-entailment."""
+    import random
+
+    by_subcase: dict[str, list[dict[str, Any]]] = {}
+    for r in _jsonl(src / "hans" / "hans_generated_seed0.jsonl"):
+        by_subcase.setdefault(r["subcase"], []).append(r)
+    rng = random.Random(0)
+    picked = {k: rng.sample(v, per_subcase) for k, v in sorted(by_subcase.items())}
+    rows = [{"pairID": r["pairID"], "premise": r["premise"], "hypothesis": r["hypothesis"],
+             "label": 0 if r["label"] == "entailment" else 1, "heuristic": r["heuristic"],
+             "subcase": r["subcase"], "template": r["template"]}
+            for i in range(per_subcase) for k in sorted(picked) for r in [picked[k][i]]]
+    _write(OUT / "hans" / "validation.jsonl", rows)
+
+
 def main(src: Path) -> None:
     for name in ("winogrande", "mathqa"):
         (OUT / name).mkdir(exist_ok=True)
@@ -183,6 +201,7 @@ def main(src: Path) -> None:
     bigbench(src, per_subtask=200)
     multinli(src)
     winogrande(src)
+    hans(src)
 
 
 if __name__ == "__main__":
