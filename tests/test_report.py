@@ -214,6 +214,7 @@ def test_findings_and_metrics_files(analysis: Path) -> None:
     assert metrics["heldout"]["recovery"] == pytest.approx(0.8)
     assert metrics["arc_challenge"]["recovery"] is None
     assert set(metrics["arc_challenge"]) == {"r", "p", "abs", "recovery"}
+    assert set(metrics) == {"arc_challenge", "heldout", "mmlu"}  # no heldout/<source> rows
 
 
 def test_report_opens_with_findings_tables_figures_and_lineage(analysis: Path, smoke: Study, tmp_path: Path) -> None:
@@ -252,7 +253,8 @@ def test_without_heldout_every_benchmark_is_a_headline(tmp_path: Path, smoke: St
     f = json.loads((_study(tmp_path, smoke, heldout=False) / "findings.json").read_text())
     assert f["headline"] == ["arc_challenge", "mmlu"]
     f1 = [x for x in f["findings"] if x["id"] == "F1"]
-    assert [x["claim"] for x in f1] == ["no significant trend", "not tested"]  # mmlu: no per-item samples
+    assert [x["claim"] for x in f1] == ["no significant trend", "not tested"]  # mmlu: at CR 100 % only
+    assert "not tested: it was not evaluated at every ratio" in f1[1]["sentence"]
     assert not any(x["id"] == "spread" for x in f["findings"])
 
 
@@ -261,8 +263,10 @@ def test_without_items_nothing_is_claimed(tmp_path: Path, smoke: Study) -> None:
     row = a["table"]["heldout"]
     assert row["pearson_ci"] == [None, None] and row["pearson_p"] is None and row["trend"] is None
     assert row["recovery"]["1"]["status"] == "undefined"
-    claims = {x["id"]: x["claim"] for x in a["findings"]["findings"]}
-    assert claims["F1"] == "not tested" and claims["F2"] == "not tested" and claims["F4"] == "undefined"
+    claims = {x["id"]: x for x in a["findings"]["findings"]}
+    assert claims["F1"]["claim"] == "not tested" and claims["F2"]["claim"] == "not tested"
+    assert claims["F4"]["claim"] == "undefined"
+    assert "not tested: the evaluations carry no per-item results" in claims["F1"]["sentence"]
 
 
 def test_seeds_mean_se_and_slope_against_scipy(tmp_path: Path, smoke: Study) -> None:
@@ -304,3 +308,18 @@ def test_seeds_mean_se_and_slope_against_scipy(tmp_path: Path, smoke: Study) -> 
     md = (report.run(smoke, tmp_path / "analysis", tmp_path / "report") / "report.md").read_text()
     seeds = md.split("## Seeds")[1].split("\n## ")[0]
     assert f"| {cell['mean']:.3f} ± {cell['se']:.3f} (n=3) |" in seeds and "| yes |" in seeds
+
+
+def test_two_ratios_are_a_paired_permutation_test(tmp_path: Path, smoke: Study) -> None:
+    """With CR 0 % and CR 100 % only, the trend p is the paired test of their difference."""
+    models, evals = [], []
+    for r in (0.0, 1.0):
+        models.append(_model(tmp_path / "train" / f"cr_{r}", r))
+        evals.append(_eval(tmp_path / "eval" / f"cr_{r}", models[-1], r))
+    a = json.loads((analyze.run(smoke, evals, models, tmp_path / "analysis") / "analysis.json").read_text())
+    row = a["table"]["heldout"]
+    assert row["pearson_r"] == pytest.approx(-1.0)
+    # 20 items differ (right at CR 0 %, wrong at CR 100 %): a swap flips each with probability 1/2, so
+    # only the all-unswapped and all-swapped relabelings reach |slope|: p = 2^-19, floored at 1/(B + 1)
+    assert row["pearson_p"] == pytest.approx(1 / (smoke.analyze.bootstrap + 1))
+    assert row["trend"] == "falls"

@@ -48,8 +48,7 @@ def _f1(bench: str, row: Mapping[str, Any], n_models: int) -> dict[str, Any]:
         span += f"; base model {_num(base)}"
     stat = {"r": row["pearson_r"], "ci": row["pearson_ci"], "p": row["pearson_p"], "n_items": row["n_items"]}
     if row["trend"] is None:
-        text = (f"{bench}: {row['metric']} goes from {span}; the trend is not tested, because the evaluations "
-                "carry no per-item results.")
+        text = f"{bench}: {row['metric']} goes from {span}; the trend is not tested: {row['untested']}."
         return {"id": "F1", "benchmark": bench, "claim": "not tested", "sentence": text, "statistic": stat}
     verb = _VERB[row["trend"]]
     text = (f"{bench}: {row['metric']} {verb} with the corruption ratio ({span}): Pearson r = "
@@ -171,6 +170,8 @@ def flat_metrics(table: Mapping[str, Any]) -> dict[str, dict[str, float | None]]
     start (None when undefined)."""
     out = {}
     for b, row in table.items():
+        if "/" in b:  # a group's subtask row (heldout/<source>): the group's own row stands for it
+            continue
         rec = row["recovery"]
         top = rec[max(rec, key=float)] if rec else None
         out[b] = {"r": row["pearson_r"], "p": row["pearson_p"], "abs": row["abs"],

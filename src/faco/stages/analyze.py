@@ -321,13 +321,17 @@ def benchmark_row(ev: Evals, bench: str, cfg: AnalyzeConfig) -> dict[str, Any] |
     row["abs"] = stats.abs_drop(scores) if has_ends else None
     row["abs_ci"] = (_pair(bootstrap.percentile(cols.boot[:, cols.col("0")] - cols.boot[:, cols.col("1")]))  # type: ignore[index]
                      if cols is not None and has_ends else [None, None])
-    if cols is not None and len(ratios) >= 3:
+    if cols is not None and len(ratios) >= 2:
         tr = bootstrap.trend(ratios, cols.values[:, : len(ratios)], cfg.bootstrap, cfg.seed)
         row.update(pearson_r=_finite(tr.r), pearson_ci=_pair(tr.ci), pearson_p=_finite(tr.p))
     else:
         r = bootstrap.pearson_rows(ratios, np.array([[scores[x] for x in ratios]]))[0] if len(ratios) >= 2 else None
         row.update(pearson_r=_finite(r), pearson_ci=[None, None], pearson_p=None)
     row["trend"] = _verdict(row["pearson_r"], row["pearson_p"])
+    row["untested"] = (None if row["trend"] is not None else
+                       "it was not evaluated at every ratio" if ratios != ev.ratios else
+                       "fewer than two ratios" if len(ratios) < 2 else
+                       "the evaluations carry no per-item results")
     row["threshold"] = _threshold(ratios, scores, cols, cfg)
     row["recovery"] = {
         f"{fr:g}": _recovery(cols, fr, scores.get(0.0), scores.get(fr), _score(evs, bench))
@@ -428,7 +432,7 @@ def loss_logs(models: list[Path], cfg: AnalyzeConfig) -> dict[str, Any]:
     final: dict[str, Any] = {"step_loss": {f"{r:g}": s[-1][1] for r, s in sorted(steps.items()) if s},
                              "sample_loss": {}, "pearson_r": None, "pearson_ci": [None, None], "pearson_p": None,
                              "n_samples": None, "trend": None}
-    if len(ratios) >= 3:
+    if len(ratios) >= 2:
         keys, values = bootstrap.align([last[r] for r in ratios])
         if keys:
             tr = bootstrap.trend(ratios, values, cfg.bootstrap, cfg.seed)
