@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from faco.config import ModelSpec, load_config
+from faco.evaluation import results
 from faco.evaluation.suite import suite
 from faco.evaluation.tasks import render_offline, task_name
 from faco.tasks.hub.faco_hans_utils import HEURISTICS, process_results, subset_mean
@@ -60,6 +61,7 @@ def test_metric_functions_against_hand_computation() -> None:
     per_doc = [process_results(d, [(ll, False) for ll in lls]) for d, lls in docs]
     assert [p["acc"] for p in per_doc] == [1.0, 0.0, 1.0, 1.0, 0.0]
     agg = {m: subset_mean([p[m] for p in per_doc]) for m in METRICS[1:]}
+    assert per_doc[0]["acc_non_entailment"] is None and per_doc[2]["acc_non_entailment_lexical_overlap"] is None
     assert agg == {"acc_entailment": 0.5, "acc_non_entailment": 2 / 3, "acc_non_entailment_lexical_overlap": 0.0,
                    "acc_non_entailment_subsequence": 1.0, "acc_non_entailment_constituent": None}
 
@@ -105,3 +107,7 @@ def test_twin_runs_through_lm_eval_and_scores_as_by_hand(tmp_path: Path) -> None
     for m, values in inside.items():
         assert len(values) == (30 if m in ("acc_entailment", "acc_non_entailment") else 10)
         assert got[m] == pytest.approx(sum(values) / len(values)), m
+    # faco's per-item samples keep each subset's items only (what analysis.nli_gap resamples)
+    rows = results.samples(res, "faco_hans_offline", suite()["hans"])[""]
+    assert Counter(r["metric"] for r in rows) == {"acc": 60, "acc_entailment": 30, "acc_non_entailment": 30,
+                                                  **{f"acc_non_entailment_{h}": 10 for h in HEURISTICS}}
