@@ -243,6 +243,31 @@ def test_copied_study_is_verified_as_the_copy(chain: Path, tmp_path: Path) -> No
     assert "parent 'pairs' not found" in bad.stderr and "--allow-outside" in bad.stderr
     node = lineage.trace(str(copy / "artifacts/splits"), allow_outside=True)
     assert node.all_problems() == [] and node.parents[0].found_by == "uri"
+    original = json.loads((copy / "artifacts/splits/manifest.json").read_text())["parents"][0]["uri"]
+    tree = os.path.commonpath([str(copy), original.removeprefix("file://")])
+    wider = faco("lineage", "verify", str(copy / "artifacts/splits"), "--root", tree, cwd=tmp_path)
+    assert wider.returncode == 0, wider.stderr  # a tree that holds the original too: its pairs are used
+
+
+def test_schema_1_manifests_still_verify(chain: Path) -> None:
+    """Manifests written by faco 0.1 (paths relative to the run's cwd, no self-hash) verify as before."""
+    previous = None
+    for name in ("sources", "pairs", "splits"):
+        mf = chain / "artifacts" / name / "manifest.json"
+        data = json.loads(mf.read_text())
+        data["schema_version"] = 1
+        del data["self_sha256"]
+        for parent in data["parents"]:
+            parent.pop("relative_path")
+            parent.pop("uri")
+            parent["manifest_sha256"] = previous
+        mf.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        previous = manifest_hash(chain / "artifacts" / name)
+    node = lineage.trace("artifacts/splits")
+    assert node.all_problems() == []
+    assert [link.found_by for link in node.parents] == ["recorded path"]
+    flip_byte(chain / "artifacts/sources/sources.jsonl")
+    assert run_verify("artifacts/splits")[0] == EXIT_VERIFY
 
 
 @pytest.fixture
@@ -364,7 +389,7 @@ def test_conala_reads_the_hub_parquet_conversion(tmp_path: Path) -> None:
     path = tmp_path / "conala-train.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     source = {"name": "conala", "split": "train", "data_files": str(path)}
-    study = _study_with(origin="hub", heldout=0, sources=[source])
+    study = _study_with(origin="hub", sources=[source])
     out = ingest.run(study, tmp_path / "sources")
     records = [json.loads(line) for line in (out / "sources.jsonl").read_text().splitlines()]
     assert [(r["id"], r["question"], r["answer"]) for r in records] == [

@@ -89,7 +89,8 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def chain_extent(store: Store, target: Path) -> Path:
-    """The smallest directory holding `target` and every relative parent path of its chain."""
+    """The smallest directory holding `target` and every relative parent path of its chain (for a
+    schema-1 parent, the first place its cwd-relative path holds an artifact)."""
     seen: set[Path] = set()
     todo = [target]
     while todo:
@@ -99,9 +100,14 @@ def chain_extent(store: Store, target: Path) -> Path:
         seen.add(path)
         manifest = _read(path) if store.ensure(path) else None
         for rec in (manifest or {}).get("parents", []) or []:
-            rel = rec.get("relative_path") if isinstance(rec, dict) else None
+            if not isinstance(rec, dict):
+                continue
+            rel = rec.get("relative_path")
             if isinstance(rel, str):
                 todo.append(Path(os.path.normpath(path / rel)))
+            else:  # schema 1: the first place the cwd-relative path holds an artifact
+                legacy = [c for c in store.legacy_candidates(str(rec.get("path", "")), path) if store.ensure(c)]
+                todo.extend(Path(os.path.normpath(c)) for c in legacy[:1])
     return Path(os.path.commonpath([str(p) for p in seen]))
 
 
