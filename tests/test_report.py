@@ -229,6 +229,7 @@ def test_report_opens_with_findings_tables_figures_and_lineage(analysis: Path, s
     assert "[-1.00, 1.00]" not in md
     assert "| 0.600 ± 0.050 | 0.400 ± 0.050 | 0.100 ± 0.050 | 0.500 [" in md  # Table 1 heldout row
     assert "| base (untrained) |" in md  # the base row
+    assert "| heldout | 0.600 ± 0.050 | 0.100 ± 0.050 | 0.500 ± 0.050 | 0.500 [" in md  # recovery table
     assert "undefined: clean ≈ corrupted within noise" in md  # arc recovery
     assert "| abstract_algebra | 0.000 | 20 |" in md and "| anatomy |" not in md
     assert "| 1 | case_study | What is 2+2? | 6 |" in md

@@ -335,6 +335,8 @@ def benchmark_row(ev: Evals, bench: str, cfg: AnalyzeConfig) -> dict[str, Any] |
     row["threshold"] = _threshold(ratios, scores, cols, cfg)
     row["recovery"] = {
         f"{fr:g}": _recovery(cols, fr, scores.get(0.0), scores.get(fr), _score(evs, bench))
+        | {"stderr": {"clean": row["stderr"].get("0"), "corrupted": row["stderr"].get(f"{fr:g}"),
+                      "recovered": _stderr(evs, bench, metric)}}
         for fr, evs in ev.recovery.items()}
     top = max(ratios)
     row["below_chance_at_max"] = {"ratio": top, **(_below_chance_items(ev.grid[top], bench, metric, row["chance"])

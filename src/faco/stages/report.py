@@ -107,8 +107,9 @@ def _recovery_tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[
         for fr, rec in row["recovery"].items():
             frac = (f"undefined: {rec['reason']}" if rec["status"] == "undefined"
                     else f"{_fmt(rec['recovered_fraction'])} {_ci(rec['fraction_ci'])}")
-            by_ratio.setdefault(fr, []).append([b, _fmt(rec["clean"]), _fmt(rec["corrupted"]), _fmt(rec["recovered"]),
-                                                f"{_fmt(rec['gap'])} {_ci(rec['gap_ci'], 3)}", frac])
+            se = rec.get("stderr") or {}
+            cells = [_se(rec[k], se.get(k)) for k in ("clean", "corrupted", "recovered")]
+            by_ratio.setdefault(fr, []).append([b, *cells, f"{_fmt(rec['gap'])} {_ci(rec['gap_ci'], 3)}", frac])
     return [(f"Recovery from {_cr(fr)} by retraining on clean data (recovered fraction = (recovered − corrupted) / "
              "(clean − corrupted), undefined when the gap's 95% item-bootstrap CI contains 0)",
              ["benchmark", "clean", "corrupted", "recovered", "gap [95% CI]", "recovered fraction [95% CI]"], rows)
