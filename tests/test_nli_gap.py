@@ -1,0 +1,62 @@
+"""Paper 002's gap statistic (faco.analysis.nli_gap) against hand-computed values on a fixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from faco.analysis import nli_gap
+
+RATIOS = [0.0, 0.5, 1.0]
+# MNLI: 4 items x 3 models (accuracy 3/4, 3/4, 1/2); HANS non-entailment: 4 items (3/4, 1/2, 1/4)
+MNLI = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=float)
+HANS = np.array([[1, 1, 0], [1, 0, 1], [1, 1, 0], [0, 0, 0]], dtype=float)
+
+
+def test_gap_per_ratio_trend_and_change_by_hand() -> None:
+    res = nli_gap.subset_gap(RATIOS, MNLI, HANS, n_boot=2000, seed=0)
+    assert res["hans"] == [0.75, 0.5, 0.25]
+    assert res["gap"] == pytest.approx([0.0, 0.25, 0.25])
+    assert res["trend"]["r"] == pytest.approx(sps.pearsonr(RATIOS, [0.0, 0.25, 0.25]).statistic)  # 0.866
+    assert res["change"] == {"from": 0.0, "to": 1.0, "value": pytest.approx(0.25), "ci": res["change"]["ci"]}
+    assert res["n_items"] == {"mnli": 4, "hans": 4}
+    for g, (lo, hi) in zip(res["gap"], res["gap_ci"], strict=True):
+        assert lo <= g <= hi and hi - lo > 0.2  # four items each: wide
+    assert -1.0 <= res["trend"]["ci"][0] <= res["trend"]["r"] <= res["trend"]["ci"][1] <= 1.0
+
+
+def test_intervals_resample_each_benchmark_independently() -> None:
+    # MNLI without item variance: the gap's spread is HANS's alone, i.e. minus HANS's replicate means
+    flat = np.ones((4, 3))
+    res = nli_gap.subset_gap(RATIOS, flat, HANS, n_boot=4000, seed=0)
+    assert res["gap"] == pytest.approx([0.25, 0.5, 0.75])
+    # HANS column 0 (3 of 4 right): bootstrap mean of 4 Bernoulli(0.75) draws; its 2.5/97.5 % points are 0.25 and 1
+    assert res["gap_ci"][0] == pytest.approx([0.0, 0.75])
+    # no variance anywhere: degenerate intervals at the point values
+    const = nli_gap.subset_gap(RATIOS, flat, np.zeros((5, 3)), n_boot=200, seed=0)
+    assert const["gap_ci"] == [[1.0, 1.0]] * 3 and const["change"]["ci"] == [0.0, 0.0]
+    assert const["trend"]["r"] is None  # a constant gap has no r
+    # 16x the items, same proportions: narrower intervals
+    big = nli_gap.subset_gap(RATIOS, np.tile(MNLI, (16, 1)), np.tile(HANS, (16, 1)), n_boot=2000, seed=0)
+    small = nli_gap.subset_gap(RATIOS, MNLI, HANS, n_boot=2000, seed=0)
+    assert big["gap"] == pytest.approx(small["gap"])
+    assert all(b[1] - b[0] < s[1] - s[0] for b, s in zip(big["gap_ci"], small["gap_ci"], strict=True))
+
+
+def test_verdict_and_sentence_follow_the_change_interval() -> None:
+    big = nli_gap.from_items(
+        RATIOS, [{f"m{i}": v for i, v in enumerate(np.tile(MNLI, (50, 1))[:, j])} for j in range(3)],
+        {"non_entailment": [{f"h{i}": v for i, v in enumerate(np.tile(HANS, (50, 1))[:, j])} for j in range(3)],
+         "lexical_overlap": [{"h0": 1.0}, {"h0": 0.0}, {"h0": 0.0}]}, n_boot=1000, seed=0)
+    ne = big["subsets"]["non_entailment"]
+    assert big["mnli"] == pytest.approx([0.75, 0.75, 0.5]) and ne["n_items"] == {"mnli": 200, "hans": 200}
+    assert ne["change"]["ci"][0] > 0 and big["verdict"] == "widened"
+    assert big["sentence"].startswith("Synthetic data widened the MNLI-HANS gap: the gap (MNLI acc - HANS "
+                                      "non-entailment acc) went from 0.000 at 0% synthetic to 0.250 at 100%, a "
+                                      "change of +0.250 (95 % item-bootstrap CI +")
+    assert big["subsets"]["lexical_overlap"]["gap"] == pytest.approx([-0.25, 0.75, 0.5])
+    small = nli_gap.gap_study(RATIOS, MNLI, {"non_entailment": HANS}, n_boot=1000, seed=0)
+    assert small["verdict"] == "unchanged"  # four items: the interval contains 0
+    assert "did not measurably change" in nli_gap.sentence(small)
+    assert nli_gap.verdict({"ci": [-0.3, -0.1]}) == "narrowed" and nli_gap.verdict({"ci": [None, None]}) == "unchanged"
