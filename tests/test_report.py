@@ -171,6 +171,8 @@ def test_noise_level_differences_are_no_trend(analysis: Path) -> None:
 def test_recovery_detection_chance_and_epochs(analysis: Path) -> None:
     a = json.loads((analysis / "analysis.json").read_text())
     rec = a["table"]["heldout"]["recovery"]["1"]
+    assert a["recovery"] == [{"from_ratio": 1.0, "benchmarks": {b: a["table"][b]["recovery"]["1"]
+                                                                for b in a["table"] if a["table"][b]["recovery"]}}]
     assert rec["recovered_fraction"] == pytest.approx((0.5 - 0.1) / (0.6 - 0.1))
     assert rec["status"] == "partial" and rec["fraction_ci"][0] <= 0.8 <= rec["fraction_ci"][1]
     assert a["corruption_detection_auroc"]["0.5"]["1"] == pytest.approx(0.75)

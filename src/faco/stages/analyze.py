@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats as sps
 
 from faco import artifacts
-from faco.analysis import bootstrap, figures, findings, multiple, stats, threshold
+from faco.analysis import bootstrap, figures, findings, multiple, nli_gap, stats, threshold
 from faco.config import AnalyzeConfig, Study
 from faco.errors import ArtifactError
 from faco.evaluation.suite import Benchmark, suite
@@ -509,14 +509,24 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
     result = {"ratios": ev.ratios, "seeds": ev.seeds, "has_base": ev.base is not None, "alpha": ALPHA,
               "bootstrap": cfg.bootstrap, "table": rows, "domain_average": domain_avg,
               "corruption_detection_auroc": losses["auroc"], "below_chance": lies,
+              "recovery": [{"from_ratio": fr, "benchmarks": {b: row["recovery"][f"{fr:g}"] for b, row in rows.items()
+                                                             if f"{fr:g}" in row["recovery"]}}
+                           for fr in sorted(ev.recovery)],
               "epoch_average": {f"{r:g}": v for r, v in per_epoch.items()}, "probes": probes(evals),
               "final_train_loss": losses["final"]}
     result["findings"] = findings.build(result)
+    if "mnli" in benches and "hans" in benches:  # paper 002: the general-vs-blind-spot gap
+        result["nli_gap"] = nli_gap.from_items(
+            ev.ratios, [_items(ev.grid[x], "mnli", "acc") for x in ev.ratios],
+            {s: [_items(ev.grid[x], "hans", m) for x in ev.ratios] for s, m in nli_gap.SUBSETS.items()},
+            cfg.bootstrap, cfg.seed)
     meta: dict[str, Any] = {"ratios": ev.ratios, "benchmarks": sorted(rows), "base": ev.base is not None,
                             "seeds": ev.seeds}
     with artifacts.artifact_dir(out, KIND, list(evals) + list(models), study.section_hash("analyze"), meta) as tmp:
         write_json(tmp / "analysis.json", result)
         write_json(tmp / "findings.json", result["findings"])
+        if "nli_gap" in result:
+            write_json(tmp / "nli_gap.json", result["nli_gap"])
         _table1_csv(rows, ev.ratios, tmp / "table1.csv")
         write_json(tmp / "metrics.json", findings.flat_metrics(rows))
         _figures(ev, rows, losses, lies, mmlu_k, per_epoch, tmp / "figures")
