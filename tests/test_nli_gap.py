@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats as sps
 
+from faco import artifacts
 from faco.analysis import nli_gap
+from faco.config import Study
+from faco.stages import analyze, evaluate, report, train
 
 RATIOS = [0.0, 0.5, 1.0]
 # MNLI: 4 items x 3 models (accuracy 3/4, 3/4, 1/2); HANS non-entailment: 4 items (3/4, 1/2, 1/4)
@@ -60,3 +66,46 @@ def test_verdict_and_sentence_follow_the_change_interval() -> None:
     assert small["verdict"] == "unchanged"  # four items: the interval contains 0
     assert "did not measurably change" in nli_gap.sentence(small)
     assert nli_gap.verdict({"ci": [-0.3, -0.1]}) == "narrowed" and nli_gap.verdict({"ci": [None, None]}) == "unchanged"
+
+
+def _eval_artifact(out: Path, ratio: float, mnli_right: int, hans_right: dict[str, int]) -> Path:
+    """An eval artifact scoring 40 MNLI items (the first `mnli_right` right) and 40 HANS items: 20 entailment,
+    then 20 non-entailment (lexical_overlap 0-9, subsequence 10-19), the first hans_right[h] of each right."""
+    model = out.parent / f"model_{ratio}"
+    with artifacts.artifact_dir(model, train.KIND, [], "cfg", {"ratio": ratio}):
+        pass
+    hans_rows, correct = [], {}
+    for i in range(40):
+        h = None if i < 20 else "lexical_overlap" if i < 30 else "subsequence"
+        ok = float(i < 20 or (i - (20 if h == "lexical_overlap" else 30)) < hans_right[str(h)])
+        correct[i] = ok
+        hans_rows.append({"doc_id": i, "metric": "acc", "value": ok})
+        for m in (["acc_entailment"] if h is None else ["acc_non_entailment", f"acc_non_entailment_{h}"]):
+            hans_rows.append({"doc_id": i, "metric": m, "value": ok})
+    entry = {"score": 0.5, "metrics": {"acc": {"value": 0.5, "stderr": 0.1}}, "n": 40}
+    with artifacts.artifact_dir(out, evaluate.KIND, [model], "cfg", {"ratio": ratio}) as tmp:
+        (tmp / "scores.json").write_text(json.dumps({"mnli": entry, "hans": entry}))
+        (tmp / "samples").mkdir()
+        (tmp / "samples" / "mnli.jsonl").write_text("".join(
+            json.dumps({"doc_id": i, "metric": "acc", "value": float(i < mnli_right)}) + "\n" for i in range(40)))
+        (tmp / "samples" / "hans.jsonl").write_text("".join(json.dumps(r) + "\n" for r in hans_rows))
+    return out
+
+
+def test_analyze_writes_nli_gap_and_the_report_states_it(tmp_path: Path, smoke: Study) -> None:
+    # MNLI 30/40 at every share; HANS non-entailment falls from 16/20 to 4/20: the gap widens by 0.6
+    grid = {0.0: (30, {"lexical_overlap": 8, "subsequence": 8}), 0.5: (30, {"lexical_overlap": 5, "subsequence": 5}),
+            1.0: (30, {"lexical_overlap": 2, "subsequence": 2})}
+    evals = [_eval_artifact(tmp_path / f"eval_{r}", r, m, h) for r, (m, h) in grid.items()]
+    out = analyze.run(smoke, evals, [], tmp_path / "analysis")
+    g = json.loads((out / "nli_gap.json").read_text())
+    ne = g["subsets"]["non_entailment"]
+    assert g["mnli"] == [0.75] * 3 and ne["hans"] == [0.8, 0.5, 0.2]
+    assert ne["gap"] == pytest.approx([-0.05, 0.25, 0.55]) and ne["change"]["value"] == pytest.approx(0.6)
+    assert ne["trend"]["r"] == pytest.approx(1.0) and g["verdict"] == "widened"
+    assert g["subsets"]["lexical_overlap"]["hans"] == [0.8, 0.5, 0.2] and set(g["subsets"]) == {
+        "non_entailment", "lexical_overlap", "subsequence"}  # no constituent items: no row
+    md = (report.run(smoke, out, tmp_path / "report") / "report.md").read_text()
+    assert f"**MNLI vs HANS.** {g['sentence']}" in md and "Synthetic data widened the MNLI-HANS gap" in md
+    section = md.split("## MNLI vs HANS (paper 002)")[1].split("\n## ")[0]
+    assert "| gap (non_entailment) | -0.050 [" in section and "| MNLI acc | 0.750 | 0.750 | 0.750 |" in section

@@ -133,6 +133,22 @@ def _seed_table(a: dict[str, Any], ratios: list[str]) -> tuple[str, list[str], l
             ["benchmark", *[_cr(r) for r in ratios], "slope", "p", "exceeds seed noise"], rows)
 
 
+def _nli_gap_table(g: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """Paper 002: MNLI accuracy, HANS non-entailment accuracy and their gap per synthetic share."""
+    head = ["", *[f"{float(r):.0%} synthetic" for r in g["ratios"]], "change (95% CI)", "Pearson r (95% CI)"]
+    rows = [["MNLI acc", *[_fmt(v) for v in g["mnli"]], "–", "–"]]
+    for name, sub in g["subsets"].items():
+        ch, tr = sub["change"], sub["trend"]
+        rows.append([f"HANS non-entailment acc ({name})" if name != "non_entailment" else "HANS non-entailment acc",
+                     *[_fmt(v) for v in sub["hans"]], "–", "–"])
+        gaps = [f"{_fmt(v)} {_ci(ci)}" for v, ci in zip(sub["gap"], sub["gap_ci"], strict=True)]
+        rows.append([f"gap ({name})", *gaps,
+                     f"{_fmt(ch['value'])} {_ci(ch['ci'])}", f"{_fmt(tr['r'], 2)} {_ci(tr['ci'])}"])
+    return ("MNLI vs HANS (paper 002): gap = MNLI accuracy − HANS non-entailment accuracy, overall and per "
+            "heuristic, with 95% intervals of an item bootstrap resampling MNLI and HANS items independently; "
+            "HANS items are regenerated with the HANS authors' generator, not the released file", head, rows)
+
+
 def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for every table of the report."""
     ratios = [f"{r:g}" for r in a["ratios"]]
@@ -152,6 +168,8 @@ def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
                    ["benchmark", "target", "correct share", "95% interval", "replicates reaching"],
                    _threshold_rows(a)))
     tables += _recovery_tables(a)
+    if a.get("nli_gap"):
+        tables.append(_nli_gap_table(a["nli_gap"]))
     for model, res in a.get("below_chance", {}).items():
         o = res["overall"]
         rows = [["overall", _fmt(o["acc"]), str(o["n"]), _p(o["p_below"]), "–", "–"]]
@@ -192,6 +210,8 @@ def _findings(a: dict[str, Any]) -> list[str]:
     for f in a.get("findings", {}).get("findings", []):
         tag = f["id"] if f["id"] != "spread" else "Spread"
         out.append(f"**{tag}.** {f['sentence']}")
+    if a.get("nli_gap"):
+        out.append(f"**MNLI vs HANS.** {a['nli_gap']['sentence']}")
     return out
 
 
