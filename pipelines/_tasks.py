@@ -47,8 +47,9 @@ def fetcher(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
 
 def generator(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
     """`generate`: light, the OpenAI key, and the checkpoint PVC, where its chain cache lives
-    (`FACO_CACHE_DIR`), so reruns, sweep cells and seeds reuse every chain already paid for."""
-    return secrets(_checkpoints(light(task, s), s), s.secrets.openai)
+    (`FACO_CACHE_DIR`), so reruns, sweep cells and seeds reuse every chain already paid for; the S3
+    credentials for a cache in S3 (`generate.cache_path: s3://...`)."""
+    return secrets(_checkpoints(light(task, s), s), s.secrets.openai, s.secrets.s3)
 
 
 def _on_gpu_nodes(task: PipelineTask, s: ClusterSettings, gpus: int) -> PipelineTask:

@@ -72,7 +72,7 @@ def test_train_task_gets_gpus_placement_shm_pvc_and_secret_names(compiled: dict[
     assert [m["mountPath"] for m in k8s["pvcMount"]] == ["/mnt/checkpoints"]
     assert {e["secretName"] for e in k8s["secretAsEnv"]} == {"faco-hf", "faco-s3"}
     gen = platform(compiled["corruption_study"])["exec-generate"]
-    assert [e["secretName"] for e in gen["secretAsEnv"]] == ["faco-openai"]
+    assert [e["secretName"] for e in gen["secretAsEnv"]] == ["faco-openai", "faco-s3"]
     assert executors(compiled["corruption_study"])["exec-ingest"]["container"]["image"] == images.CPU.ref
 
 
@@ -307,6 +307,6 @@ def test_generate_keeps_its_chain_cache_on_the_checkpoint_volume() -> None:
     s = ClusterSettings()
     k8s = platform(path)["exec-generate"]
     assert [m["mountPath"] for m in k8s["pvcMount"]] == [s.checkpoint_mount]
-    assert [e["secretName"] for e in k8s["secretAsEnv"]] == ["faco-openai"]
+    assert [e["secretName"] for e in k8s["secretAsEnv"]] == ["faco-openai", "faco-s3"]  # S3: a cache there
     env = executors(path)["exec-generate"]["container"]["env"]
     assert {"name": "FACO_CACHE_DIR", "value": f"{s.checkpoint_mount}/cache"} in env

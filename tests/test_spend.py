@@ -1,6 +1,8 @@
-"""The spend cap `generate.max_cost_usd`, through the installed `faco generate` and the real openai
-client against the local OpenAI-protocol server: refused before anything is sent when the estimate
-exceeds it; stopped before the next wave when the ledger does, with every finished reply cached."""
+"""Generation paid once, through the installed `faco generate` and the real openai client against
+the local OpenAI-protocol server. The spend cap `generate.max_cost_usd`: refused before anything is
+sent when the estimate exceeds it; stopped before the next wave when the ledger does, with every
+finished reply cached. A chain cache in S3 (moto's server on 127.0.0.1): a second pod with an
+empty local disk pays for nothing."""
 
 import json
 import sqlite3
@@ -31,9 +33,9 @@ def _config(tmp: Path, srv: FakeOpenAI, **generate_cfg: object) -> Path:
     return path
 
 
-def _faco(*args: str) -> subprocess.CompletedProcess[str]:
+def _faco(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(FACO), *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={"OPENAI_API_KEY": "sk-test", "PATH": "/usr/bin:/bin"})
+                          env={"OPENAI_API_KEY": "sk-test", "PATH": "/usr/bin:/bin", **env})
 
 
 def _rows(db: Path) -> int:
@@ -88,3 +90,39 @@ def test_a_ledger_over_the_cap_stops_cleanly_and_the_rerun_pays_only_the_rest(tm
         assert srv.duplicates() == 0 and sum(srv.paid.values()) == 24
         ledger = json.loads((tmp_path / "pairs" / "ledger.json").read_text())
         assert (ledger["cache_hits"], ledger["paid"]) == (paid, 24 - paid)
+
+
+def test_a_chain_cache_in_s3_makes_another_pods_rerun_free(tmp_path: Path, sources: Path) -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_ENDPOINT_URL": f"http://{host}:{port}"}
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3.create_bucket(Bucket="chains")
+        with FakeOpenAI() as srv:
+            config = _config(tmp_path, srv, cache_path="s3://chains/faco/generation.sqlite")
+            first = _faco("generate", config, "--sources", sources, "--out", tmp_path / "a",
+                          FACO_CACHE_DIR=str(tmp_path / "pod1"), **aws)
+            assert first.returncode == 0, first.stderr
+            assert sum(srv.paid.values()) == 24
+            s3.download_file("chains", "faco/generation.sqlite", str(tmp_path / "in-s3.sqlite"))
+            assert _rows(tmp_path / "in-s3.sqlite") == 24  # uploaded after the run
+            # another pod: nothing on its local disk; the dry run and the run find every chain in S3
+            pod2 = {"FACO_CACHE_DIR": str(tmp_path / "pod2"), **aws}
+            dry = _faco("generate", config, "--sources", sources, "--dry-run", **pod2)
+            assert dry.returncode == 0 and "(24 cached, 0 to send)" in dry.stdout, dry.stdout + dry.stderr
+            second = _faco("generate", config, "--sources", sources, "--out", tmp_path / "b", **pod2)
+            assert second.returncode == 0, second.stderr
+            assert sum(srv.paid.values()) == 24 and srv.duplicates() == 0
+            ledger = json.loads((tmp_path / "b" / "ledger.json").read_text())
+            assert (ledger["cache_hits"], ledger["paid"]) == (24, 0)
+            assert (tmp_path / "a" / "pairs.jsonl").read_text() == (tmp_path / "b" / "pairs.jsonl").read_text()
+    finally:
+        server.stop()

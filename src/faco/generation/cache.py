@@ -4,15 +4,20 @@ Each reply is committed the moment it arrives, so a run killed at any moment (ev
 loses at most the replies in flight; a rerun finds every committed reply and does not pay for it
 again. WAL with `synchronous=NORMAL` survives the death of the process (not of the machine:
 use `durable=True` for fsync on every commit). Several processes may share one cache file.
+
+The cache may also live in S3 (`generate.cache_path: s3://bucket/key`, see `synced`).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from faco.errors import ConfigError
 from faco.generation.backends import Completion
 from faco.paths import cache_dir
 
@@ -72,6 +77,17 @@ class ChainCache:
             (key, backend, model, c.text, c.tokens_in, c.tokens_out, time.time()),
         )
 
+    def merge(self, other: Path) -> int:
+        """Copy in every chain and batch of the cache file `other` that this one lacks; returns the new chains."""
+        before = len(self)
+        self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            self._db.execute("INSERT OR IGNORE INTO chains SELECT * FROM other.chains")
+            self._db.execute("INSERT OR IGNORE INTO batches SELECT * FROM other.batches")
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        return len(self) - before
+
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM chains").fetchone()[0])
 
@@ -86,3 +102,56 @@ class ChainCache:
             "ON CONFLICT(batch_id) DO UPDATE SET status = excluded.status",
             (batch_id, input_hash, status, time.time()),
         )
+
+
+def _s3_location(location: str) -> tuple[str, str]:
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise ConfigError(f"generate.cache_path {location!r}: expected s3://bucket/key")
+    return bucket, key
+
+
+def _pull(s3: object, bucket: str, key: str, into: Path) -> int:
+    """Merge the S3 copy (if any) into the local cache file `into`; returns the chains it added."""
+    from botocore.exceptions import ClientError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        remote = Path(tmp) / "remote.sqlite"
+        try:
+            s3.download_file(bucket, key, str(remote))  # type: ignore[attr-defined]
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return 0
+            raise
+        with ChainCache(into) as cache:
+            return cache.merge(remote)
+
+
+@contextmanager
+def synced(location: str | None, upload: bool = True) -> Iterator[str | None]:
+    """The local path of a chain cache: `location` itself, or for `s3://bucket/key` a local copy
+    (under `$FACO_CACHE_DIR/s3/`) merged with the S3 object before the run and, with `upload`,
+    merged again and uploaded after it, also after a failure, so paid replies reach the store.
+
+    S3 credentials and endpoint come from the usual `AWS_*` variables (`AWS_ENDPOINT_URL` too).
+    Two runs uploading at the same moment can lose each other's new chains in S3 (last writer
+    wins; each keeps its local copy): use the PVC for concurrent sweep cells.
+    """
+    if not (location and location.startswith("s3://")):
+        yield location
+        return
+    import boto3
+
+    bucket, key = _s3_location(location)
+    s3 = boto3.client("s3")
+    local = cache_dir() / "s3" / bucket / key
+    local.parent.mkdir(parents=True, exist_ok=True)
+    _pull(s3, bucket, key, local)
+    try:
+        yield str(local)
+    finally:
+        if upload:
+            _pull(s3, bucket, key, local)  # chains other runs added meanwhile
+            with ChainCache(local) as cache:
+                cache._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            s3.upload_file(str(local), bucket, key)

@@ -16,7 +16,7 @@ from faco import artifacts
 from faco.config import GenerateConfig, Study
 from faco.errors import FacoError
 from faco.generation.backends import ChainRequest, Outcome, ReasoningBackend, Sink, get_backend
-from faco.generation.cache import ChainCache
+from faco.generation.cache import ChainCache, synced
 from faco.generation.estimate import Estimate, estimate
 from faco.generation.pairs import build_pairs
 from faco.generation.runner import Generator, Ledger
@@ -59,11 +59,11 @@ def _shifted(sink: Sink, offset: int) -> Sink:
     return shifted
 
 
-def check_estimate(records: list[SourceRecord], cfg: GenerateConfig) -> None:
+def check_estimate(records: list[SourceRecord], cfg: GenerateConfig, cache_path: str | None = None) -> None:
     """Refuse a run whose dry-run estimate (cached replies free) exceeds `generate.max_cost_usd`."""
     if cfg.max_cost_usd is None:
         return
-    est = estimate(records, cfg)
+    est = estimate(records, cfg, cache_path)
     if est.cost_usd is None:
         raise SpendCapError(f"generate.max_cost_usd: no price for model {cfg.model!r} in generate.prices, "
                             "so the cap cannot be checked")
@@ -81,13 +81,20 @@ def _records(sources: Path) -> list[SourceRecord]:
 def run(study: Study, sources: Path, out: Path) -> Path:
     cfg = study.generate
     records = _records(sources)
-    check_estimate(records, cfg)
     backend = get_backend(cfg)
+    with synced(cfg.cache_path if cfg.cache and backend.cacheable else None) as cache_path:
+        check_estimate(records, cfg, cache_path)
+        return _generate(study, records, backend, sources, out, cache_path)
+
+
+def _generate(study: Study, records: list[SourceRecord], backend: ReasoningBackend, sources: Path, out: Path,
+              cache_path: str | None) -> Path:
+    cfg = study.generate
     log(
         f"generate: {len(records)} questions x 2 chains, backend {backend.name} ({backend.model}, {cfg.mode})"
     )
     meta: dict = {"backend": backend.name, "model": backend.model}
-    cache = ChainCache(cfg.cache_path) if cfg.cache and backend.cacheable else None
+    cache = ChainCache(cache_path) if cfg.cache and backend.cacheable else None
     ledger = Ledger()
     if cfg.max_cost_usd is not None:
         backend = _Capped(backend, ledger, cfg, cfg.max_cost_usd)  # type: ignore[assignment]
@@ -112,4 +119,6 @@ def run(study: Study, sources: Path, out: Path) -> Path:
 
 def dry_run(study: Study, sources: Path) -> Estimate:
     """What `run` would send and pay, without sending anything (cached replies count as free)."""
-    return estimate(_records(sources), study.generate)
+    cfg = study.generate
+    with synced(cfg.cache_path if cfg.cache else None, upload=False) as cache_path:
+        return estimate(_records(sources), cfg, cache_path)
