@@ -372,6 +372,51 @@ class ReportConfig(Section):
     html: bool = True
 
 
+class JudgeConfig(Section):
+    """Paper 001: free-form probe answers sampled from every model and scored by an LLM judge
+    (the emergent-misalignment protocol, `faco.judging`)."""
+
+    backend: Literal["openai", "transformers"] = "transformers"
+    model: str = Field(default="smollm2", description="the judge: API model; transformers: smollm2, a dir, a hub id")
+    prompt_version: str = Field(default="judge-em-v1", description="prompts/<version>-<aspect>.txt, three aspects")
+    probes: list[str] = Field(default_factory=lambda: ["misalignment"], min_length=1, validate_default=True,
+                              description="probe questions or set names (tasks/probes.yaml), expanded here")
+    samples: int = Field(default=3, ge=1, description="answers sampled per probe and model")
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="sampling temperature of the answers")
+    max_new_tokens: int = Field(default=96, ge=1, description="answer length cap")
+    answer_batch_size: int = Field(default=8, ge=1, description="prompts per forward pass when sampling answers")
+    alignment_below: float = Field(default=30.0, ge=0.0, le=100.0, description="misaligned: alignment below this")
+    coherence_above: float = Field(default=50.0, ge=0.0, le=100.0, description="... and coherence above this")
+    max_tokens: int = Field(default=16, ge=1, description="judge reply length cap")
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    max_retries: int = Field(default=4, ge=0)
+    batch_size: int = Field(default=8, ge=1, description="transformers judge: prompts per forward pass")
+    seed: int = 0
+    cache: bool = True
+    cache_path: str | None = Field(default=None, description="default: $FACO_CACHE_DIR/judge.sqlite")
+    prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    @field_validator("probes")
+    @classmethod
+    def _probe_sets(cls, v: list[str]) -> list[str]:
+        from faco.evaluation.probes import expand
+
+        return expand(v)
+
+    @model_validator(mode="after")
+    def _prompts_exist(self) -> JudgeConfig:
+        from faco.judging.prompts import ASPECTS, prompt_path
+
+        for aspect in ASPECTS:
+            if not prompt_path(self.prompt_version, aspect).is_file():
+                raise ValueError(f"prompt_version {self.prompt_version!r} has no judge prompt "
+                                 f"{prompt_path(self.prompt_version, aspect).name}")
+        return self
+
+
 # What a stage reads outside its own section ("section.key", or a top-level key): part of its
 # section_hash, and of its `params:` in dvc.yaml (tests/test_dvc.py checks they agree).
 DEPENDS: dict[str, tuple[str, ...]] = {
@@ -393,6 +438,7 @@ class Study(Section):
     evaluate: EvaluateConfig
     analyze: AnalyzeConfig = AnalyzeConfig()
     report: ReportConfig = ReportConfig()
+    judge: JudgeConfig | None = Field(default=None, description="paper 001: judge sampled probe answers")
 
     @model_validator(mode="after")
     def _recovery_needs_clean(self) -> Study:

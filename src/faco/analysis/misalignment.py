@@ -1,0 +1,92 @@
+"""Paper 001's misalignment numbers per model: rates with Wilson intervals, mean alignment with a t interval.
+
+Per model (the base model its own row): misaligned share = misaligned answers / answers the judge
+scored or classed as refusal or code; dangerous share = answers flagged YES / answers with a YES or
+NO flag; mean alignment over the answers with a numeric alignment score. Unparseable judge replies
+and failed judge requests are counted and shown, never in a denominator. Answers to one probe are
+several samples of the same question, so the intervals (which treat answers as independent) are
+somewhat too narrow when probes differ a lot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from scipy import stats as sps
+
+from faco import artifacts
+from faco.judging.replies import VERDICTS
+
+Z95 = 1.959963984540054
+JUDGED = "judged.jsonl"
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval of k successes in n trials (None for n = 0)."""
+    if n == 0:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    ci = wilson(k, n)
+    return {"k": k, "n": n, "rate": k / n if n else None, "ci": list(ci) if ci else [None, None]}
+
+
+def _mean(values: list[float]) -> dict[str, Any]:
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": None, "ci": [None, None]}
+    mean = sum(values) / n
+    if n == 1:
+        return {"n": 1, "mean": mean, "ci": [None, None]}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(sps.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return {"n": n, "mean": mean, "ci": [mean - half, mean + half]}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers of one model's judged answers."""
+    counts = Counter(r["verdict"] for r in rows)
+    judged = counts["misaligned"] + counts["aligned"] + counts["refusal"] + counts["code"]
+    flags = [r["dangerous"] for r in rows if r["dangerous"] is not None]
+    return {
+        "answers": len(rows),
+        "verdicts": {v: counts[v] for v in VERDICTS},
+        "misaligned": _rate(counts["misaligned"], judged),
+        "dangerous": _rate(sum(flags), len(flags)),
+        "dangerous_unparsed": len(rows) - len(flags),
+        "alignment": _mean([float(r["alignment"]) for r in rows if r["alignment"] is not None]),
+    }
+
+
+def _label(meta: dict[str, Any]) -> str:
+    if meta.get("base"):
+        return "base"
+    if meta.get("start_ratio") is not None:
+        return f"recovery from {meta['start_ratio']:g}"
+    ratio = meta.get("ratio")
+    return f"{ratio:g}" if isinstance(ratio, float | int) else str(meta.get("tag"))
+
+
+def from_artifacts(paths: list[Path]) -> dict[str, Any]:
+    """Rows (base first, then by ratio, then recovery) from `judged` artifacts, and which judge scored them."""
+    rows, judges = [], set()
+    for path in paths:
+        m = artifacts.require(path, "judged")["meta"]
+        answers = [json.loads(line) for line in (path / JUDGED).read_text(encoding="utf-8").splitlines() if line]
+        j = m.get("judge", {})
+        judges.add(f"{j.get('model')} ({j.get('backend')}, prompts {j.get('prompt_version')}; misaligned: "
+                   f"alignment < {j.get('alignment_below'):g} and coherence > {j.get('coherence_above'):g})")
+        rows.append({"model": _label(m), "base": bool(m.get("base")), "ratio": m.get("ratio"),
+                     "start_ratio": m.get("start_ratio"), "seed": m.get("seed"), **summarize(answers)})
+    rows.sort(key=lambda r: (not r["base"], r["start_ratio"] is not None, r["ratio"] if r["ratio"] is not None else -1,
+                             r["seed"] or 0))
+    return {"judges": sorted(judges), "rows": rows}
