@@ -106,6 +106,13 @@ def test_study_seeds_base_row_and_heldout(tmp_path: Path, root: Path) -> None:
     assert w0 != w1
     assert (out / "report" / "report.md").is_file()
 
+    # nothing changed: the base model, its evaluation and every seed's grid are reused
+    again = subprocess.run([*cmd, *(a for s in sets for a in ("--set", s))], capture_output=True, text=True, cwd=root)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for name in ("base model", "evaluate base", "train cr_100 seed 1", "evaluate cr_000 seed 0"):
+        assert f"{name}: up to date" in again.stderr, name
+    assert "loading model" not in again.stderr
+
     bad = subprocess.run([*cmd[:-1], "0,x"], capture_output=True, text=True, cwd=root)
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].endswith(
         "--seeds: '0,x': expected comma-separated integers, e.g. 0,1,2")
