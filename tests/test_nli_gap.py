@@ -12,7 +12,7 @@ from scipy import stats as sps
 from faco import artifacts
 from faco.analysis import nli_gap
 from faco.config import Study
-from faco.stages import analyze, evaluate, report, train
+from faco.stages import analyze, evaluate, generate, report, train
 
 RATIOS = [0.0, 0.5, 1.0]
 # MNLI: 4 items x 3 models (accuracy 3/4, 3/4, 1/2); HANS non-entailment: 4 items (3/4, 1/2, 1/4)
@@ -71,8 +71,11 @@ def test_verdict_and_sentence_follow_the_change_interval() -> None:
 def _eval_artifact(out: Path, ratio: float, mnli_right: int, hans_right: dict[str, int]) -> Path:
     """An eval artifact scoring 40 MNLI items (the first `mnli_right` right) and 40 HANS items: 20 entailment,
     then 20 non-entailment (lexical_overlap 0-9, subsequence 10-19), the first hans_right[h] of each right."""
-    model = out.parent / f"model_{ratio}"
-    with artifacts.artifact_dir(model, train.KIND, [], "cfg", {"ratio": ratio}):
+    model, pairs = out.parent / f"model_{ratio}", out.parent / "pairs"
+    if not pairs.exists():
+        with artifacts.artifact_dir(pairs, generate.KIND, [], "cfg", {"backend": "transformers", "model": "smollm2"}):
+            pass
+    with artifacts.artifact_dir(model, train.KIND, [pairs], "cfg", {"ratio": ratio}):
         pass
     hans_rows, correct = [], {}
     for i in range(40):
@@ -106,6 +109,7 @@ def test_analyze_writes_nli_gap_and_the_report_states_it(tmp_path: Path, smoke: 
     assert g["subsets"]["lexical_overlap"]["hans"] == [0.8, 0.5, 0.2] and set(g["subsets"]) == {
         "non_entailment", "lexical_overlap", "subsequence"}  # no constituent items: no row
     md = (report.run(smoke, out, tmp_path / "report") / "report.md").read_text()
-    assert f"**MNLI vs HANS.** {g['sentence']}" in md and "Synthetic data widened the MNLI-HANS gap" in md
+    labeller = "Synthetic labels and explanations written by the transformers model smollm2 (it labelled"
+    assert f"**MNLI vs HANS.** {g['sentence']} {labeller}" in md and "Synthetic data widened the MNLI-HANS gap" in md
     section = md.split("## MNLI vs HANS (paper 002)")[1].split("\n## ")[0]
     assert "| gap (non_entailment) | -0.050 [" in section and "| MNLI acc | 0.750 | 0.750 | 0.750 |" in section

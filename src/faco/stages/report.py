@@ -211,7 +211,7 @@ def _findings(a: dict[str, Any]) -> list[str]:
         tag = f["id"] if f["id"] != "spread" else "Spread"
         out.append(f"**{tag}.** {f['sentence']}")
     if a.get("nli_gap"):
-        out.append(f"**MNLI vs HANS.** {a['nli_gap']['sentence']}")
+        out.append(f"**MNLI vs HANS.** {a['nli_gap']['sentence']} {a['nli_gap'].get('labeller', '')}".rstrip())
     return out
 
 
@@ -221,6 +221,25 @@ def _method_note(a: dict[str, Any]) -> str:
             "within-item permutation test of the least-squares slope of score on ratio (model labels shuffled "
             "within each item); below chance: "
             "exact one-sided binomial test on the items (docs/analysis.md).")
+
+
+def _labeller(analysis_dir: Path) -> str:
+    """Who wrote the synthetic labels, from the generate artifacts in the analysis's lineage."""
+    seen, todo, found = set(), [analysis_dir.resolve()], set()
+    while todo:
+        path = todo.pop()
+        if path in seen or not (path / artifacts.MANIFEST).is_file():
+            continue
+        seen.add(path)
+        m = artifacts.read_manifest(path)
+        if m["kind"] == "pairs":  # a generate artifact
+            found.add((m["meta"].get("backend"), m["meta"].get("model")))
+        todo += [(path / p["relative_path"]).resolve() for p in m["parents"] if p.get("relative_path")]
+    if not found:
+        return "Synthetic labels: generator unknown (no generate artifact in the lineage)."
+    who = ["the template rule (word overlap; no model, a stand-in for a model's labels)" if b == "template"
+           else f"the {b} model {mod} (it labelled the MNLI pairs itself)" for b, mod in sorted(found, key=str)]
+    return f"Synthetic labels and explanations written by {', '.join(who)}."
 
 
 def _lineage(analysis_dir: Path) -> list[list[str]]:
@@ -283,6 +302,8 @@ def _html(study: Study, findings: list[str], note: str, tables: list, figures: l
 def run(study: Study, analysis_dir: Path, out: Path) -> Path:
     artifacts.require(analysis_dir, analyze.KIND)
     a = json.loads((analysis_dir / "analysis.json").read_text())
+    if a.get("nli_gap"):
+        a["nli_gap"]["labeller"] = _labeller(analysis_dir)
     tables = _tables(a)
     lineage = _lineage(analysis_dir)
     with artifacts.artifact_dir(out, KIND, [analysis_dir], study.section_hash("report"), {}) as tmp:
