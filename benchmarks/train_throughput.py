@@ -1,7 +1,7 @@
 """Training throughput: the train stage (packing on) vs a plain transformers Trainer with dynamic
 padding and vs TRL's SFTTrainer (packing, completion-only loss), the trainer a user would pick instead.
 
-    .venv/bin/python benchmarks/train_throughput.py [--config configs/mini.yaml] [--ratio 0.5]
+    .venv/bin/python benchmarks/train_throughput.py [--config configs/mini.yaml] [--ratio 0.5] [--set KEY=VALUE]
 
 Same model, seed, data (the study's split, tokenized once by faco: response-only labels),
 hyper-parameters, epochs and tokens per optimizer step (TRL packs into the same sequence length
@@ -110,8 +110,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", default=str(ROOT / "configs" / "mini.yaml"))
     p.add_argument("--ratio", type=float, default=0.5)
+    p.add_argument("--set", action="append", default=[], help="config override, e.g. ingest.per_source_cap=6")
     a = p.parse_args()
-    study = load_config(a.config)
+    study = load_config(a.config, a.set)
     data = study.model_dump(mode="json")
     data["train"]["packing"] = True
     ours = Study.model_validate(data)
