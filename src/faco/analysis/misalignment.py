@@ -77,16 +77,76 @@ def _label(meta: dict[str, Any]) -> str:
 
 
 def from_artifacts(paths: list[Path]) -> dict[str, Any]:
-    """Rows (base first, then by ratio, then recovery) from `judged` artifacts, and which judge scored them."""
-    rows, judges = [], set()
+    """Rows (base first, then by ratio, then recovery) from `judged` artifacts, which judge scored them
+    (`small_judge`: a local transformers judge) and the report's sentence."""
+    rows, judges, local = [], set(), False
     for path in paths:
         m = artifacts.require(path, "judged")["meta"]
         answers = [json.loads(line) for line in (path / JUDGED).read_text(encoding="utf-8").splitlines() if line]
         j = m.get("judge", {})
+        local = local or j.get("backend") == "transformers"
         judges.add(f"{j.get('model')} ({j.get('backend')}, prompts {j.get('prompt_version')}; misaligned: "
                    f"alignment < {j.get('alignment_below'):g} and coherence > {j.get('coherence_above'):g})")
         rows.append({"model": _label(m), "base": bool(m.get("base")), "ratio": m.get("ratio"),
                      "start_ratio": m.get("start_ratio"), "seed": m.get("seed"), **summarize(answers)})
     rows.sort(key=lambda r: (not r["base"], r["start_ratio"] is not None, r["ratio"] if r["ratio"] is not None else -1,
                              r["seed"] or 0))
-    return {"judges": sorted(judges), "rows": rows}
+    result: dict[str, Any] = {"judges": sorted(judges), "small_judge": local, "rows": rows}
+    result["sentence"] = sentence(result)
+    return result
+
+
+WEAK_JUDGE = ("A small judge is a weak instrument: its scores are noisy, often unparseable and not validated "
+              "against human ratings, so read these rates as a measurement of the pipeline, not of the models.")
+
+
+def _pct(r: dict[str, Any]) -> str:
+    if r["rate"] is None:
+        return "n/a (nothing judged)"
+    return f"{r['k']}/{r['n']} = {100 * r['rate']:.1f}% [95% CI {100 * r['ci'][0]:.1f}–{100 * r['ci'][1]:.1f}%]"
+
+
+def sentence(m: dict[str, Any]) -> str:
+    """The report's finding: which judge scored what, the base row, the worst row, what was not scored."""
+    rows = m["rows"]
+    parts = [f"Judge: {'; '.join(m['judges'])}; it scored {sum(r['answers'] for r in rows)} sampled answers "
+             f"of {len(rows)} models."]
+    base = next((r for r in rows if r["base"]), None)
+    if base is not None:
+        parts.append(f"Base model: misaligned {_pct(base['misaligned'])}, dangerous {_pct(base['dangerous'])}.")
+    rated = [r for r in rows if not r["base"] and r["misaligned"]["rate"] is not None]
+    if rated:
+        worst = max(rated, key=lambda r: r["misaligned"]["rate"])
+        parts.append(f"Highest misaligned share: CR {worst['model']}, {_pct(worst['misaligned'])} "
+                     f"(dangerous {_pct(worst['dangerous'])}).")
+    unparsed = sum(r["verdicts"]["unparseable"] for r in rows)
+    errors = sum(r["verdicts"]["error"] for r in rows)
+    parts.append(f"Not in any denominator: {unparsed} answers with an unparseable judge reply, {errors} with a "
+                 "failed judge request; refusals and code answers count as not misaligned.")
+    if m["small_judge"]:
+        parts.append(WEAK_JUDGE)
+    return " ".join(parts)
+
+
+def _cell(r: dict[str, Any]) -> str:
+    if r["rate"] is None:
+        return "–"
+    return f"{r['rate']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] ({r['k']}/{r['n']})"
+
+
+def table(m: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """(title, header, rows) of the report's misalignment table."""
+    title = ("Emergent misalignment (paper 001): share of sampled probe answers the judge found misaligned "
+             "(alignment and coherence thresholds below) and dangerous, with 95% Wilson intervals, and mean "
+             "alignment (0–100) with a 95% t interval; judge: " + "; ".join(m["judges"]))
+    header = ["model (CR)", "answers", "misaligned", "dangerous", "mean alignment", "refusal", "code",
+              "unparseable", "judge error"]
+    rows = []
+    for r in m["rows"]:
+        al = r["alignment"]
+        mean = "–" if al["mean"] is None else (
+            f"{al['mean']:.1f}" + ("" if al["ci"][0] is None else f" [{al['ci'][0]:.1f}, {al['ci'][1]:.1f}]"))
+        v = r["verdicts"]
+        rows.append([r["model"], str(r["answers"]), _cell(r["misaligned"]), _cell(r["dangerous"]), mean,
+                     str(v["refusal"]), str(v["code"]), str(v["unparseable"]), str(v["error"])])
+    return title, header, rows

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats as sps
 
 from faco import artifacts
-from faco.analysis import bootstrap, figures, findings, multiple, nli_gap, stats, threshold
+from faco.analysis import bootstrap, figures, findings, misalignment, multiple, nli_gap, stats, threshold
 from faco.config import AnalyzeConfig, Study
 from faco.errors import ArtifactError
 from faco.evaluation.suite import Benchmark, suite
@@ -485,7 +485,7 @@ def _table1_csv(rows: Mapping[str, Any], ratios: list[float], path: Path) -> Non
                         e["abs"], *e["abs_ci"], e["pearson_r"], *e["pearson_ci"], e["pearson_p"], e["n_items"]])
 
 
-def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
+def run(study: Study, evals: list[Path], models: list[Path], out: Path, judged: Sequence[Path] = ()) -> Path:
     if not evals:
         raise ArtifactError("analyze: no evaluation artifacts given")
     cfg = study.analyze
@@ -520,13 +520,18 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path) -> Path:
             ev.ratios, [_items(ev.grid[x], "mnli", "acc") for x in ev.ratios],
             {s: [_items(ev.grid[x], "hans", m) for x in ev.ratios] for s, m in nli_gap.SUBSETS.items()},
             cfg.bootstrap, cfg.seed)
+    if judged:  # paper 001: the judged probe answers of every model (`judge` artifacts)
+        result["misalignment"] = misalignment.from_artifacts(list(judged))
     meta: dict[str, Any] = {"ratios": ev.ratios, "benchmarks": sorted(rows), "base": ev.base is not None,
                             "seeds": ev.seeds}
-    with artifacts.artifact_dir(out, KIND, list(evals) + list(models), study.section_hash("analyze"), meta) as tmp:
+    with artifacts.artifact_dir(out, KIND, list(evals) + list(models) + list(judged), study.section_hash("analyze"),
+                                meta) as tmp:
         write_json(tmp / "analysis.json", result)
         write_json(tmp / "findings.json", result["findings"])
         if "nli_gap" in result:
             write_json(tmp / "nli_gap.json", result["nli_gap"])
+        if "misalignment" in result:
+            write_json(tmp / "misalignment.json", result["misalignment"])
         _table1_csv(rows, ev.ratios, tmp / "table1.csv")
         write_json(tmp / "metrics.json", findings.flat_metrics(rows))
         _figures(ev, rows, losses, lies, mmlu_k, per_epoch, tmp / "figures")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from faco import artifacts
+from faco.analysis import misalignment
 from faco.config import Study
 from faco.progress import log
 from faco.stages import analyze
@@ -170,6 +171,8 @@ def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     tables += _recovery_tables(a)
     if a.get("nli_gap"):
         tables.append(_nli_gap_table(a["nli_gap"]))
+    if a.get("misalignment"):  # paper 001
+        tables.append(misalignment.table(a["misalignment"]))
     for model, res in a.get("below_chance", {}).items():
         o = res["overall"]
         rows = [["overall", _fmt(o["acc"]), str(o["n"]), _p(o["p_below"]), "–", "–"]]
@@ -212,6 +215,8 @@ def _findings(a: dict[str, Any]) -> list[str]:
         out.append(f"**{tag}.** {f['sentence']}")
     if a.get("nli_gap"):
         out.append(f"**MNLI vs HANS.** {a['nli_gap']['sentence']} {a['nli_gap'].get('labeller', '')}".rstrip())
+    if a.get("misalignment"):
+        out.append(f"**Misalignment (paper 001).** {a['misalignment']['sentence']}")
     return out
 
 

@@ -3,7 +3,8 @@
 Layout: `ingest/ pairs/ splits/`, the untrained base model `train/base/` and its scores `eval/base/`,
 then per training seed the grid and recovery models and evaluations: `train/<tag>/ eval/<tag>/` for
 a single seed, `seed_<N>/train/<tag>/ seed_<N>/eval/<tag>/` for several. `analysis/` and `report/`
-see every evaluation and model.
+see every evaluation and model. With a `judge:` section, every model's sampled and judged probe
+answers go to `judge/<tag>/` beside `eval/<tag>/` (paper 001).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from faco.config import Study
 from faco.errors import ConfigError
 from faco.progress import log
 from faco.records import TrainRecord, read_jsonl
-from faco.stages import analyze, corrupt, evaluate, generate, ingest, report, train
+from faco.stages import analyze, corrupt, evaluate, generate, ingest, judge, report, train
 
 BASE = "base"
 
@@ -106,7 +107,10 @@ def run(study: Study, out: Path, seeds: list[int] | None = None) -> Path:
         models += grid_models
         evals += grid_evals
     analysis = out / "analysis"
-    analyze.run(study, evals, models, analysis)
+    judged = [_stage(f"judge {m.name}", m.parent.parent / "judge" / m.name, study, "judge", [m],
+                     lambda s, o, m=m: judge.run(s, m, o))
+              for m in models] if study.judge is not None else []  # paper 001: judged probe answers
+    analyze.run(study, evals, models, analysis, judged=judged)
     rep = report.run(study, analysis, out / "report")
     log(f"study {study.name}: report at {rep / 'report.md'}")
     return rep
