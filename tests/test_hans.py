@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -69,6 +71,11 @@ def test_metric_functions_against_hand_computation() -> None:
 def test_offline_config_accepts_hans(root: Path) -> None:
     study = load_config(root / "configs" / "smoke.yaml", overrides=["evaluate.benchmarks=[{name: mnli}, {name: hans}]"])
     assert study.evaluate.offline and task_name(suite()["hans"], offline=True) == "faco_hans_offline"
+    cfg = root / "configs" / "nli-synthetic-cpu.yaml"
+    result = subprocess.run([str(Path(sys.executable).parent / "faco"), "validate", str(cfg)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip().endswith("2 benchmarks)"), result.stderr
+    assert [b.name for b in load_config(cfg).evaluate.benchmarks] == ["mnli", "hans"]
 
 
 def test_twin_runs_through_lm_eval_and_scores_as_by_hand(tmp_path: Path) -> None:
