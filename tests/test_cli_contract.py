@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from faco import artifacts
+from faco import artifacts, outputs
 from faco.errors import EXIT_BUSY, EXIT_CONFIG, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_VERIFY
 
 FACO = str(Path(sys.executable).with_name("faco"))  # the console script installed in this venv
@@ -203,3 +203,20 @@ def test_concurrent_study_is_busy_and_ctrl_c_exits_130_leaving_no_temporaries(tm
     assert leftovers(out) == [] and not (out / "report").exists()
     assert (out / ".faco-study").is_file()
     assert all(artifacts.verify(m.parent) == [] for m in out.rglob("manifest.json"))  # whatever finished is whole
+
+
+def test_a_busy_train_leaves_the_running_one_s_checkpoints_alone(tmp_path: Path) -> None:
+    splits = tmp_path / "splits"
+    with artifacts.artifact_dir(splits, "splits", [], "hand-made", {"ratios": [0.0, 1.0]}) as tmp:
+        (tmp / "cr_000.jsonl").write_text("")
+        (tmp / "cr_100.jsonl").write_text("")
+    work = tmp_path / ".m.work"  # the running train's resumable state, made for another ratio
+    (work / "trainer" / "checkpoint-5").mkdir(parents=True)
+    (work / "trainer" / "checkpoint-5" / "optimizer.pt").write_bytes(b"state")
+    (work / "fingerprint.json").write_text('{"ratio": 0.0}\n')
+    with outputs.lock(outputs.lock_path(tmp_path / "m"), tmp_path / "m"):  # as a live `faco train --out m` does
+        proc = faco("train", SMOKE, "--splits", "splits", "--ratio", "1.0", "--out", "m", cwd=tmp_path)
+    assert proc.returncode == EXIT_BUSY, proc.stderr[-2000:]
+    assert last_line(proc).startswith(f"error: m: busy: faco pid {os.getpid()} on ")
+    assert (work / "trainer" / "checkpoint-5" / "optimizer.pt").read_bytes() == b"state"
+    assert (work / "fingerprint.json").read_text() == '{"ratio": 0.0}\n'

@@ -13,7 +13,7 @@ from faco.config import ModelSpec, Study
 from faco.errors import FacoError
 from faco.records import TrainRecord, read_jsonl, write_json
 from faco.stages import corrupt
-from faco.training.checkpoints import model_identity, prepare_work
+from faco.training.checkpoints import has_checkpoints, model_identity, prepare_work
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
 
@@ -67,20 +67,28 @@ def run(
         "epochs": epochs,
         "world_size": world_size(),
     }
-    resume = prepare_work(work, fingerprint, resume, rank() == 0)
 
     def load() -> tuple[Any, Any]:
         return load_base(spec, texts, cfg.seed)
 
     if rank() != 0:  # a helper process: trains, writes nothing that lasts
+        resume = prepare_work(work, fingerprint, resume, main=False)
         tmp = Path(tempfile.mkdtemp(prefix=".train-rank-"))
         try:
             train(cfg, records, load, tmp, work, epochs=epochs, resume=resume, callbacks=callbacks)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return out
+    # the work folder is touched only under the output's lock: a second run on the same --out is
+    # refused before it can clear the first one's checkpoints
     with artifacts.artifact_dir(out, KIND, parents, study.section_hash("train"), meta) as tmp:
-        stats = train(cfg, records, load, tmp, work, epochs=epochs, resume=resume, callbacks=callbacks)
+        resume = prepare_work(work, fingerprint, resume, main=True)
+        try:
+            stats = train(cfg, records, load, tmp, work, epochs=epochs, resume=resume, callbacks=callbacks)
+        except BaseException:
+            if not has_checkpoints(work):  # nothing to resume from: leave no work folder behind
+                shutil.rmtree(work, ignore_errors=True)
+            raise
         write_json(tmp / "train_stats.json", stats)
         meta["train"] = stats
     shutil.rmtree(work, ignore_errors=True)

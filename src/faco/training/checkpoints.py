@@ -103,12 +103,16 @@ def _changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list
     return out
 
 
+def has_checkpoints(work: Path) -> bool:
+    """Whether a work folder holds a checkpoint a later run could resume from."""
+    return (work / "trainer").is_dir() and any((work / "trainer").glob("checkpoint-*"))
+
+
 def prepare_work(work: Path, fingerprint: dict[str, Any], resume: bool, main: bool) -> bool:
     """Whether the checkpoints in `work` may be resumed: only when they were made with exactly
     `fingerprint`. Otherwise (and without `resume`) the main process clears the folder, logging
-    why, and records the new fingerprint."""
+    why, and records the new fingerprint. The main process must hold the output's lock."""
     recorded_at = work / FINGERPRINT
-    has_checkpoints = (work / "trainer").is_dir() and any((work / "trainer").glob("checkpoint-*"))
     try:
         recorded = json.loads(recorded_at.read_text()) if recorded_at.is_file() else None
     except (OSError, ValueError):
@@ -116,7 +120,7 @@ def prepare_work(work: Path, fingerprint: dict[str, Any], resume: bool, main: bo
     if resume and recorded == fingerprint:
         return True
     if main:
-        if has_checkpoints and resume:
+        if has_checkpoints(work) and resume:
             why = ("it has no readable fingerprint" if not isinstance(recorded, dict)
                    else ", ".join(_changes(recorded, fingerprint)) + " changed")
             log(f"train: not resuming from {work}: {why}; starting fresh")
