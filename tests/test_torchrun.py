@@ -69,6 +69,7 @@ def test_kfp_train_component_runs_torchrun_locally(tmp_path: Path, monkeypatch: 
     from kfp.dsl import Dataset
 
     from faco import kfp_cli
+    from faco.kfp_glue import plan
 
     kfp_cli.checkout()
     from components.train import train as train_component
@@ -81,6 +82,8 @@ def test_kfp_train_component_runs_torchrun_locally(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("FACO_NPROC", "2")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
-    train_only(config_yaml=(root / "configs" / "smoke.yaml").read_text(), splits_uri=str(splits), ratio=0.5)
+    # the train slice of the resolved config, as plan hands it to the train task
+    train_slice = plan((root / "configs" / "smoke.yaml").read_text()).slices["train"]
+    train_only(config_yaml=train_slice, splits_uri=str(splits), ratio=0.5)
     (model,) = [p.parent for p in tmp_path.rglob("train/model/train_stats.json")]
     _same_training(model, single)
