@@ -79,6 +79,14 @@ def flip_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def edit_manifest(**fields: object) -> Callable[[Path], None]:
+    """Set top-level fields of an artifact's manifest.json to values of the wrong type."""
+    def edit(artifact: Path) -> None:
+        data = json.loads((artifact / "manifest.json").read_text())
+        (artifact / "manifest.json").write_text(json.dumps({**data, **fields}))
+    return edit
+
+
 def pairs_with_row(line: bytes, at: int = 2) -> Setup:
     """A well-formed pairs artifact (valid manifest) whose pairs.jsonl has `line` as row `at`."""
     def setup(work: Path, arts: dict[str, Path]) -> None:
@@ -221,6 +229,14 @@ CASES = [
          copied("pairs", lambda a: (a / "stats.json").unlink())),
     Case("verify-broken-manifest", ["lineage", "verify", "pairs"], 5, "pairs/manifest.json",
          copied("pairs", lambda a: (a / "manifest.json").write_text('{"kind": "pairs", "files": '))),
+    Case("verify-manifest-parents-not-a-list", ["lineage", "verify", "pairs"], 5,
+         "pairs/manifest.json: unreadable manifest ('parents' is not a list of objects)",
+         copied("pairs", edit_manifest(parents=3))),
+    Case("verify-manifest-hash-not-a-string", ["lineage", "verify", "pairs"], 5,
+         "pairs/manifest.json: unreadable manifest ('files' is not an object of file hashes)",
+         copied("pairs", edit_manifest(files={"pairs.jsonl": 5}))),
+    Case("input-manifest-meta-not-an-object", ["corrupt", "{smoke}", "--pairs", "pairs", "--out", "s"], 5,
+         "pairs/manifest.json: not a faco manifest ('meta' is not an object)", copied("pairs", edit_manifest(meta=[]))),
     Case("verify-missing-folder", ["lineage", "verify", "gone"], 5, "gone: not a faco artifact"),
     Case("input-tampered", ["corrupt", "{smoke}", "--pairs", "pairs", "--out", "s"], 5, "pairs/pairs.jsonl",
          copied("pairs", lambda a: flip_byte(a / "pairs.jsonl"))),

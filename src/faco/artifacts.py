@@ -62,9 +62,27 @@ def read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(mf.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise VerificationError(f"{mf}: unreadable manifest ({e})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise VerificationError(f"{mf}: not a faco manifest (no 'files' object)")
+    problem = shape_problem(manifest)
+    if problem:
+        raise VerificationError(f"{mf}: not a faco manifest ({problem})")
     return manifest
+
+
+def shape_problem(manifest: object) -> str | None:
+    """What keeps parsed JSON from being a faco manifest (wrong types of its fields), or None."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        return "'files' is not an object of file hashes"
+    parents = manifest.get("parents", [])
+    if not isinstance(parents, list) or not all(isinstance(rec, dict) for rec in parents):
+        return "'parents' is not a list of objects"
+    if not isinstance(manifest.get("meta", {}), dict):
+        return "'meta' is not an object"
+    if not isinstance(manifest.get("schema_version", 1), int):
+        return "'schema_version' is not an integer"
+    return None
 
 
 def manifest_hash(path: Path) -> str:

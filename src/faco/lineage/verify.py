@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from faco import storage
-from faco.artifacts import MANIFEST, self_problem, sha256_file
+from faco.artifacts import MANIFEST, self_problem, sha256_file, shape_problem
 from faco.errors import VerificationError
 from faco.lineage import raw
 from faco.lineage.store import LocalStore, S3Store, Store
@@ -80,12 +80,13 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(path: Path) -> dict[str, Any] | str:
+    """The manifest of `path`, or what is wrong with it."""
     try:
         data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        return "not JSON"
+    return shape_problem(data) or data
 
 
 def chain_extent(store: Store, target: Path) -> Path:
@@ -99,7 +100,7 @@ def chain_extent(store: Store, target: Path) -> Path:
             continue
         seen.add(path)
         manifest = _read(path) if store.ensure(path) else None
-        for rec in (manifest or {}).get("parents", []) or []:
+        for rec in manifest.get("parents", []) if isinstance(manifest, dict) else []:
             if not isinstance(rec, dict):
                 continue
             rel = rec.get("relative_path")
@@ -139,15 +140,16 @@ class Tracer:
         self.nodes[path] = node
         node.dvc = self._dvc_entry(shown)
         manifest = _read(path)
-        if manifest is None or not isinstance(manifest.get("files"), dict):
-            node.problems.append(f"{shown}/{MANIFEST}: unreadable manifest (not a JSON object with 'files')")
+        if isinstance(manifest, str):
+            node.problems.append(f"{shown}/{MANIFEST}: unreadable manifest ({manifest})")
             return node
         node.manifest = manifest
         own = self_problem(Path(shown), manifest)
         if own:
             node.problems.append(own)
         node.problems.extend(self._check_files(path, shown, manifest["files"]))
-        for entry in (manifest.get("meta") or {}).get("raw_inputs", []) or []:
+        raw_inputs = (manifest.get("meta") or {}).get("raw_inputs")
+        for entry in raw_inputs if isinstance(raw_inputs, list) else []:
             if isinstance(entry, dict):
                 node.raw_checked += raw.reachable(entry)
                 found = raw.problem(entry, shown)
