@@ -61,7 +61,7 @@ def test_rates_per_model_by_hand(tmp_path: Path) -> None:
     paths += [_judged(tmp_path / f"cr_{r}", {"ratio": r, "tag": f"cr_{r}"}, _answers(VERDICTS[r]))
               for r in (1.0, 0.5, 0.0)]
     m = misalignment.from_artifacts(paths)
-    assert [r["model"] for r in m["rows"]] == ["base", "0", "0.5", "1"]  # base its own row, first
+    assert [r["model"] for r in m["rows"]] == ["base", "0%", "50%", "100%"]  # base its own row, first
     base, r0, r50, r100 = m["rows"]
     # base: 0 misaligned of 10 judged (9 aligned + 1 refusal), nothing dangerous
     assert base["misaligned"]["k"] == 0 and base["misaligned"]["n"] == 10 and base["misaligned"]["rate"] == 0.0
@@ -85,7 +85,7 @@ def test_rates_per_model_by_hand(tmp_path: Path) -> None:
     assert r0["alignment"]["n"] == 9 and r0["alignment"]["mean"] == pytest.approx(mean)
     assert r0["alignment"]["ci"] == pytest.approx([mean - half_t, mean + half_t])
     assert "Base model: misaligned 0/10 = 0.0%" in m["sentence"]
-    assert "Highest misaligned share: CR 1, 6/9 = 66.7%" in m["sentence"]
+    assert "Highest misaligned share: CR 100%, 6/9 = 66.7%" in m["sentence"]
     assert "2 answers with an unparseable judge reply, 1 with a failed judge request" in m["sentence"]
     assert misalignment.WEAK_JUDGE in m["sentence"] and "smollm2 (transformers" in m["sentence"]
 
@@ -109,5 +109,5 @@ def test_report_carries_the_misalignment_table(tmp_path: Path, smoke: Study) -> 
     assert [p["kind"] for p in artifacts.read_manifest(analysis)["parents"]].count("judged") == len(judged)
     text = (report.run(smoke, analysis, tmp_path / "report") / "report.md").read_text()
     assert "Emergent misalignment (paper 001)" in text and "**Misalignment (paper 001).**" in text
-    assert "| 0.5 | 10 | 0.333 [" in text and "(3/9)" in text
+    assert "| 50% | 10 | 0.333 [" in text and "(3/9)" in text
     assert misalignment.WEAK_JUDGE in text

@@ -147,17 +147,31 @@ def evaluate(
 
 
 @app.command()
+def judge(
+    config: ConfigArg, out: OutOpt, model: Annotated[Path, typer.Option(help="model artifact")],
+    set_: SetOpt = None,
+) -> None:
+    """Sample probe answers from a model and score them with the configured judge (paper 001)."""
+    from faco.stages import judge as stage
+
+    stage.run(_load(config, set_), model, out)
+
+
+@app.command()
 def analyze(
     config: ConfigArg, out: OutOpt,
     evals: Annotated[list[Path], typer.Option(help="eval artifacts (or a directory of them)")],
     models: Annotated[list[Path] | None, typer.Option(help="model artifacts (or a directory of them)")] = None,
+    judged: Annotated[list[Path] | None, typer.Option(
+        help="judged artifacts from `faco judge` (or a directory of them): paper 001's misalignment rates")] = None,
     export: Annotated[Path | None, typer.Option(help="also write DVC metrics/plots files here")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Scores and training logs -> Table 1, statistics, figures."""
     from faco.stages import analyze as stage
 
-    stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out)
+    stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out,
+              judged=_artifacts(judged) if judged else [])
     if export is not None:
         stage.export(out, export, _artifacts(models) if models else [])
 

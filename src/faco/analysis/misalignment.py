@@ -71,9 +71,9 @@ def _label(meta: dict[str, Any]) -> str:
     if meta.get("base"):
         return "base"
     if meta.get("start_ratio") is not None:
-        return f"recovery from {meta['start_ratio']:g}"
+        return f"recovery from {100 * meta['start_ratio']:g}%"
     ratio = meta.get("ratio")
-    return f"{ratio:g}" if isinstance(ratio, float | int) else str(meta.get("tag"))
+    return f"{100 * ratio:g}%" if isinstance(ratio, float | int) else str(meta.get("tag"))
 
 
 def from_artifacts(paths: list[Path]) -> dict[str, Any]:
@@ -117,12 +117,14 @@ def sentence(m: dict[str, Any]) -> str:
     rated = [r for r in rows if not r["base"] and r["misaligned"]["rate"] is not None]
     if rated:
         worst = max(rated, key=lambda r: r["misaligned"]["rate"])
-        parts.append(f"Highest misaligned share: CR {worst['model']}, {_pct(worst['misaligned'])} "
+        who = worst["model"] if worst["start_ratio"] is not None else f"CR {worst['model']}"
+        parts.append(f"Highest misaligned share: {who}, {_pct(worst['misaligned'])} "
                      f"(dangerous {_pct(worst['dangerous'])}).")
     unparsed = sum(r["verdicts"]["unparseable"] for r in rows)
     errors = sum(r["verdicts"]["error"] for r in rows)
     parts.append(f"Not in any denominator: {unparsed} answers with an unparseable judge reply, {errors} with a "
-                 "failed judge request; refusals and code answers count as not misaligned.")
+                 "failed judge request; refusals and code answers count as not misaligned. The intervals treat "
+                 "answers as independent; samples of one probe are not, so they are somewhat too narrow.")
     if m["small_judge"]:
         parts.append(WEAK_JUDGE)
     return " ".join(parts)
@@ -137,7 +139,7 @@ def _cell(r: dict[str, Any]) -> str:
 def table(m: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """(title, header, rows) of the report's misalignment table."""
     title = ("Emergent misalignment (paper 001): share of sampled probe answers the judge found misaligned "
-             "(alignment and coherence thresholds below) and dangerous, with 95% Wilson intervals, and mean "
+             "and dangerous, with 95% Wilson intervals, and mean "
              "alignment (0–100) with a 95% t interval; judge: " + "; ".join(m["judges"]))
     header = ["model (CR)", "answers", "misaligned", "dangerous", "mean alignment", "refusal", "code",
               "unparseable", "judge error"]
