@@ -192,6 +192,16 @@ def verify(path: Path) -> list[str]:
     return problems
 
 
+def _refuse_overlap(out: Path, parents: list[Path]) -> None:
+    """An output may not be one of its inputs, inside one, or hold one: writing it would destroy them."""
+    target = out.resolve()
+    for parent in parents:
+        source = Path(parent).resolve()
+        if target == source or source in target.parents or target in source.parents:
+            raise ArtifactError(f"{out}: overlaps the input {parent}; writing there would destroy it "
+                                f"(choose another --out)")
+
+
 @contextmanager
 def artifact_dir(
     out: Path, kind: str, parents: list[Path], config_hash: str, meta: dict[str, Any] | None = None
@@ -204,6 +214,7 @@ def artifact_dir(
     """
     from faco.outputs import replacing
 
+    _refuse_overlap(Path(out), parents)
     with replacing(Path(out)) as tmp:
         yield tmp
         write_manifest(tmp, kind, parents, config_hash, meta)
