@@ -191,10 +191,14 @@ def test_heldout_without_ingest_is_one_clear_error(lineage: tuple[Path, Path], t
     assert [p["kind"] for p in artifacts.read_manifest(tmp_path / "e2")["parents"]] == ["model", "sources"]
 
 
-def test_heldout_without_a_held_out_share_is_refused_by_validate() -> None:
-    proc = subprocess.run([sys.executable, "-m", "faco", "validate", str(ROOT / "configs" / "smoke.yaml"),
-                           "--set", "ingest.heldout=0"], capture_output=True, text=True)
+@pytest.mark.parametrize(("override", "message"), [
+    ("ingest.heldout=0", "evaluate.benchmarks: 'heldout' asks ingest's held-out questions; ingest.heldout is 0"),
+    ("evaluate.benchmarks=[{name: copa}, {name: heldout, shots: 2}]",
+     "evaluate.benchmarks.1: 'heldout' asks as training does, without examples; shots must be 0"),
+])
+def test_heldout_misconfiguration_is_refused_by_validate(override: str, message: str) -> None:
+    config = ROOT / "configs" / "smoke.yaml"
+    proc = subprocess.run([sys.executable, "-m", "faco", "validate", str(config), "--set", override],
+                          capture_output=True, text=True)
     assert proc.returncode == 3
-    assert proc.stderr.strip().splitlines() == [
-        f"error: {ROOT / 'configs' / 'smoke.yaml'}: <root>: evaluate.benchmarks: 'heldout' asks ingest's held-out "
-        "questions; ingest.heldout is 0"]
+    assert proc.stderr.strip().splitlines() == [f"error: {config}: <root>: {message}"]

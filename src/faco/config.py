@@ -454,6 +454,10 @@ class Study(Section):
     def _heldout_needs_a_share(self) -> Study:
         if self.ingest.heldout == 0 and any(b.name == "heldout" for b in self.evaluate.benchmarks):
             raise ValueError("evaluate.benchmarks: 'heldout' asks ingest's held-out questions; ingest.heldout is 0")
+        for i, b in enumerate(self.evaluate.benchmarks):
+            if b.name == "heldout" and b.shots:
+                raise ValueError(f"evaluate.benchmarks.{i}: 'heldout' asks as training does, without examples; "
+                                 "shots must be 0")
         return self
 
     def section_hash(self, *names: str) -> str:
