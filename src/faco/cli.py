@@ -137,7 +137,7 @@ def evaluate(
     benchmarks: Annotated[Path | None, typer.Option(
         help="benchmark data from `faco benchmarks fetch`: read from there, with the hub offline")] = None,
     heldout: Annotated[Path | None, typer.Option(
-        help="ingest artifact whose held-out questions benchmark `heldout` asks (default: the model's lineage)")] = None,
+        help="ingest artifact whose held-out questions `heldout` asks (default: the model's lineage)")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Score a model on the configured benchmarks (lm-evaluation-harness)."""
