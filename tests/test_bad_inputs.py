@@ -97,6 +97,12 @@ def pairs_with_row(line: bytes, at: int = 2) -> Setup:
     return setup
 
 
+def empty_splits(work: Path, _: dict[str, Path]) -> None:
+    """A well-formed splits artifact whose one split has no rows."""
+    with artifacts.artifact_dir(work / "splits", "splits", [], "hand-made", {"ratios": [0.0]}) as tmp:
+        (tmp / "cr_000.jsonl").write_text("")
+
+
 def _pair(**drop_or_set: object) -> bytes:
     row = json.loads(PAIR_ROW)
     for key, value in drop_or_set.items():
@@ -114,6 +120,10 @@ PAIR_ROW = json.dumps({
     "false": {"reasoning": "r", "answer": "b", "answer_index": 1},
 })
 
+OBQA_TWO = "".join(
+    json.dumps({"id": f"q{i}", "answerKey": "A", "question": {"stem": f"Question {i}?", "choices": [
+        {"label": "A", "text": "yes"}, {"label": "B", "text": "no"}]}}) + "\n" for i in range(2)
+)
 OBQA_NO_KEY = "".join(
     json.dumps({"id": f"q{i}", "question": {"stem": f"Question {i}?", "choices": [
         {"label": "A", "text": "yes"}, {"label": "B", "text": "no"}]}}) + "\n" for i in range(3)
@@ -213,6 +223,14 @@ CASES = [
          write("mirror/sources/openbookqa/train.jsonl", "")),
     Case("answer-field-missing", ["ingest", "{smoke}", "--out", "src", *ONE_SOURCE], 4,
          "all rejected: 3 x answer: missing", write("mirror/sources/openbookqa/train.jsonl", OBQA_NO_KEY)),
+    Case("heldout-takes-every-record", ["ingest", "{smoke}", "--out", "src", *ONE_SOURCE, "--set", "ingest.heldout=2"],
+         4, "ingest.heldout: 2 holds out every usable record",
+         write("mirror/sources/openbookqa/train.jsonl", OBQA_TWO)),
+    Case("empty-split", ["train", "{smoke}", "--splits", "splits", "--ratio", "0.0", "--out", "m"], 4,
+         "splits/cr_000.jsonl: the split for ratio 0.0 is empty", empty_splits),
+    Case("lr-diverges", ["train", "{smoke}", "--splits", "{splits}", "--ratio", "0.0", "--out", "m",
+                         "--set", "train.learning_rate=1e30", "--set", "train.epochs=1"], 3,
+         "train.learning_rate: training diverged at 1e+30"),
     Case("mirror-file-missing", ["ingest", "{smoke}", "--out", "src", *ONE_SOURCE], 4,
          "train.jsonl: mirror file missing", write("mirror/sources/README", "")),
     Case("seq-len-above-context", ["train", "{smoke}", "--splits", "{splits}", "--ratio", "0.0", "--out", "m",

@@ -10,10 +10,10 @@ from typing import Any
 
 from faco import artifacts
 from faco.config import ModelSpec, Study
-from faco.errors import FacoError
+from faco.errors import ConfigError, FacoError, RecordError
 from faco.records import TrainRecord, read_jsonl, write_json
 from faco.stages import corrupt
-from faco.training.checkpoints import has_checkpoints, model_identity, prepare_work
+from faco.training.checkpoints import has_checkpoints, model_identity, non_finite, prepare_work
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
 
@@ -42,7 +42,10 @@ def run(
     manifest = artifacts.require(splits, corrupt.KIND)
     if ratio not in manifest["meta"]["ratios"]:
         raise FacoError(f"{splits}: no split for ratio {ratio} (has {manifest['meta']['ratios']})")
-    records = list(read_jsonl(corrupt.split_path(splits, ratio), TrainRecord))
+    split = corrupt.split_path(splits, ratio)
+    records = list(read_jsonl(split, TrainRecord))
+    if not records:
+        raise RecordError(f"{split}: the split for ratio {ratio} is empty; nothing to train on")
     cfg = study.train
     parents = [splits]
     meta: dict = {"ratio": ratio, "tag": corrupt.ratio_tag(ratio), "base_model": cfg.model.model_dump(mode="json")}
@@ -89,6 +92,11 @@ def run(
             if not has_checkpoints(work):  # nothing to resume from: leave no work folder behind
                 shutil.rmtree(work, ignore_errors=True)
             raise
+        diverged = non_finite(tmp / "model")
+        if diverged:  # a NaN model must not pass for a trained one (its logged losses read 0.0)
+            shutil.rmtree(work, ignore_errors=True)
+            raise ConfigError(f"train.learning_rate: training diverged at {cfg.learning_rate:g} ({diverged} is "
+                              f"NaN/inf after training); lower it")
         write_json(tmp / "train_stats.json", stats)
         meta["train"] = stats
     shutil.rmtree(work, ignore_errors=True)

@@ -76,6 +76,21 @@ def save_model(trainer: Any, tok: Any, folder: Path, expected: int, main: bool,
         )
 
 
+def non_finite(folder: Path) -> str | None:
+    """The name of the first tensor in `folder`'s safetensors files that holds NaN or inf, or None
+    (read one tensor at a time)."""
+    import torch
+    from safetensors import safe_open
+
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as fh:
+            for key in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+                tensor = fh.get_tensor(key)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    return key
+    return None
+
+
 def model_identity(spec: dict[str, Any]) -> dict[str, Any]:
     """A base model as the fingerprint sees it: its spec, plus each file's size and mtime for a
     local folder (a swapped model changes them; hashing every start would cost minutes)."""
