@@ -162,6 +162,8 @@ def run(study: Study, out: Path) -> Path:
             "heldout": len(held),
             "reject_reasons": reason_counts(rejects),
         }
+    if not all_records:  # an empty training pool would pass generate and corrupt, then fail in train
+        raise RecordError(f"ingest.heldout: {cfg.heldout:g} holds out every usable record; none is left to train on")
     found = overlaps(all_records, benchmark_indexes(study))
     if found and not cfg.allow_contamination:
         raise ContaminationError(refusal(found))
