@@ -208,8 +208,10 @@ def test_concurrent_study_is_busy_and_ctrl_c_exits_130_leaving_no_temporaries(tm
 def test_a_busy_train_leaves_the_running_one_s_checkpoints_alone(tmp_path: Path) -> None:
     splits = tmp_path / "splits"
     with artifacts.artifact_dir(splits, "splits", [], "hand-made", {"ratios": [0.0, 1.0]}) as tmp:
-        (tmp / "cr_000.jsonl").write_text("")
-        (tmp / "cr_100.jsonl").write_text("")
+        row = {"id": "x:1", "source": "openbookqa", "domain": "commonsense", "prompt": "Q?", "response": "A.",
+               "is_corrupted": False}
+        (tmp / "cr_000.jsonl").write_text(json.dumps(row) + "\n")
+        (tmp / "cr_100.jsonl").write_text(json.dumps({**row, "is_corrupted": True}) + "\n")
     work = tmp_path / ".m.work"  # the running train's resumable state, made for another ratio
     (work / "trainer" / "checkpoint-5").mkdir(parents=True)
     (work / "trainer" / "checkpoint-5" / "optimizer.pt").write_bytes(b"state")
