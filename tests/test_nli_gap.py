@@ -64,6 +64,8 @@ def test_verdict_and_sentence_follow_the_change_interval() -> None:
     assert big["subsets"]["lexical_overlap"]["gap"] == pytest.approx([-0.25, 0.75, 0.5])
     small = nli_gap.gap_study(RATIOS, MNLI, {"non_entailment": HANS}, n_boot=1000, seed=0)
     assert small["verdict"] == "unchanged"  # four items: the interval contains 0
+    two = nli_gap.subset_gap([0.0, 1.0], MNLI[:, :2], HANS[:, :2], n_boot=100, seed=0)
+    assert two["trend"] == {"r": None, "ci": [None, None]} and two["change"]["value"] == pytest.approx(0.25)
     assert "did not measurably change" in nli_gap.sentence(small)
     assert nli_gap.verdict({"ci": [-0.3, -0.1]}) == "narrowed" and nli_gap.verdict({"ci": [None, None]}) == "unchanged"
 

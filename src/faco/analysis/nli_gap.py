@@ -4,8 +4,9 @@ accuracy, per synthetic share (corruption ratio), overall and per HANS heuristic
 MNLI and HANS are different item sets, so each is resampled on its own: a bootstrap replicate draws
 MNLI items (paired across models) and, independently, HANS items of the subset (paired across models),
 and the replicate gap is the difference of the two replicate means. The trend is Pearson r of gap vs
-share; its interval comes from the same replicates. `change` is the gap at the largest share minus the
-gap at the smallest, and `verdict` says whether synthetic data widened the gap by that change's interval.
+share (three shares or more); its interval comes from the same replicates. `change` is the gap at the
+largest share minus the gap at the smallest, and `verdict` says whether synthetic data widened the
+gap by that change's interval.
 """
 
 from __future__ import annotations
@@ -38,14 +39,15 @@ def subset_gap(ratios: Sequence[float], mnli: np.ndarray, hans: np.ndarray, n_bo
     gap = mnli_acc - hans_acc
     reps = bootstrap.replicate_means(mnli, n_boot, seed) - bootstrap.replicate_means(hans, n_boot, seed + 1)
     lo, hi = int(np.argmin(ratios)), int(np.argmax(ratios))
-    r = float(bootstrap.pearson_rows(ratios, gap)[0]) if len(set(ratios)) > 1 else float("nan")
+    trended = len(set(ratios)) > 2  # r over two shares is +-1 whatever the data: not reported
+    r = float(bootstrap.pearson_rows(ratios, gap)[0]) if trended else float("nan")
     r_reps = np.nan_to_num(bootstrap.pearson_rows(ratios, reps), nan=0.0) if len(reps) else reps
     return {
         "hans": [float(v) for v in hans_acc],
         "gap": [float(v) for v in gap],
         "gap_ci": [_pair(bootstrap.percentile(reps[:, j], level)) for j in range(len(ratios))],
         "trend": {"r": None if np.isnan(r) else r,
-                  "ci": _pair(bootstrap.percentile(r_reps, level)) if len(set(ratios)) > 1 else [None, None]},
+                  "ci": _pair(bootstrap.percentile(r_reps, level)) if trended else [None, None]},
         "change": {"from": float(ratios[lo]), "to": float(ratios[hi]), "value": float(gap[hi] - gap[lo]),
                    "ci": _pair(bootstrap.percentile(reps[:, hi] - reps[:, lo], level))},
         "n_items": {"mnli": int(mnli.shape[0]), "hans": int(hans.shape[0])},

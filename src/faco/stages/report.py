@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from faco import artifacts
-from faco.analysis import misalignment
+from faco.analysis import misalignment, nli_gap
 from faco.config import Study
 from faco.progress import log
 from faco.stages import analyze
@@ -138,7 +138,7 @@ def _nli_gap_table(g: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """Paper 002: MNLI accuracy, HANS non-entailment accuracy and their gap per synthetic share."""
     head = ["", *[f"{float(r):.0%} synthetic" for r in g["ratios"]], "change (95% CI)", "Pearson r (95% CI)"]
     rows = [["MNLI acc", *[_fmt(v) for v in g["mnli"]], "–", "–"]]
-    for name, sub in g["subsets"].items():
+    for name, sub in sorted(g["subsets"].items(), key=lambda kv: list(nli_gap.SUBSETS).index(kv[0])):
         ch, tr = sub["change"], sub["trend"]
         rows.append([f"HANS non-entailment acc ({name})" if name != "non_entailment" else "HANS non-entailment acc",
                      *[_fmt(v) for v in sub["hans"]], "–", "–"])
