@@ -59,7 +59,10 @@ def test_dvc_repro_fresh_clone(tmp_path: Path, root: Path) -> None:
     second = dvc(clone, env, "repro")
     assert "Running stage" not in second.stdout
     assert "Data and pipelines are up to date" in dvc(clone, env, "status").stdout
-    assert '"r"' in dvc(clone, env, "metrics", "show", "--json").stdout
+    # r is undefined (left out) when a tiny random model scores alike at every ratio; ABS and p always exist
+    shown = json.loads(dvc(clone, env, "metrics", "show", "--json").stdout)
+    (metrics,) = (v["data"]["reports/metrics.json"]["data"] for v in shown.values())
+    assert {"abs", "p"} <= set(metrics["arc_challenge"])
     (plot,) = json.loads(dvc(clone, env, "plots", "show", "--json").stdout)["data"]["reports/scores.csv"]
     assert plot["content"]["encoding"]["color"]["field"] == "benchmark"  # faco's template: a line per benchmark
     rows = plot["content"]["data"]["values"]
@@ -122,7 +125,8 @@ def test_dvc_exp_run_sweeps_the_ratio_grid(tmp_path: Path, root: Path) -> None:
     assert data["params"]["params.yaml"]["data"]["corrupt"]["ratios"] == [0.0, 1.0]
     metrics = data["metrics"]["reports/metrics.json"]
     assert "error" not in metrics, metrics  # read from the experiment, not from the workspace
-    assert all({"r", "p", "abs", "recovery"} <= set(m) for m in metrics["data"].values()), metrics
+    # r and recovery are left out where undefined (a tiny random model scores alike at every ratio)
+    assert all({"p", "abs"} <= set(m) for m in metrics["data"].values()), metrics
     # the workspace holds the experiment's results; the committed params are untouched in git
     committed = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=clone, env=env, capture_output=True,
                                text=True, check=True).stdout
