@@ -8,22 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transformers import TrainerCallback
+from crash import Crash
 
 from faco.config import Study
 from faco.stages import corrupt, train
 from faco.training.checkpoints import FINGERPRINT, prepare_work
-
-
-class _Crash(TrainerCallback):  # type: ignore[misc]
-    """Simulates a killed process after optimizer step `step`."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if state.global_step == self.step:
-            raise KeyboardInterrupt(f"killed at step {self.step}")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def _study(smoke: Study, **train: Any) -> Study:
 
 def _interrupted(study: Study, splits: Path, ratio: float, out: Path, work: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
-        train.run(study, splits, ratio, out, work_dir=work, callbacks=[_Crash(3)])
+        train.run(study, splits, ratio, out, work_dir=work, callbacks=[Crash(3)])
     assert (work / "trainer" / "checkpoint-2").is_dir() and (work / FINGERPRINT).is_file()
 
 

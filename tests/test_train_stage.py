@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from crash import Crash
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from faco import artifacts
 from faco.config import Study
@@ -109,24 +110,13 @@ def test_lora_is_merged_into_a_plain_model(tmp_path: Path, splits: Path, smoke: 
     assert all(torch.allclose(state[k], before[k]) for k in state if "k_proj" in k)
 
 
-class _Crash(TrainerCallback):  # type: ignore[misc]
-    """Simulates a killed process at a given optimizer step."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if state.global_step == self.step:
-            raise KeyboardInterrupt(f"killed at step {self.step}")
-
-
 def test_killed_run_resumes_to_the_same_result(tmp_path: Path, splits: Path, smoke: Study) -> None:
     # 39 examples, batch 8: 5 steps per epoch; checkpoints every 2 steps; killed at step 7 (epoch 2)
     study = _study(smoke, checkpoint_steps=2, global_batch_size=8, per_device_batch_size=4)
     whole = train.run(study, splits, 0.25, tmp_path / "whole")
     out, work = tmp_path / "resumed", tmp_path / "work"
     with pytest.raises(KeyboardInterrupt):
-        train.run(study, splits, 0.25, out, work_dir=work, callbacks=[_Crash(7)])
+        train.run(study, splits, 0.25, out, work_dir=work, callbacks=[Crash(7)])
     assert not out.exists() and (work / "trainer" / "checkpoint-6").is_dir()
     train.run(study, splits, 0.25, out, work_dir=work)
     assert json.loads((out / "train_stats.json").read_text())["resumed_from"] == "checkpoint-6"
