@@ -49,9 +49,6 @@ from faco.stages import train
 KIND = "eval"
 PREFETCH_KIND = "benchmarks"
 SAMPLES = "samples"
-#: HF `evaluate` metrics that class-based lm-eval tasks load from the hub while scoring, not when built
-#: (lm-eval's squadv2 calls `evaluate.load("squad_v2")` in its aggregation).
-SCORING_METRICS: dict[str, tuple[str, ...]] = {"squadv2": ("squad_v2",)}
 #: Model manifest meta an evaluation carries over: the grid's ratio, recovery's start_ratio, the base row, the seed.
 CARRIED_META = ("ratio", "tag", "start_ratio", "base", "seed")
 
@@ -66,9 +63,10 @@ def prefetch(study: Study, out: Path) -> Path:
 
     The tasks are built with lm-eval's own TaskManager and `get_task_dict`, set up exactly as `run`
     sets them up, so the same dataset_path/name/revision are fetched (from the hub with
-    `evaluate.offline: false`, from the mirror's JSON for twins), plus the hub metrics of
-    SCORING_METRICS. The artifact holds `hf_datasets/` (prepared Arrow files; raw downloads and
-    locks dropped) and `hf_modules/`; its manifest meta lists the tasks and datasets.
+    `evaluate.offline: false`, from the mirror's JSON for twins). Every suite task scores with its
+    own code (faco's SQuAD v1.1 task, not upstream squadv2's hub metric), so nothing else is
+    fetched. The artifact holds `hf_datasets/` (prepared Arrow files; raw downloads and locks
+    dropped); its manifest meta lists the tasks and datasets.
     """
     cfg = study.evaluate
     meta: dict[str, Any] = {"offline": cfg.offline}
@@ -81,16 +79,9 @@ def prefetch(study: Study, out: Path) -> Path:
         names = evaluator.task_names(with_heldout=False)
         log(f"prefetch: building {', '.join(names)} ({'offline twins' if cfg.offline else 'hub'})")
         leaves = leaf_tasks(get_task_dict(names, evaluator.manager()))
-        metrics = sorted({m for n in names for m in SCORING_METRICS.get(n, ())})
-        if metrics:
-            import evaluate as hf_evaluate
-
-            for metric in metrics:
-                hf_evaluate.load(metric)
         hf_cache.prune(tmp)
-        meta.update(tasks=names, metrics=metrics,
-                    datasets=[dataset_ref(n, t, evaluator.data) for n, t in sorted(leaves.items())])
-        log(f"prefetch: {len(leaves)} tasks, {len(metrics)} hub metrics -> {out}")
+        meta.update(tasks=names, datasets=[dataset_ref(n, t, evaluator.data) for n, t in sorted(leaves.items())])
+        log(f"prefetch: {len(leaves)} tasks -> {out}")
     return out
 
 
