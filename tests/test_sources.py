@@ -196,7 +196,7 @@ MIRRORED = [  # source, split, at least this many valid rows, gold explanation e
     ("mbpp", "train", 374, False),
     ("conala", "train", 2300, False),
     ("conala", "test", 490, False),
-    ("multinli", "validation_matched", 4866, False),
+    ("multinli", "validation_matched", 4967, False),  # the source half (by premise)
 ]
 
 
@@ -232,15 +232,15 @@ def test_mirror_conversions_keep_meaning() -> None:
 def test_multinli_mirror_rows_become_three_way_questions() -> None:
     st = study()
     records, rejects = ingest.load_source(st, SourceSpec(name="multinli", split="validation_matched"))
-    assert not rejects and len(records) == 4866
-    first = records[0]  # idx 6 (idx 0-5 hash to the benchmark half), gold label contradiction
-    assert first.id == "multinli:idx6" and first.domain == "nli"
-    assert first.question.startswith("Premise: yeah i know and i did that all through college and it worked too\n"
-                                     "Hypothesis: I did that all through college but it never worked\n")
+    assert not rejects and len(records) == 4967
+    first = records[0]  # idx 0 (its premise hashes to the source half), gold label neutral
+    assert first.id == "multinli:idx0" and first.domain == "nli"
+    assert first.question.startswith("Premise: The new rights are nice enough\n"
+                                     "Hypothesis: Everyone really likes the newest benefits\n")
     assert first.choices == ["entailment", "neutral", "contradiction"]
-    assert (first.answer, first.answer_index) == ("contradiction", 2)
+    assert (first.answer, first.answer_index) == ("neutral", 1)
     counts = {c: sum(r.answer == c for r in records) for c in first.choices}
-    assert counts == {"entailment": 1666, "neutral": 1551, "contradiction": 1649}
+    assert counts == {"entailment": 1778, "neutral": 1555, "contradiction": 1634}
 
 
 def test_multinli_bad_labels_are_rejected_with_reasons(tmp_path: Path) -> None:
