@@ -51,6 +51,8 @@ def test_thresholds_cpu_subtle_and_obvious_arms(tmp_path: Path) -> None:
     for pid, s in arms["subtle"].items():
         o = arms["obvious"][pid]
         assert (s.true, s.false.answer) == (o.true, o.false.answer) and s.false.reasoning != o.false.reasoning
-    faco("corrupt", cfg, "--pairs", tmp_path / "obvious", "--out", tmp_path / "splits", *small)
+    # the config compares both kinds in one `faco study`; the single-stage command takes one
+    faco("corrupt", cfg, "--pairs", tmp_path / "obvious", "--out", tmp_path / "splits", *small,
+         "--set", "corrupt.kinds=null")
     assert sorted(p.name for p in (tmp_path / "splits").glob("cr_*.jsonl")) == [
         "cr_000.jsonl", "cr_010.jsonl", "cr_025.jsonl", "cr_050.jsonl", "cr_075.jsonl", "cr_090.jsonl", "cr_100.jsonl"]

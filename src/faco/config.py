@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from faco.errors import ConfigError, UsageError
 
@@ -85,11 +94,15 @@ DEFAULT_PRICES = {
 }
 
 
+#: What a false chain looks like (`generate.false_chain`, `corrupt.kinds`).
+FalseChain = Literal["subtle", "obvious", "synthetic"]
+
+
 class GenerateConfig(Section):
     backend: Literal["template", "openai", "transformers"] = "template"
     model: str = Field(default="template-v1", description="API model; transformers: smollm2, a dir, a hub id")
     prompt_version: str = "faco-v1"
-    false_chain: Literal["subtle", "obvious", "synthetic"] = Field(
+    false_chain: FalseChain = Field(
         default="subtle",
         description="the corrupted response: subtle = the FACO paper's plausible false reasoning for a wrong "
         "option; obvious = blatantly wrong reasoning for a wrong option; synthetic = the generator's own "
@@ -143,6 +156,26 @@ class CorruptConfig(Section):
     ratios: list[float] = Field(min_length=1)
     mode: Literal["cumulative"] = "cumulative"
     seed: int = 0
+    kinds: list[FalseChain] | None = Field(
+        default=None, min_length=1,
+        description="paper 001: several kinds of false chain in one `faco study`, each generated and split "
+        "on its own, sharing the ids, the corrupted ids and the clean split; absent: generate.false_chain alone",
+    )
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"kinds must be distinct (got {v})")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _without_absent_kinds(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out `kinds` when absent, so a single-kind config dumps and hashes as it did before kinds."""
+        data: dict[str, Any] = handler(self)
+        if data.get("kinds") is None:
+            data.pop("kinds", None)
+        return data
 
     @field_validator("ratios")
     @classmethod
@@ -449,6 +482,36 @@ class Study(Section):
                 "(recovery retrains that model on the clean split)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _kinds_agree(self) -> Study:
+        kinds = self.corrupt.kinds
+        if kinds is None:
+            return self
+        from faco.generation.prompts import template_path
+
+        chain = self.generate.false_chain
+        if chain not in kinds:
+            raise ValueError(f"corrupt.kinds {kinds} leaves out generate.false_chain {chain!r}: set "
+                             "generate.false_chain to one of the kinds (each kind generates its own pairs)")
+        for kind in kinds:
+            path = template_path(self.generate.prompt_version, "false", kind)
+            if not path.is_file():
+                raise ValueError(f"corrupt.kinds: prompt_version {self.generate.prompt_version!r} has no prompt "
+                                 f"template {path.name} (needed by kind {kind!r})")
+        if len(kinds) > 1:
+            if 0.0 not in self.corrupt.ratios or len(self.corrupt.ratios) < 2:
+                raise ValueError("corrupt.kinds: several kinds share the clean split, so corrupt.ratios must hold "
+                                 "0.0 and a corrupted ratio")
+            rec = self.train.recovery
+            if rec is not None and rec.from_ratio == 0.0:
+                raise ValueError("train.recovery.from_ratio: 0.0 is the clean model every kind shares; with "
+                                 "several corrupt.kinds recover from a corrupted ratio")
+        return self
+
+    def chain_kinds(self) -> list[str]:
+        """The kinds of false chain the study compares: `corrupt.kinds`, else `generate.false_chain` alone."""
+        return list(self.corrupt.kinds or [self.generate.false_chain])
 
     @model_validator(mode="after")
     def _heldout_needs_a_share(self) -> Study:

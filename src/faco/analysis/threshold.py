@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import isotonic_regression
@@ -43,3 +44,24 @@ def crossings(correct_shares: Sequence[float], replicate_scores: np.ndarray, tar
         np.inf if (c := crossing(correct_shares, list(row), float(t))) is None else c
         for row, t in zip(replicate_scores, targets, strict=True)
     ])
+
+
+def _share(t: Mapping[str, Any]) -> str:
+    """One kind's threshold: the point estimate, its bootstrap interval and how often it is reached."""
+    point = f"{t['correct_share']:.2f}" if t["reached"] else "not reached"
+    lo, hi = (f"{x:.2f}" if x is not None else "not reached" for x in t["ci"])
+    extra = [] if t["ci"] == [None, None] and t["reached_share"] is None else [f"95 % interval [{lo}, {hi}]"]
+    if t["reached_share"] is not None:
+        extra.append(f"reached in {100 * t['reached_share']:.0f} % of bootstrap replicates")
+    return point + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def compare(bench: str, by_kind: Mapping[str, Mapping[str, Any]]) -> str:
+    """One sentence comparing the correct-data thresholds of `bench` across kinds of false chain
+    (kind -> the analysis's `threshold` entry; the clean model, and so the target, is shared)."""
+    first = next(iter(by_kind.values()))
+    if first["target"] is None:
+        return f"{bench}: no correct-data threshold: no clean (CR 0 %) model at every ratio."
+    cells = [f"{_share(t)} with {kind} false chains" for kind, t in by_kind.items()]
+    return (f"{bench}: the isotonic fit of score vs correct share reaches {first['fraction']:g} × the clean score "
+            f"({first['target']:.3f}) at a correct share of " + " vs ".join(cells) + ".")

@@ -4,6 +4,13 @@ Inputs: eval artifacts (grid: meta.ratio; base model: meta.base; recovery: meta.
 them with meta.seed) with `scores.json` and per-item `samples/<benchmark>.jsonl`, and the model
 artifacts' training logs. Writes `analysis.json`, `findings.json`, a flat `metrics.json`,
 `table1.csv` and `figures/`. The statistics are documented in docs/analysis.md.
+
+Artifacts of several kinds of false chain (`corrupt.kinds`; the kind is the `kind` of the split
+family in an artifact's lineage) are analysed per kind, each kind's family with the artifacts of
+no kind (the base and the clean model every kind shares): `analysis.json` then holds `kinds`,
+`by_kind` (one single-kind analysis each), `thresholds` (compared across kinds) and one
+`misalignment` with a kind per row; `metrics.json` is kind -> the flat metrics, `table1.csv` has a
+kind column and the figures a `<kind>-` prefix.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from faco.errors import ArtifactError
 from faco.evaluation.suite import Benchmark, suite
 from faco.progress import log
 from faco.records import write_json
-from faco.stages import evaluate, train
+from faco.stages import corrupt, evaluate, train
 
 KIND = "analysis"
 #: significance level of every decision the analysis states in words
@@ -445,50 +452,88 @@ def loss_logs(models: list[Path], cfg: AnalyzeConfig) -> dict[str, Any]:
 
 
 def _figures(ev: Evals, rows: dict[str, Any], losses: dict[str, Any], lies: dict[str, Any], mmlu_k: int,
-             per_epoch: dict[float, dict[int, float]], out: Path) -> None:
-    out.mkdir()
+             per_epoch: dict[float, dict[int, float]], folder: Path, prefix: str = "") -> None:
+    def out(name: str) -> Path:
+        return folder / f"{prefix}{name}"
+
     table = {b: {float(r): s for r, s in row["scores"].items()} for b, row in rows.items()}
     ci = {b: {float(r): tuple(v) for r, v in row["score_ci"].items() if r not in ("base",) and "from" not in r}
           for b, row in rows.items()}
     base = {b: row["base"]["score"] for b, row in rows.items()}
     chance = {b: row["chance"] for b, row in rows.items()}
-    figures.score_vs_ratio(table, out / "score_vs_ratio.png", chance, base=base, ci=ci)
+    figures.score_vs_ratio(table, out("score_vs_ratio.png"), chance, base=base, ci=ci)
     if losses["steps"]:
-        figures.loss_curves(losses["steps"], losses["samples"], out / "train_loss.png")
+        figures.loss_curves(losses["steps"], losses["samples"], out("train_loss.png"))
     if lies:
         subject_acc = {float(r): {s: v["acc"] for s, v in x["subjects"].items()}
                        for r, x in lies.items() if r != "base"}
         base_acc = {s: v["acc"] for s, v in lies["base"]["subjects"].items()} if "base" in lies else None
-        figures.per_subject_vs_chance(subject_acc, 1 / mmlu_k, out / "mmlu_subjects.png", base=base_acc)
+        figures.per_subject_vs_chance(subject_acc, 1 / mmlu_k, out("mmlu_subjects.png"), base=base_acc)
     if per_epoch:
         first = next(iter(ev.grid.values()))[0].scores.get("epochs") or {}
         names = sorted({b for per in first.values() for b in per})
-        figures.score_vs_epoch(per_epoch, out / "score_vs_epoch.png",
+        figures.score_vs_epoch(per_epoch, out("score_vs_epoch.png"),
                                base=_mean([base.get(b) for b in names]) if names else None)
     if ev.recovery:
         fr = min(ev.recovery, key=lambda x: -x)
         rb = {b: row["recovery"][f"{fr:g}"] for b, row in rows.items() if f"{fr:g}" in row["recovery"]}
         figures.recovery_bars({k: v["clean"] for k, v in rb.items()}, {k: v["corrupted"] for k, v in rb.items()},
-                              {k: v["recovered"] for k, v in rb.items()}, out / "recovery.png", from_ratio=fr,
+                              {k: v["recovered"] for k, v in rb.items()}, out("recovery.png"), from_ratio=fr,
                               base={k: base.get(k) for k in rb})
 
 
-def _table1_csv(rows: Mapping[str, Any], ratios: list[float], path: Path) -> None:
+def _table1_csv(tables: Mapping[str | None, Mapping[str, Any]], ratios: list[float], path: Path) -> None:
+    """Table 1 as CSV: `tables` is kind -> rows (kind None: a single-kind study, no kind column)."""
+    kind_col = None not in tables
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["benchmark", "domain", "metric", "base", *[f"cr_{x:g}" for x in ratios],
-                    *[f"cr_{x:g}_stderr" for x in ratios], "abs", "abs_ci_low", "abs_ci_high",
-                    "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p_permutation", "n_items"])
-        for bench, e in rows.items():
-            w.writerow([bench, e["domain"], e["metric"], e["base"]["score"],
-                        *[e["scores"].get(f"{x:g}") for x in ratios], *[e["stderr"].get(f"{x:g}") for x in ratios],
-                        e["abs"], *e["abs_ci"], e["pearson_r"], *e["pearson_ci"], e["pearson_p"], e["n_items"]])
+        w.writerow([*(["kind"] if kind_col else []), "benchmark", "domain", "metric", "base",
+                    *[f"cr_{x:g}" for x in ratios], *[f"cr_{x:g}_stderr" for x in ratios], "abs", "abs_ci_low",
+                    "abs_ci_high", "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p_permutation",
+                    "n_items"])
+        for kind, rows in tables.items():
+            for bench, e in rows.items():
+                w.writerow([*([kind] if kind_col else []), bench, e["domain"], e["metric"], e["base"]["score"],
+                            *[e["scores"].get(f"{x:g}") for x in ratios],
+                            *[e["stderr"].get(f"{x:g}") for x in ratios], e["abs"], *e["abs_ci"], e["pearson_r"],
+                            *e["pearson_ci"], e["pearson_p"], e["n_items"]])
 
 
-def run(study: Study, evals: list[Path], models: list[Path], out: Path, judged: Sequence[Path] = ()) -> Path:
-    if not evals:
-        raise ArtifactError("analyze: no evaluation artifacts given")
-    cfg = study.analyze
+def kind_of(path: Path) -> str | None:
+    """The kind of false chain behind an artifact: the `kind` of the split family in its lineage;
+    None for a single-kind study and for the base and clean models every kind shares."""
+    todo, seen = [path.resolve()], set()
+    while todo:
+        p = todo.pop()
+        if p in seen or not (p / artifacts.MANIFEST).is_file():
+            continue
+        seen.add(p)
+        m = artifacts.read_manifest(p)
+        if m["kind"] == corrupt.KIND:
+            if m["meta"].get("kind"):
+                return str(m["meta"]["kind"])
+            continue  # the clean split: its pairs are every kind's
+        todo += [(p / e["relative_path"]).resolve() for e in m["parents"] if e.get("relative_path")]
+    return None
+
+
+@dataclass
+class Family:
+    """The analysis of one split family (a single-kind study, or one kind) and what its figures need."""
+
+    result: dict[str, Any]
+    ev: Evals
+    losses: dict[str, Any]
+    lies: dict[str, Any]
+    mmlu_k: int
+    per_epoch: dict[float, dict[int, float]]
+
+    def figures(self, folder: Path, prefix: str = "") -> None:
+        _figures(self.ev, self.result["table"], self.losses, self.lies, self.mmlu_k, self.per_epoch, folder, prefix)
+
+
+def family(cfg: AnalyzeConfig, evals: list[Path], models: list[Path]) -> Family:
+    """Table 1, statistics, findings (and paper 002's gap) of one family's evaluations and models."""
     ev = load(evals)
     if not ev.grid:
         raise ArtifactError("analyze: no corruption-grid evaluation (meta.ratio) among the artifacts given")
@@ -520,23 +565,75 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path, judged: 
             ev.ratios, [_items(ev.grid[x], "mnli", "acc") for x in ev.ratios],
             {s: [_items(ev.grid[x], "hans", m) for x in ev.ratios] for s, m in nli_gap.SUBSETS.items()},
             cfg.bootstrap, cfg.seed)
-    if judged:  # paper 001: the judged probe answers of every model (`judge` artifacts)
-        result["misalignment"] = misalignment.from_artifacts(list(judged))
-    meta: dict[str, Any] = {"ratios": ev.ratios, "benchmarks": sorted(rows), "base": ev.base is not None,
-                            "seeds": ev.seeds}
+    return Family(result, ev, losses, lies, mmlu_k, per_epoch)
+
+
+def compare_kinds(families: Mapping[str, Family], judged: Sequence[Path], kinds: Mapping[Path, str | None]
+                  ) -> dict[str, Any]:
+    """The analysis of several kinds: each kind's family, thresholds side by side, one misalignment table."""
+    first = next(iter(families.values())).result
+    tables = {k: f.result["table"] for k, f in families.items()}
+    heads = findings.headline(first["table"])
+    known = suite()
+    base = {b: row["base"]["score"] for b, row in first["table"].items()
+            if b in known and row["base"]["score"] is not None}
+    base_domain = stats.domain_means(base, {b: known[b].domain for b in base})
+    result: dict[str, Any] = {
+        "kinds": list(families), "ratios": sorted({r for f in families.values() for r in f.result["ratios"]}),
+        "seeds": first["seeds"], "has_base": first["has_base"], "alpha": ALPHA, "bootstrap": first["bootstrap"],
+        "base_domain_average": base_domain, "by_kind": {k: f.result for k, f in families.items()},
+        "thresholds": {b: {k: t[b]["threshold"] for k, t in tables.items() if b in t} for b in first["table"]},
+        "headline": heads,
+    }
+    result["findings"] = {"headline": heads, "thresholds": [
+        threshold.compare(b, result["thresholds"][b]) for b in heads if b in result["thresholds"]]}
+    if judged:
+        result["misalignment"] = misalignment.from_artifacts(list(judged), kinds=kinds)
+    return result
+
+
+def run(study: Study, evals: list[Path], models: list[Path], out: Path, judged: Sequence[Path] = ()) -> Path:
+    if not evals:
+        raise ArtifactError("analyze: no evaluation artifacts given")
+    cfg = study.analyze
+    kinds = {p: kind_of(p) for p in [*evals, *models, *judged]}
+    names = list(dict.fromkeys(k for k in kinds.values() if k is not None))
+    if len(names) <= 1:
+        one = family(cfg, evals, models)
+        families: dict[str | None, Family] = {None: one}
+        result = one.result
+        if judged:  # paper 001: the judged probe answers of every model (`judge` artifacts)
+            result["misalignment"] = misalignment.from_artifacts(list(judged))
+        metrics: dict[str, Any] = findings.flat_metrics(result["table"])
+    else:  # paper 001: several kinds of false chain, each family with the shared base and clean models
+        per: dict[str, Family] = {k: family(cfg, [e for e in evals if kinds[e] in (None, k)],
+                                            [m for m in models if kinds[m] in (None, k)]) for k in names}
+        families = {k: f for k, f in per.items()}
+        result = compare_kinds(per, judged, kinds)
+        metrics = {k: findings.flat_metrics(f.result["table"]) for k, f in per.items()}
+    tables = {k: f.result["table"] for k, f in families.items()}
+    meta: dict[str, Any] = {"ratios": result["ratios"], "benchmarks": sorted({b for t in tables.values() for b in t}),
+                            "base": result["has_base"], "seeds": result["seeds"]}
+    if names[1:]:
+        meta["kinds"] = names
     with artifacts.artifact_dir(out, KIND, list(evals) + list(models) + list(judged), study.section_hash("analyze"),
                                 meta) as tmp:
         write_json(tmp / "analysis.json", result)
-        write_json(tmp / "findings.json", result["findings"])
+        write_json(tmp / "findings.json", result["findings"] if None in families else
+                   {**result["findings"], "by_kind": {k: f.result["findings"] for k, f in families.items()}})
         if "nli_gap" in result:
             write_json(tmp / "nli_gap.json", result["nli_gap"])
         if "misalignment" in result:
             write_json(tmp / "misalignment.json", result["misalignment"])
-        _table1_csv(rows, ev.ratios, tmp / "table1.csv")
-        write_json(tmp / "metrics.json", findings.flat_metrics(rows))
-        _figures(ev, rows, losses, lies, mmlu_k, per_epoch, tmp / "figures")
-    log(f"analyze: {len(rows)} benchmarks over {len(ev.ratios)} ratios"
-        + (f" x {len(ev.seeds)} seeds" if len(ev.seeds) > 1 else "") + (", base model" if ev.base else ""))
+        _table1_csv(tables, result["ratios"], tmp / "table1.csv")
+        write_json(tmp / "metrics.json", metrics)
+        (tmp / "figures").mkdir()
+        for k, f in families.items():
+            f.figures(tmp / "figures", f"{k}-" if k is not None else "")
+    log(f"analyze: {len(meta['benchmarks'])} benchmarks over {len(result['ratios'])} ratios"
+        + (f" x {len(result['seeds'])} seeds" if len(result["seeds"]) > 1 else "")
+        + (f" x {len(names)} kinds ({', '.join(names)})" if names[1:] else "")
+        + (", base model" if result["has_base"] else ""))
     return out
 
 

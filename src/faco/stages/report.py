@@ -27,6 +27,14 @@ FIGURE_CAPTIONS = {
 }
 
 
+def _caption(name: str) -> str:
+    """A figure's caption; `<kind>-<name>` is that figure of one kind's family."""
+    kind, _, rest = name.partition("-")
+    if name not in FIGURE_CAPTIONS and rest in FIGURE_CAPTIONS:
+        return f"{kind} false chains: {FIGURE_CAPTIONS[rest]}"
+    return FIGURE_CAPTIONS.get(name, Path(name).stem)
+
+
 def _fmt(x: Any, digits: int = 3) -> str:
     if x is None:
         return "–"
@@ -85,21 +93,22 @@ def _vs_base(a: dict[str, Any], ratios: list[str]) -> tuple[str, list[str], list
             ["model", *benches], rows)
 
 
-def _threshold_rows(a: dict[str, Any]) -> list[list[str]]:
-    rows = []
-    for b, row in a["table"].items():
-        t = row["threshold"]
-        if t["target"] is None:
-            rows.append([b, "–", "no clean (CR 0%) model", "–", "–"])
-            continue
-        point = _fmt(t["correct_share"], 2) if t["reached"] else "not reached"
-        ci = t["ci"]
-        ci_cell = ("–" if ci == [None, None] and t["reached_share"] is None else
-                   f"[{_fmt(ci[0], 2) if ci[0] is not None else 'not reached'}, "
-                   f"{_fmt(ci[1], 2) if ci[1] is not None else 'not reached'}]")
-        rows.append([b, _fmt(t["target"]), point, ci_cell,
-                     _fmt(t["reached_share"], 2) if t["reached_share"] is not None else "–"])
-    return rows
+def _threshold_cells(t: dict[str, Any]) -> list[str]:
+    """Target, correct share, interval and replicates reaching of one `threshold` entry."""
+    if t["target"] is None:
+        return ["–", "no clean (CR 0%) model", "–", "–"]
+    point = _fmt(t["correct_share"], 2) if t["reached"] else "not reached"
+    ci = t["ci"]
+    ci_cell = ("–" if ci == [None, None] and t["reached_share"] is None else
+               f"[{_fmt(ci[0], 2) if ci[0] is not None else 'not reached'}, "
+               f"{_fmt(ci[1], 2) if ci[1] is not None else 'not reached'}]")
+    return [_fmt(t["target"]), point, ci_cell, _fmt(t["reached_share"], 2) if t["reached_share"] is not None else "–"]
+
+
+def _threshold_title(frac: float | None) -> str:
+    return (f"Correct-data thresholds: smallest correct share at which the isotonic (monotone) fit of score "
+            f"vs correct share reaches {_fmt(frac, 2)} × the clean (CR 0%) score, with a 95% item-bootstrap "
+            "interval and the share of bootstrap replicates in which it is reached")
 
 
 def _recovery_tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -150,8 +159,8 @@ def _nli_gap_table(g: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
             "HANS items are regenerated with the HANS authors' generator, not the released file", head, rows)
 
 
-def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) for every table of the report."""
+def _tables(a: dict[str, Any], kind: str | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) for every table of the report; `kind`: of one kind's family (titles say so)."""
     ratios = [f"{r:g}" for r in a["ratios"]]
     tables = [_table1(a, ratios)]
     if a.get("has_base"):
@@ -162,12 +171,11 @@ def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     if dom:
         tables.append(("Domain averages", ["domain", *[_cr(r) for r in ratios]],
                        [[d, *[_fmt(v.get(r)) for r in ratios]] for d, v in sorted(dom.items())]))
-    frac = next(iter(a["table"].values()))["threshold"]["fraction"] if a["table"] else None
-    tables.append((f"Correct-data thresholds: smallest correct share at which the isotonic (monotone) fit of score "
-                   f"vs correct share reaches {_fmt(frac, 2)} × the clean (CR 0%) score, with a 95% item-bootstrap "
-                   "interval and the share of bootstrap replicates in which it is reached",
-                   ["benchmark", "target", "correct share", "95% interval", "replicates reaching"],
-                   _threshold_rows(a)))
+    if kind is None:  # several kinds: one threshold table with a kind column (_kind_tables)
+        frac = next(iter(a["table"].values()))["threshold"]["fraction"] if a["table"] else None
+        tables.append((_threshold_title(frac), ["benchmark", "target", "correct share", "95% interval",
+                                                "replicates reaching"],
+                       [[b, *_threshold_cells(row["threshold"])] for b, row in a["table"].items()]))
     tables += _recovery_tables(a)
     if a.get("nli_gap"):
         tables.append(_nli_gap_table(a["nli_gap"]))
@@ -204,7 +212,70 @@ def _tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
                        "them too, so this is not a measure of falsity by itself)",
                        ["ratio", *[f"epoch {e}" for e in epochs]],
                        [[r, *[_fmt(v.get(e)) for e in epochs]] for r, v in det.items()]))
+    return tables if kind is None else [(f"{kind} false chains: {title}", head, rows) for title, head, rows in tables]
+
+
+def _side_by_side(a: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """Paper 001: per kind and ratio, the domain averages beside the judged misalignment (seeds pooled)."""
+    kinds, by_kind = a["kinds"], a["by_kind"]
+    domains = sorted({d for k in kinds for d in by_kind[k]["domain_average"]})
+    judged = (a.get("misalignment") or {}).get("rows")
+    grid = [r for r in judged or [] if not r["base"] and r["start_ratio"] is None]
+
+    def mis(rows: list[dict[str, Any]]) -> list[str]:
+        return misalignment.cells(rows) if judged is not None else []
+
+    rows = []
+    if a.get("has_base"):
+        rows.append(["shared", "base", *[_fmt(a["base_domain_average"].get(d)) for d in domains],
+                     *mis([r for r in judged or [] if r["base"]])])
+    clean = by_kind[kinds[0]]["domain_average"]
+    rows.append(["shared", _cr(0), *[_fmt(clean.get(d, {}).get("0")) for d in domains],
+                 *mis([r for r in grid if r.get("kind") is None and r["ratio"] == 0])])
+    for k in kinds:
+        dom = by_kind[k]["domain_average"]
+        for r in (x for x in by_kind[k]["ratios"] if x > 0):
+            rows.append([k, _cr(r), *[_fmt(dom.get(d, {}).get(f"{r:g}")) for d in domains],
+                         *mis([x for x in grid if x.get("kind") == k and x["ratio"] == r])])
+    head = ["kind", "model (CR)", *[f"{d} (mean score)" for d in domains],
+            *(["misaligned", "dangerous", "mean alignment"] if judged is not None else [])]
+    return ("Kinds side by side (paper 001): domain averages per kind and corruption ratio"
+            + (" beside the judged probe answers (misaligned and dangerous shares with 95% Wilson intervals, mean "
+               "alignment; several seeds pooled)" if judged is not None else "")
+            + "; CR 0% is the one clean model every kind shares", head, rows)
+
+
+def _kind_tables(a: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The tables of a study of several kinds: side by side, thresholds and misalignment with a kind
+    column, then every kind's own tables."""
+    kinds = a["kinds"]
+    first: dict[str, Any] = next(iter(a["thresholds"].values()), {})
+    frac = next(iter(first.values()))["fraction"] if first else None
+    tables = [_side_by_side(a),
+              (_threshold_title(frac) + " (the clean score, and so the target, is the shared clean model's)",
+               ["benchmark", "kind", "target", "correct share", "95% interval", "replicates reaching"],
+               [[b, k, *_threshold_cells(per[k])] for b, per in a["thresholds"].items() for k in kinds if k in per])]
+    if a.get("misalignment"):
+        tables.append(misalignment.table(a["misalignment"]))
+    for k in kinds:
+        tables += _tables(a["by_kind"][k], kind=k)
     return tables
+
+
+def _kind_findings(a: dict[str, Any]) -> list[str]:
+    """The Findings of a study of several kinds: what is shared, thresholds and misalignment across
+    kinds, then every kind's own findings prefixed with the kind."""
+    kinds = a["kinds"]
+    out = [f"**Kinds.** Kinds of false chain compared: {', '.join(kinds)}. Every kind's pairs share the ids and the "
+           "true chains, and a ratio corrupts the same items in every kind. CR 0% is one clean model: the clean "
+           "split is the same for every kind, so it is trained and evaluated once and is the 0% point of every "
+           "kind's curve" + ("; the base model is one row." if a.get("has_base") else ".")]
+    out += [f"**Thresholds by kind.** {line}" for line in a["findings"]["thresholds"]]
+    if a.get("misalignment"):
+        out.append(f"**Misalignment (paper 001).** {a['misalignment']['sentence']}")
+    for k in kinds:
+        out += [f"**{k}: {line.removeprefix('**')}" for line in _findings(a["by_kind"][k])]
+    return out
 
 
 def _findings(a: dict[str, Any]) -> list[str]:
@@ -268,8 +339,7 @@ def _markdown(study: Study, findings: list[str], note: str, tables: list, figure
         out += [f"## {title}", "", md_table(head, rows), ""]
     out += ["## Figures", ""]
     for fig in figures:
-        out += [f"![{FIGURE_CAPTIONS.get(fig.name, fig.stem)}](figures/{fig.name})", "",
-                f"*{FIGURE_CAPTIONS.get(fig.name, fig.stem)}*", ""]
+        out += [f"![{_caption(fig.name)}](figures/{fig.name})", "", f"*{_caption(fig.name)}*", ""]
     out += ["## Lineage", "", md_table(["artifact", "path", "manifest sha256", "code"], lineage), ""]
     return "\n".join(out)
 
@@ -293,7 +363,7 @@ def _html(study: Study, findings: list[str], note: str, tables: list, figures: l
     parts.append("<h2>Figures</h2>")
     for fig in figures:
         data = base64.b64encode(fig.read_bytes()).decode()
-        cap = html.escape(FIGURE_CAPTIONS.get(fig.name, fig.stem))
+        cap = html.escape(_caption(fig.name))
         parts.append(f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}'
                      "</figcaption></figure>")
     parts += ["<h2>Lineage</h2>", h_table(["artifact", "path", "manifest sha256", "code"], lineage)]
@@ -309,18 +379,19 @@ def run(study: Study, analysis_dir: Path, out: Path) -> Path:
     a = json.loads((analysis_dir / "analysis.json").read_text())
     if a.get("nli_gap"):
         a["nli_gap"]["labeller"] = _labeller(analysis_dir)
-    tables = _tables(a)
+    tables = _kind_tables(a) if "by_kind" in a else _tables(a)
     lineage = _lineage(analysis_dir)
     with artifacts.artifact_dir(out, KIND, [analysis_dir], study.section_hash("report"), {}) as tmp:
         (tmp / "figures").mkdir()
         figures = []
         order = list(FIGURE_CAPTIONS)
-        pngs = sorted((analysis_dir / "figures").glob("*.png"),
-                      key=lambda f: (order.index(f.name) if f.name in order else len(order), f.name))
+        pngs = sorted((analysis_dir / "figures").glob("*.png"), key=lambda f: (
+            order.index(name) if (name := f.name if f.name in order else f.name.partition("-")[2]) in order
+            else len(order), f.name))
         for fig in pngs:
             shutil.copy2(fig, tmp / "figures" / fig.name)
             figures.append(tmp / "figures" / fig.name)
-        findings, note = _findings(a), _method_note(a)
+        findings, note = (_kind_findings(a) if "by_kind" in a else _findings(a)), _method_note(a)
         (tmp / "report.md").write_text(_markdown(study, findings, note, tables, figures, lineage))
         if study.report.html:
             (tmp / "report.html").write_text(_html(study, findings, note, tables, figures, lineage))

@@ -5,6 +5,13 @@ then per training seed the grid and recovery models and evaluations: `train/<tag
 a single seed, `seed_<N>/train/<tag>/ seed_<N>/eval/<tag>/` for several. `analysis/` and `report/`
 see every evaluation and model. With a `judge:` section, every model's sampled and judged probe
 answers go to `judge/<tag>/` beside `eval/<tag>/` (paper 001).
+
+With several `corrupt.kinds` (paper 001: subtle vs obvious false chains), each kind has its own
+`kinds/<kind>/pairs/` and split family `kinds/<kind>/splits/` (the non-zero ratios) and its grid
+under `kinds/<kind>/` (`train/<tag>/ eval/<tag>/ judge/<tag>/`, `seed_<N>/` within for several
+seeds). `splits/` is then the clean split every kind shares: the base model and the clean model
+(`train/cr_000/`, once per seed) come from it, and the analysis uses that one clean model as the
+0 % point of every kind.
 """
 
 from __future__ import annotations
@@ -61,39 +68,69 @@ def base_model(study: Study, splits: Path, out: Path) -> Path:
     return out
 
 
-def _grid(study: Study, root: Path, splits: Path, heldout: list[Path], seed: str) -> tuple[list[Path], list[Path]]:
-    """Train and evaluate every ratio (and recovery) of one training seed under `root` (`seed`: its log label)."""
+def _train_eval(study: Study, root: Path, tag: str, label: str, parents: list[Path], fit, heldout: list[Path]  # type: ignore[no-untyped-def]
+                ) -> tuple[Path, Path]:
+    """Train `root/train/<tag>` with `fit(study, out)` and evaluate it into `root/eval/<tag>`."""
+    m = _stage(f"train {tag}{label}", root / "train" / tag, study, "train", parents, fit)
+    e = _stage(f"evaluate {tag}{label}", root / "eval" / tag, study, "evaluate", [m, *heldout],
+               lambda s, o: evaluate.run(s, m, o, heldout_from=heldout[0] if heldout else None))
+    return m, e
+
+
+def _grid(study: Study, root: Path, splits: Path, ratios: list[float], heldout: list[Path], label: str,
+          clean: Path | None) -> tuple[list[Path], list[Path]]:
+    """Train and evaluate `ratios` of `splits` under `root` (`label`: the log's kind and seed), then,
+    with `clean` splits, recovery (`train.recovery`) of the model trained here."""
     models, evals = [], []
-    for r in study.corrupt.ratios:
-        tag = corrupt.ratio_tag(r)
-        m = _stage(f"train {tag}{seed}", root / "train" / tag, study, "train", [splits],
-                   lambda s, o, r=r: train.run(s, splits, r, o))
-        e = _stage(f"evaluate {tag}{seed}", root / "eval" / tag, study, "evaluate", [m, *heldout],
-                   lambda s, o, m=m: evaluate.run(s, m, o, heldout_from=heldout[0] if heldout else None))
+    for r in ratios:
+        m, e = _train_eval(study, root, corrupt.ratio_tag(r), label, [splits],
+                           lambda s, o, r=r: train.run(s, splits, r, o), heldout)
         models.append(m)
         evals.append(e)
     rec = study.train.recovery
-    if rec is not None:
+    if rec is not None and clean is not None:
         start = root / "train" / corrupt.ratio_tag(rec.from_ratio)
-        tag = f"recovery_from_{corrupt.ratio_tag(rec.from_ratio)}"
-        m = _stage(f"train {tag}{seed}", root / "train" / tag, study, "train", [splits, start],
-                   lambda s, o: train.run(s, splits, 0.0, o, start=start))
+        m, e = _train_eval(study, root, f"recovery_from_{corrupt.ratio_tag(rec.from_ratio)}", label,
+                           [clean, start], lambda s, o: train.run(s, clean, 0.0, o, start=start), heldout)
         models.append(m)
-        evals.append(_stage(f"evaluate {tag}{seed}", root / "eval" / tag, study, "evaluate", [m, *heldout],
-                            lambda s, o: evaluate.run(s, m, o, heldout_from=heldout[0] if heldout else None)))
+        evals.append(e)
     return models, evals
 
 
+def _of_kind(study: Study, kind: str) -> Study:
+    """The study whose generate stage writes false chains of `kind`."""
+    return study.model_copy(update={"generate": study.generate.model_copy(update={"false_chain": kind})})
+
+
+def _splits(study: Study, out: Path, src: Path) -> tuple[Path, dict[str, Path]]:
+    """Generate and corrupt: the splits the base and clean models come from, and each kind's family
+    (a single-kind study: `splits/` alone, which holds every ratio)."""
+    kinds = study.chain_kinds()
+    if len(kinds) == 1:
+        one = _stage("generate", out / "pairs", study, "generate", [src], generate.run, src)
+        return _stage("corrupt", out / "splits", study, "corrupt", [one], corrupt.run, one), {}
+    pairs = {k: _stage(f"generate {k}", out / "kinds" / k / "pairs", _of_kind(study, k), "generate", [src],
+                       generate.run, src) for k in kinds}
+    clean = _stage("corrupt clean", out / "splits", study, "corrupt", list(pairs.values()), corrupt.clean, pairs)
+    return clean, {k: _stage(f"corrupt {k}", out / "kinds" / k / "splits", study, "corrupt", list(pairs.values()),
+                             lambda s, o, k=k: corrupt.family(s, k, pairs, o)) for k in kinds}
+
+
+def _judge_label(out: Path, model: Path) -> str:
+    """`cr_050`, or `cr_050 obvious` for a model of one kind's grid."""
+    parts = model.relative_to(out).parts
+    return model.name + (f" {parts[1]}" if parts[0] == "kinds" else "")
+
+
 def run(study: Study, out: Path, seeds: list[int] | None = None) -> Path:
-    """Run ingest → generate → corrupt → base model → train/evaluate per ratio (+ recovery) per seed
-    → analyze → report. `seeds`: training seeds (default: `train.seed` alone)."""
+    """Run ingest → generate → corrupt (per kind) → base model → train/evaluate per ratio (+ recovery)
+    per seed and kind → analyze → report. `seeds`: training seeds (default: `train.seed` alone)."""
     out = Path(out)
     seeds = seeds or [study.train.seed]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: {','.join(map(str, seeds))}: a seed is repeated")
     src = _stage("ingest", out / "ingest", study, "ingest", [], ingest.run)
-    pairs = _stage("generate", out / "pairs", study, "generate", [src], generate.run, src)
-    splits = _stage("corrupt", out / "splits", study, "corrupt", [pairs], corrupt.run, pairs)
+    splits, families = _splits(study, out, src)
     heldout = [src] if any(b.name == "heldout" for b in study.evaluate.benchmarks) else []
     first = _seeded(study, seeds[0])
     base = _stage("base model", out / "train" / BASE, first, "train", [splits], base_model, splits)
@@ -103,11 +140,19 @@ def run(study: Study, out: Path, seeds: list[int] | None = None) -> Path:
     for seed in seeds:
         root = out if len(seeds) == 1 else out / f"seed_{seed}"
         label = f" seed {seed}" if len(seeds) > 1 else ""
-        grid_models, grid_evals = _grid(_seeded(study, seed), root, splits, heldout, label)
-        models += grid_models
-        evals += grid_evals
+        seeded = _seeded(study, seed)
+        if not families:
+            grids = [_grid(seeded, root, splits, study.corrupt.ratios, heldout, label, clean=splits)]
+        else:  # the clean model once, then every kind's corrupted ratios and recovery
+            grids = [_grid(seeded, root, splits, [0.0], heldout, label, clean=None)]
+            grids += [_grid(seeded, out / "kinds" / k / root.relative_to(out), fam,
+                            [r for r in study.corrupt.ratios if r > 0], heldout, f" {k}{label}", clean=splits)
+                      for k, fam in families.items()]
+        for grid_models, grid_evals in grids:
+            models += grid_models
+            evals += grid_evals
     analysis = out / "analysis"
-    judged = [_stage(f"judge {m.name}", m.parent.parent / "judge" / m.name, study, "judge", [m],
+    judged = [_stage(f"judge {_judge_label(out, m)}", m.parent.parent / "judge" / m.name, study, "judge", [m],
                      lambda s, o, m=m: judge.run(s, m, o))
               for m in models] if study.judge is not None else []  # paper 001: judged probe answers
     analyze.run(study, evals, models, analysis, judged=judged)
