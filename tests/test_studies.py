@@ -24,8 +24,9 @@ def faco(*args: str | Path) -> str:
 def test_nli_synthetic_cpu_ingest_generate_corrupt(tmp_path: Path) -> None:
     cfg = ROOT / "configs" / "nli-synthetic-cpu.yaml"
     small = ["--set", "ingest.per_source_cap=12"]
+    rule = ["--set", "generate.backend=template", "--set", "generate.model=template-v1"]  # the rule: fast
     faco("ingest", cfg, "--out", tmp_path / "ingest", *small)
-    log = faco("generate", cfg, "--sources", tmp_path / "ingest", "--out", tmp_path / "pairs", *small)
+    log = faco("generate", cfg, "--sources", tmp_path / "ingest", "--out", tmp_path / "pairs", *small, *rule)
     faco("corrupt", cfg, "--pairs", tmp_path / "pairs", "--out", tmp_path / "splits", *small)
     assert "own answers match the gold label" in log
     pairs = list(read_jsonl(tmp_path / "pairs" / "pairs.jsonl", PairRecord))
