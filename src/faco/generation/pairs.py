@@ -317,6 +317,6 @@ def build_pairs(
         same_options = len({tuple(p.choices) for p in pairs}) == 1  # e.g. MNLI: the labels' spread
         counts = ", ".join(f"{c} {sum(p.false.answer == c for p in pairs)}" for c in pairs[0].choices) \
             if same_options else ""
-        log(f"generate: synthetic labels by {who['labeller']} ({who['label_method']}) match the gold label on "
-            f"{agree} of {len(pairs)} items" + (f"; labels: {counts}" if counts else ""))
+        log(f"generate: synthetic labels by {who['labeller']} ({who['label_method']}): the generator's own answers "
+            f"match the gold label on {agree} of {len(pairs)} items" + (f"; labels: {counts}" if counts else ""))
     return pairs, rejects
