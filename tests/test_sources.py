@@ -110,6 +110,14 @@ HUB_ROWS: dict[str, dict[str, Any]] = {
         "combinedfact": "Plants need sunlight.",
         "formatted_question": "What do plants need? (A) light ...",
     },
+    "copa": {  # aps/super_glue copa
+        "premise": "My body cast a shadow over the grass.",
+        "choice1": "The sun was rising.",
+        "choice2": "The grass was cut.",
+        "question": "cause",
+        "idx": 0,
+        "label": 0,
+    },
     "mbpp": {
         "task_id": 601,
         "text": "Write a function to add two numbers.",
@@ -123,6 +131,17 @@ HUB_ROWS: dict[str, dict[str, Any]] = {
         "intent": "How to join a list?",
         "rewritten_intent": "join list `x` with commas",
         "snippet": "','.join(x)",
+    },
+    "qasc_openbook": {  # the same hub rows as qasc
+        "id": "x1",
+        "question": "What do plants need?",
+        "choices": {
+            "text": ["light", "dark", "salt", "iron", "sand", "cold", "noise", "wind"],
+            "label": list("ABCDEFGH"),
+        },
+        "answerKey": "A",
+        "fact1": "Plants need light to grow.",
+        "fact2": "Sunlight is light.",
     },
     "multinli": {  # nyu-mll/multi_nli: label is a ClassLabel (0 entailment, 1 neutral, 2 contradiction)
         "promptID": 31193,
@@ -149,6 +168,8 @@ EXPECTED = {  # source -> (domain, answer, explanation substring or None)
     "mbpp": ("programming", "def add(a, b):\n    return a + b", None),
     "conala": ("programming", "','.join(x)", None),
     "multinli": ("nli", "neutral", None),
+    "copa": ("commonsense", "The sun was rising.", None),
+    "qasc_openbook": ("knowledge", "light", "Sunlight is light"),
 }
 
 
@@ -197,6 +218,8 @@ MIRRORED = [  # source, split, at least this many valid rows, gold explanation e
     ("conala", "train", 2300, False),
     ("conala", "test", 490, False),
     ("multinli", "validation_matched", 4967, False),  # the source half (by premise)
+    ("copa", "train", 400, False),  # SuperGLUE train (the benchmark twin is its validation split)
+    ("qasc_openbook", "validation", 900, True),
 ]
 
 
@@ -225,6 +248,13 @@ def test_mirror_conversions_keep_meaning() -> None:
     assert first.question.startswith("Sarah was a much better surgeon than Maria so _")
     qasc, _ = ingest.load_source(st, SourceSpec(name="qasc", split="validation"))
     assert qasc[0].explanation and "temperature and moisture" in qasc[0].explanation
+    # Open book: the same row with both facts in the question; the answer is to be read off them.
+    (first_open, *_), _ = ingest.load_source(st, SourceSpec(name="qasc_openbook", split="validation"))
+    assert first_open.question == f"Facts: {qasc[0].explanation}\nQuestion: {qasc[0].question}"
+    assert (first_open.choices, first_open.answer) == (qasc[0].choices, qasc[0].answer)
+    copa, _ = ingest.load_source(st, SourceSpec(name="copa", split="train"))
+    assert copa[0].question == "My body cast a shadow over the grass. What was the cause?"
+    assert copa[0].answer == "The sun was rising." and len(copa) == 400
     mbpp, _ = ingest.load_source(st, SourceSpec(name="mbpp", split="train"))
     assert {int(r.id.split(":")[1]) for r in mbpp} == set(range(601, 975))
 

@@ -13,7 +13,7 @@ from typing import Any
 from faco.artifacts import sha256_file
 from faco.config import Study
 from faco.paths import data_dir
-from faco.sources.mirror import MIRROR_FILES
+from faco.sources.mirror import MIRROR_DIRS, MIRROR_FILES
 from faco.sources.registry import PARQUET_REVISION, SOURCES
 
 
@@ -56,7 +56,8 @@ def ingest_inputs(study: Study) -> list[dict[str, Any]]:
     for spec in cfg.sources:
         if cfg.origin == "mirror":
             name = MIRROR_FILES[spec.name][spec.split]
-            out.append(file_entry(spec.name, spec.split, data_dir(cfg.data_dir) / "sources" / spec.name / name))
+            folder = MIRROR_DIRS.get(spec.name, spec.name)
+            out.append(file_entry(spec.name, spec.split, data_dir(cfg.data_dir) / "sources" / folder / name))
         elif spec.data_files is not None:
             out.append(file_entry(spec.name, spec.split, Path(spec.data_files)))
         else:

@@ -16,13 +16,18 @@ MIRROR_FILES: dict[str, dict[str, str]] = {
     "commonsense_qa": {"train": "train_rand_split.jsonl", "validation": "dev_rand_split.jsonl"},
     "openbookqa": {"train": "train.jsonl"},
     "qasc": {"validation": "dev.jsonl"},
+    "qasc_openbook": {"validation": "dev.jsonl"},
     "aqua_rat": {"validation": "dev.json", "test": "test.json"},
     "winogrande": {"validation": "dev_source_half.jsonl"},  # the half of dev not in the benchmark
+    "copa": {"train": "train.jsonl"},  # ids 1-400; the benchmark twin is ids 401-500
     "mbpp": {"train": "mbpp.jsonl", "test": "mbpp.jsonl", "validation": "mbpp.jsonl", "prompt": "mbpp.jsonl"},
     "conala": {"train": "conala-train.json", "test": "conala-test.json"},
     # The source half of MNLI validation_matched (the other half is the offline MNLI benchmark).
     "multinli": {"validation_matched": "validation_matched_source.jsonl"},
 }
+
+# Sources reading another source's mirror folder (the same rows, normalised differently).
+MIRROR_DIRS: dict[str, str] = {"qasc_openbook": "qasc"}
 
 # MBPP "full": the published task-id ranges of each split.
 _MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
@@ -81,6 +86,7 @@ def _multinli(row: Row) -> Row:
 _CONVERT: dict[str, Callable[[Row], Row]] = {
     "commonsense_qa": _stem_choices,
     "qasc": _stem_choices,
+    "qasc_openbook": _stem_choices,
     "openbookqa": _obqa,
     "winogrande": _winogrande,
     "multinli": _multinli,
@@ -96,7 +102,7 @@ def mirror_rows(source: str, split: str, data_dir: Path) -> Iterator[Row]:
         raise FacoError(
             f"source {source!r}: split {split!r} is not in the offline mirror (has: {', '.join(files)})"
         )
-    path = data_dir / "sources" / source / files[split]
+    path = data_dir / "sources" / MIRROR_DIRS.get(source, source) / files[split]
     if not path.is_file():
         raise FacoError(f"{path}: mirror file missing (see data/README.md)")
     if path.suffix == ".json":

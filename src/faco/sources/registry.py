@@ -103,6 +103,17 @@ def qasc(row: Row, index: int) -> SourceRecord:
     return _labelled(row, "qasc", "knowledge", explanation, "question")
 
 
+def qasc_openbook(row: Row, index: int) -> SourceRecord:
+    """QASC with its two facts given in the question (open book): the answer is to be read, not known.
+
+    Not a FACO source: the CPU mini study's, where a 135M model can answer from the text it is
+    shown while it sits at chance on closed-book questions (docs/benchmarks.md).
+    """
+    facts = " ".join(_text(row.get(k), k) for k in ("fact1", "fact2"))
+    rec = _labelled(row, "qasc_openbook", "knowledge", facts, "question")
+    return rec.model_copy(update={"question": f"Facts: {facts}\nQuestion: {rec.question}"})
+
+
 def quartz(row: Row, index: int) -> SourceRecord:
     return _labelled(row, "quartz", "reasoning", row.get("para"), "question")
 
@@ -123,6 +134,18 @@ def sciq(row: Row, index: int) -> SourceRecord:
         order.index(0),
         row.get("support"),
     )
+
+
+def copa(row: Row, index: int) -> SourceRecord:
+    """COPA premise + cause/effect question -> a two-option question (SuperGLUE schema)."""
+    ask = {"cause": "What was the cause?", "effect": "What happened as a result?"}.get(str(row.get("question")))
+    if ask is None:
+        raise RowRejected("question: neither 'cause' nor 'effect'")
+    label = row.get("label")
+    idx = label if isinstance(label, int) and not isinstance(label, bool) else None
+    rid = _text(row.get("idx", row.get("id")), "idx")
+    return _mc("copa", "commonsense", rid, f"{_text(row.get('premise'), 'premise')} {ask}",
+               [row.get("choice1"), row.get("choice2")], idx)
 
 
 def winogrande(row: Row, index: int) -> SourceRecord:
@@ -243,10 +266,14 @@ SOURCES: dict[str, SourceAdapter] = {
     a.name: a
     for a in [
         SourceAdapter("qasc", "knowledge", "allenai/qasc", None, qasc),
+        SourceAdapter("qasc_openbook", "knowledge", "allenai/qasc", None, qasc_openbook),
         SourceAdapter("sciq", "knowledge", "allenai/sciq", None, sciq),
         SourceAdapter("commonsense_qa", "commonsense", "tau/commonsense_qa", None, commonsense_qa),
         SourceAdapter("openbookqa", "commonsense", "allenai/openbookqa", "additional", openbookqa),
         SourceAdapter("winogrande", "commonsense", "allenai/winogrande", "winogrande_xl", winogrande),
+        # Not a FACO source: COPA's SuperGLUE train split (the benchmark is its validation split),
+        # two options a 135M model can tell apart, for the CPU mini study (docs/benchmarks.md).
+        SourceAdapter("copa", "commonsense", "aps/super_glue", "copa", copa),
         SourceAdapter("aqua_rat", "reasoning", "deepmind/aqua_rat", "raw", aqua_rat),
         SourceAdapter("quartz", "reasoning", "allenai/quartz", None, quartz),
         SourceAdapter("conala", "programming", "neulab/conala", "curated", conala, parquet_config="curated"),
