@@ -95,3 +95,14 @@ def test_faco_generate_names_the_rule_without_a_model(tmp_path: Path) -> None:
     meta, pairs, err = _generate(tmp_path, "generate.backend=template", "generate.model=template-v1")
     assert meta["labeller"] == "rule: word-overlap" and "synthetic labels by rule: word-overlap" in err
     assert pairs and all("option_logprobs" not in p.generator for p in pairs)
+
+
+def test_synthetic_labels_generate_parses_the_models_own_reply(tiny_dir: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_dir).model_copy(update={"synthetic_labels": "generate"})
+    pairs, rejects = build_pairs(records(6), Generator(get_backend(cfg), ChainCache(tmp_path / "c.sqlite")), cfg)
+    assert len(pairs) + len(rejects) == 6
+    # The tiny random model's replies mostly name no option: rejected as such, never scored instead.
+    assert all("chooses no option" in r.reason for r in rejects)
+    for p in pairs:
+        assert p.generator["label_method"] == "the answer line of its own reply"
+        assert "option_logprobs" not in p.generator

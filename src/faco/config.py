@@ -108,6 +108,12 @@ class GenerateConfig(Section):
         "option; obvious = blatantly wrong reasoning for a wrong option; synthetic = the generator's own "
         "answer and reasoning, right or wrong (multiple choice only)",
     )
+    synthetic_labels: Literal["score", "generate"] = Field(
+        default="score",
+        description="false_chain synthetic with a local model (transformers): score = the model picks the option "
+        "whose answer line it finds most likely (one forward pass per item), then explains it; generate = it "
+        "writes the whole chain and its answer line is parsed (slow on a CPU). Other backends always generate",
+    )
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1)
     max_false_retries: int = Field(default=3, ge=0)

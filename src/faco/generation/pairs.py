@@ -181,9 +181,7 @@ def explain_request(it: _Item, prompt_version: str, attempt: int = 0) -> ChainRe
 def scores_labels(backend: ReasoningBackend, cfg: GenerateConfig) -> bool:
     """Whether synthetic labels come from the backend's option scores (a local model, unless
     `generate.synthetic_labels` is `generate`) rather than from its written reply."""
-    # `synthetic_labels` is not a GenerateConfig field yet (requested); until then a scoring backend scores.
-    mode = getattr(cfg, "synthetic_labels", "score")
-    return cfg.false_chain == "synthetic" and mode == "score" and isinstance(backend, OptionScorer)
+    return cfg.false_chain == "synthetic" and cfg.synthetic_labels == "score" and isinstance(backend, OptionScorer)
 
 
 def labeller(backend: ReasoningBackend, cfg: GenerateConfig) -> dict[str, str]:
