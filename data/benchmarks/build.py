@@ -2,8 +2,9 @@
 
 Usage: python data/benchmarks/build.py /work/shared/data   (deterministic: first-N rows only)
 ARC, OpenBookQA and PIQA's two files were copied unchanged; PIQA's are joined here.
-MNLI validation_matched is split by a seeded hash of its idx into the `multinli` source's mirror
-rows (data/sources/multinli/) and the `faco_mnli` benchmark's rows, so the two never overlap.
+MNLI validation_matched is split by a seeded hash of each row's normalised premise into the `multinli`
+source's mirror rows (data/sources/multinli/) and the `faco_mnli` benchmark's rows, so no premise (MNLI
+pairs one premise with about three hypotheses) is in both.
 WinoGrande dev is split the same way, by twin group (rows sharing a 13-gram stay together), into the
 `winogrande` source's mirror rows and the `faco_winogrande` benchmark's rows.
 """
@@ -17,6 +18,7 @@ import json
 import re
 import shutil
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -117,20 +119,22 @@ def piqa() -> None:
 MNLI_LABELS = ("entailment", "neutral", "contradiction")
 
 
-def mnli_half(idx: int) -> str:
-    """`source` or `benchmark`: a seeded hash of the row's idx splits MNLI validation_matched in two."""
-    digest = hashlib.sha256(f"faco-mnli-split:{idx}".encode()).hexdigest()
+def mnli_half(premise: str) -> str:
+    """`source` or `benchmark`: a seeded hash of the row's normalised premise (casefolded NFKC words)
+    splits MNLI validation_matched in two, so every hypothesis of one premise lands in the same half."""
+    norm = " ".join(re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", premise).casefold()).split())
+    digest = hashlib.sha256(f"faco-mnli-premise-split:{norm}".encode()).hexdigest()
     return "source" if int(digest[:8], 16) % 2 == 0 else "benchmark"
 
 
 def multinli(src: Path) -> None:
-    """MNLI validation_matched, split by `mnli_half` into disjoint halves: the `multinli` source's
-    mirror rows (verbatim) and the `faco_mnli` benchmark's rows (label as GLUE's 0/1/2)."""
+    """MNLI validation_matched, split by `mnli_half` into halves with no premise in common: the
+    `multinli` source's mirror rows (verbatim) and the `faco_mnli` benchmark's rows (label as GLUE's 0/1/2)."""
     rows = _jsonl(src / "multinli" / "validation_matched.jsonl")
     _write(OUT.parent / "sources" / "multinli" / "validation_matched_source.jsonl",
-           [r for r in rows if mnli_half(int(r["idx"])) == "source"])
+           [r for r in rows if mnli_half(r["premise"]) == "source"])
     _write(OUT / "multinli" / "validation_matched_benchmark.jsonl", [
-        {**r, "label": MNLI_LABELS.index(r["label"])} for r in rows if mnli_half(int(r["idx"])) == "benchmark"
+        {**r, "label": MNLI_LABELS.index(r["label"])} for r in rows if mnli_half(r["premise"]) == "benchmark"
     ])
 
 
