@@ -45,6 +45,21 @@ def study(
     return parse_config(json.dumps(cfg))
 
 
+# QASC's hub row; qasc_openbook reads the same rows.
+QASC_ROW: dict[str, Any] = {
+    "id": "x1",
+    "question": "What do plants need?",
+    "choices": {
+        "text": ["light", "dark", "salt", "iron", "sand", "cold", "noise", "wind"],
+        "label": list("ABCDEFGH"),
+    },
+    "answerKey": "A",
+    "fact1": "Plants need light to grow.",
+    "fact2": "Sunlight is light.",
+    "combinedfact": "Plants need sunlight.",
+    "formatted_question": "What do plants need? (A) light ...",
+}
+
 # One row per source in its Hugging Face hub schema (field names and types as on the hub).
 HUB_ROWS: dict[str, dict[str, Any]] = {
     "sciq": {
@@ -97,19 +112,7 @@ HUB_ROWS: dict[str, dict[str, Any]] = {
         "para_anno": {"effect_prop": "speed"},
         "question_anno": {"more_effect_dir": "faster"},
     },
-    "qasc": {
-        "id": "x1",
-        "question": "What do plants need?",
-        "choices": {
-            "text": ["light", "dark", "salt", "iron", "sand", "cold", "noise", "wind"],
-            "label": list("ABCDEFGH"),
-        },
-        "answerKey": "A",
-        "fact1": "Plants need light to grow.",
-        "fact2": "Sunlight is light.",
-        "combinedfact": "Plants need sunlight.",
-        "formatted_question": "What do plants need? (A) light ...",
-    },
+    "qasc": QASC_ROW,
     "copa": {  # aps/super_glue copa
         "premise": "My body cast a shadow over the grass.",
         "choice1": "The sun was rising.",
@@ -132,17 +135,7 @@ HUB_ROWS: dict[str, dict[str, Any]] = {
         "rewritten_intent": "join list `x` with commas",
         "snippet": "','.join(x)",
     },
-    "qasc_openbook": {  # the same hub rows as qasc
-        "id": "x1",
-        "question": "What do plants need?",
-        "choices": {
-            "text": ["light", "dark", "salt", "iron", "sand", "cold", "noise", "wind"],
-            "label": list("ABCDEFGH"),
-        },
-        "answerKey": "A",
-        "fact1": "Plants need light to grow.",
-        "fact2": "Sunlight is light.",
-    },
+    "qasc_openbook": QASC_ROW,  # the same hub rows as qasc
     "multinli": {  # nyu-mll/multi_nli: label is a ClassLabel (0 entailment, 1 neutral, 2 contradiction)
         "promptID": 31193,
         "pairID": "31193n",

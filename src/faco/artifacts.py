@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,6 +110,22 @@ def self_problem(path: Path, manifest: dict[str, Any]) -> str | None:
         return (f"{path / MANIFEST}: {SELF_HASH} mismatch (recorded {str(recorded)[:12]}, "
                 f"found {actual[:12]}; manifest edited)")
     return None
+
+
+def ancestors(path: Path, prune: Callable[[dict[str, Any]], bool] = lambda m: False
+              ) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """`path` and every artifact above it by the parents' recorded relative paths, each once with its
+    manifest; one for which `prune(manifest)` holds is yielded but not climbed past."""
+    todo, seen = [path.resolve()], set()
+    while todo:
+        p = todo.pop()
+        if p in seen or not (p / MANIFEST).is_file():
+            continue
+        seen.add(p)
+        m = read_manifest(p)
+        yield p, m
+        if not prune(m):
+            todo += [(p / e["relative_path"]).resolve() for e in m["parents"] if e.get("relative_path")]
 
 
 def require(path: Path, kind: str) -> dict[str, Any]:

@@ -502,18 +502,9 @@ def _table1_csv(tables: Mapping[str | None, Mapping[str, Any]], ratios: list[flo
 def kind_of(path: Path) -> str | None:
     """The kind of false chain behind an artifact: the `kind` of the split family in its lineage;
     None for a single-kind study and for the base and clean models every kind shares."""
-    todo, seen = [path.resolve()], set()
-    while todo:
-        p = todo.pop()
-        if p in seen or not (p / artifacts.MANIFEST).is_file():
-            continue
-        seen.add(p)
-        m = artifacts.read_manifest(p)
-        if m["kind"] == corrupt.KIND:
-            if m["meta"].get("kind"):
-                return str(m["meta"]["kind"])
-            continue  # the clean split: its pairs are every kind's
-        todo += [(p / e["relative_path"]).resolve() for e in m["parents"] if e.get("relative_path")]
+    for _, m in artifacts.ancestors(path, prune=lambda m: m["kind"] == corrupt.KIND):
+        if m["kind"] == corrupt.KIND and m["meta"].get("kind"):  # the clean split: its pairs are every kind's
+            return str(m["meta"]["kind"])
     return None
 
 

@@ -301,16 +301,8 @@ def _method_note(a: dict[str, Any]) -> str:
 
 def _labeller(analysis_dir: Path) -> str:
     """Who wrote the synthetic labels, from the generate artifacts in the analysis's lineage."""
-    seen, todo, found = set(), [analysis_dir.resolve()], set()
-    while todo:
-        path = todo.pop()
-        if path in seen or not (path / artifacts.MANIFEST).is_file():
-            continue
-        seen.add(path)
-        m = artifacts.read_manifest(path)
-        if m["kind"] == "pairs":  # a generate artifact
-            found.add((m["meta"].get("backend"), m["meta"].get("model")))
-        todo += [(path / p["relative_path"]).resolve() for p in m["parents"] if p.get("relative_path")]
+    found = {(m["meta"].get("backend"), m["meta"].get("model"))
+             for _, m in artifacts.ancestors(analysis_dir) if m["kind"] == "pairs"}  # generate artifacts
     if not found:
         return "Synthetic labels: generator unknown (no generate artifact in the lineage)."
     who = ["the template rule (word overlap; no model, a stand-in for a model's labels)" if b == "template"
