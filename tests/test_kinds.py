@@ -57,14 +57,26 @@ def test_kinds_default_to_false_chain_and_leave_the_single_kind_config_unchanged
 
 
 def test_stage_commands_refuse_several_kinds(smoke_pairs: Path, root: Path, tmp_path: Path) -> None:
-    """`faco corrupt` (what dvc and the KFP corrupt task run) makes one kind's splits: several are one line."""
-    proc = faco("corrupt", root / "configs" / "smoke.yaml", "--pairs", smoke_pairs, "--out", tmp_path / "s",
-                "--set", KINDS)
-    assert proc.returncode == 3, proc.stderr[-500:]
-    assert proc.stderr.strip().splitlines()[-1] == (
-        "error: corrupt.kinds: a study of several kinds (subtle, obvious) runs with `faco study`; `faco corrupt`, "
-        "dvc and KFP make the splits of one kind")
-    assert not (tmp_path / "s").exists()
+    """The stage commands (what dvc and the KFP tasks run) and the KFP front end make one kind's pairs and
+    splits: several kinds are one line, exit 3, before any work, nothing written."""
+    line = ("error: corrupt.kinds: a study of several kinds (subtle, obvious) runs with `faco study`; `faco generate`, "
+            "`faco corrupt`, dvc and KFP make one kind's pairs and splits "
+            "(--set corrupt.kinds=null --set generate.false_chain=KIND)")
+    smoke = root / "configs" / "smoke.yaml"
+    calls = {"corrupt": ("corrupt", smoke, "--pairs", smoke_pairs, "--out", tmp_path / "s", "--set", KINDS),
+             "generate": ("generate", smoke, "--sources", smoke_pairs.parent / "ingest", "--out", tmp_path / "s",
+                          "--set", KINDS),
+             "generate --dry-run": ("generate", smoke, "--sources", smoke_pairs.parent / "ingest", "--dry-run",
+                                    "--set", KINDS),
+             "kfp run --local": ("kfp", "run", "--local", smoke, "--root", tmp_path / "s", "--set", KINDS),
+             # submit takes no --set: a config that holds both kinds
+             "kfp submit --dry-run": ("kfp", "submit", "--host", "http://127.0.0.1:9",
+                                      root / "configs" / "thresholds-cpu.yaml", "--dry-run")}
+    for name, args in calls.items():
+        proc = faco(*args)
+        assert proc.returncode == 3, (name, proc.stderr[-500:])
+        assert proc.stderr.strip().splitlines()[-1] == line, name
+        assert not (tmp_path / "s").exists(), name
 
 
 def _pairs(path: Path, pairs: list[PairRecord]) -> Path:

@@ -70,6 +70,40 @@ def test_verdict_and_sentence_follow_the_change_interval() -> None:
     assert nli_gap.verdict({"ci": [-0.3, -0.1]}) == "narrowed" and nli_gap.verdict({"ci": [None, None]}) == "unchanged"
 
 
+def _maps(columns: list[list[float]], prefix: str) -> list[dict[str, float]]:
+    """One item map per model from per-model columns of correctness."""
+    return [{f"{prefix}{i}": v for i, v in enumerate(col)} for col in columns]
+
+
+def test_a_narrowing_by_a_shift_of_the_predicted_label_is_said_so() -> None:
+    """HANS non-entailment 20 % -> 100 % while entailment 80 % -> 0 %: the gap narrows, accuracy over both
+    labels stays 50 %, and the sentence says the model answers non-entailment more, not that the blind spot closed."""
+    n = 100
+    mnli = _maps([[1.0] * 40 + [0.0] * 60] * 3, "m")
+    non = _maps([[1.0] * (n * k // 10) + [0.0] * (n - n * k // 10) for k in (2, 6, 10)], "n")
+    ent = _maps([[1.0] * (n * k // 10) + [0.0] * (n - n * k // 10) for k in (8, 4, 0)], "e")
+    both = [dict(a | b) for a, b in zip(non, ent, strict=True)]
+    g = nli_gap.from_items(RATIOS, mnli, {"non_entailment": non}, n_boot=1000, seed=0,
+                           hans_context={"entailment": ent, "both_labels": both})
+    assert g["verdict"] == "narrowed" and g["subsets"]["non_entailment"]["gap"] == pytest.approx([0.2, -0.2, -0.6])
+    assert g["context"]["entailment"]["acc"] == pytest.approx([0.8, 0.4, 0.0])
+    assert g["context"]["both_labels"]["acc"] == pytest.approx([0.5, 0.5, 0.5])
+    ch = g["context"]["entailment"]["change"]
+    assert ch["value"] == pytest.approx(-0.8) and ch["ci"][1] < 0
+    assert g["context"]["both_labels"]["change"]["value"] == pytest.approx(0.0)
+    assert ("HANS entailment accuracy went from 0.800 to 0.000 (change -0.800, CI " in g["sentence"]
+            and "HANS both-label accuracy went from 0.500 to 0.500 (change +0.000, CI" in g["sentence"])
+    assert g["sentence"].endswith("So the gap narrowed because the model answers non-entailment to more HANS items, "
+                                  "a shift of its predicted label, not because the blind spot closed.")
+    # the same narrowing with entailment held (both-label accuracy rises): a real improvement, no such clause
+    kept = _maps([[1.0] * 80 + [0.0] * 20] * 3, "e")
+    real = nli_gap.from_items(RATIOS, mnli, {"non_entailment": non}, n_boot=1000, seed=0,
+                              hans_context={"entailment": kept,
+                                            "both_labels": [dict(a | b) for a, b in zip(non, kept, strict=True)]})
+    assert real["verdict"] == "narrowed" and "shift of its predicted label" not in real["sentence"]
+    assert real["context"]["both_labels"]["change"]["value"] == pytest.approx(0.4)
+
+
 def _eval_artifact(out: Path, ratio: float, mnli_right: int, hans_right: dict[str, int]) -> Path:
     """An eval artifact scoring 40 MNLI items (the first `mnli_right` right) and 40 HANS items: 20 entailment,
     then 20 non-entailment (lexical_overlap 0-9, subsequence 10-19), the first hans_right[h] of each right."""
@@ -110,8 +144,16 @@ def test_analyze_writes_nli_gap_and_the_report_states_it(tmp_path: Path, smoke: 
     assert ne["trend"]["r"] == pytest.approx(1.0) and g["verdict"] == "widened"
     assert g["subsets"]["lexical_overlap"]["hans"] == [0.8, 0.5, 0.2] and set(g["subsets"]) == {
         "non_entailment", "lexical_overlap", "subsequence"}  # no constituent items: no row
+    # entailment items 0-19 are right for every model; both labels: (20 + non-entailment right) / 40
+    assert g["context"]["entailment"]["acc"] == [1.0] * 3
+    assert g["context"]["both_labels"]["acc"] == pytest.approx([0.9, 0.75, 0.6])
+    assert g["context"]["both_labels"]["change"]["value"] == pytest.approx(-0.3)
+    assert "HANS entailment accuracy went from 1.000 to 1.000 (change +0.000" in g["sentence"]
+    assert "shift of its predicted label" not in g["sentence"]
     md = (report.run(smoke, out, tmp_path / "report") / "report.md").read_text()
     labeller = "Synthetic labels and explanations written by the transformers model smollm2 (it labelled"
     assert f"**MNLI vs HANS.** {g['sentence']} {labeller}" in md and "Synthetic data widened the MNLI-HANS gap" in md
     section = md.split("## MNLI vs HANS (paper 002)")[1].split("\n## ")[0]
     assert "| gap (non_entailment) | -0.050 [" in section and "| MNLI acc | 0.750 | 0.750 | 0.750 |" in section
+    assert "| HANS entailment acc | 1.000 | 1.000 | 1.000 | 0.000 [" in section
+    assert "| HANS acc (both labels) | 0.900 | 0.750 | 0.600 | -0.300 [" in section

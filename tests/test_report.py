@@ -6,6 +6,8 @@ import base64
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +252,20 @@ def test_report_opens_with_findings_tables_figures_and_lineage(analysis: Path, s
     assert len(parents) == 9
     for p in parents:
         assert f"| {p['kind']} | {p['path']} | {p['manifest_sha256'][:16]} |" in md
+
+
+def test_faco_report_prints_the_findings(analysis: Path, root: Path, tmp_path: Path) -> None:
+    """The installed `faco report` says what was found on stdout, the report's own sentences."""
+    out = tmp_path / "report"
+    faco = str(Path(sys.executable).with_name("faco"))
+    proc = subprocess.run([faco, "report", str(root / "configs" / "smoke.yaml"), "--analysis", str(analysis),
+                           "--out", str(out)], capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "Findings:" and lines[-1] == f"report: {out / 'report.md'}"
+    said = lines[1:-1]
+    md = (out / "report.md").read_text().split("## Findings")[1].split("\n## ")[0]
+    assert said == [line.replace("**", "") for line in md.splitlines() if line.startswith("- **")]
+    assert said[0].startswith("- F1. heldout:") and "**" not in proc.stdout
 
 
 def test_without_heldout_every_benchmark_is_a_headline(tmp_path: Path, smoke: Study) -> None:

@@ -71,6 +71,16 @@ def study(
     seed_list = study_stage.parse_seeds(seeds) if seeds is not None else None
     with study_lock(out):
         rep = study_stage.run(loaded, out, seeds=seed_list)
+    _echo_findings(rep)
+
+
+def _echo_findings(rep: Path) -> None:
+    """The report's Findings, then where the report is, on stdout."""
+    from faco.stages import report as report_stage
+
+    lines = report_stage.findings(rep)
+    if lines:
+        typer.echo("Findings:\n" + "\n".join(lines))
     typer.echo(f"report: {rep / 'report.md'}")
 
 
@@ -93,9 +103,11 @@ def generate(
     set_: SetOpt = None,
 ) -> None:
     """Records -> true/false reasoning pairs."""
+    from faco.stages import corrupt as corrupt_stage
     from faco.stages import generate as stage
 
     study = _load(config, set_)
+    corrupt_stage.one_kind(study)
     if dry_run:
         typer.echo(stage.dry_run(study, sources).summary())
         return
@@ -184,7 +196,7 @@ def report(
     """Analysis -> report.md and a self-contained report.html."""
     from faco.stages import report as stage
 
-    stage.run(_load(config, set_), analysis, out)
+    _echo_findings(stage.run(_load(config, set_), analysis, out))
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Base models.")

@@ -74,11 +74,18 @@ def compile_here(out: Path, settings: ClusterSettings) -> None:
         compiler.Compiler().compile(build(name, settings), str(out / f"{name}.yaml"))
 
 
+def _checked(text: str, config_path: Path, overrides: list[str] | None) -> None:
+    """A bad config, or one the pipeline cannot run (several kinds of false chain), fails here, not in a task."""
+    from faco.stages.corrupt import one_kind
+
+    one_kind(parse_config(text, str(config_path), overrides))
+
+
 def run_local(config_path: Path, ratios: list[float] | None = None, overrides: list[str] | None = None,
               pipeline_root: Path = Path("kfp-local")) -> Path:
     """Run the corruption study with kfp.local in this environment; returns the report directory."""
     text = config_path.read_text()
-    parse_config(text, str(config_path), overrides)  # fail here, not in a task, on a bad config
+    _checked(text, config_path, overrides)
     run_pipeline_local("corruption_study", {"config_yaml": text, "ratios": list(ratios or []),
                                             "overrides": list(overrides or [])}, pipeline_root)
     return report_dir(pipeline_root.resolve())
@@ -135,7 +142,7 @@ def submit_request(host: str, config_path: Path, package: Path, *, pipeline: str
     import yaml
 
     text = config_path.read_text()
-    parse_config(text, str(config_path), overrides)  # a bad config fails here, not in a task
+    _checked(text, config_path, overrides)
     args: dict[str, Any] = {"config_yaml": text, "overrides": list(overrides or [])}
     if pipeline == "corruption_study":
         args["ratios"] = list(ratios or [])
@@ -166,6 +173,7 @@ def submit(host: str, config_path: Path, *, pipeline: str = "corruption_study", 
     import json
     import tempfile
 
+    _checked(config_path.read_text(), config_path, overrides)  # before compiling
     with tempfile.TemporaryDirectory() as tmp:
         if package is None:
             from kfp import compiler

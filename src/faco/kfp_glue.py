@@ -50,7 +50,10 @@ def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[st
     extra = list(overrides or [])
     if ratios:
         extra.append(f"corrupt.ratios={json.dumps([float(r) for r in ratios])}")
+    from faco.stages.corrupt import one_kind
+
     study = parse_config(config_yaml, "config_yaml", extra)
+    one_kind(study)
     rec = study.train.recovery
     isolated = untrusted_code(study)
     downloads = hub_benchmarks(study) if isolated else []

@@ -7,6 +7,11 @@ and the replicate gap is the difference of the two replicate means. The trend is
 share (three shares or more); its interval comes from the same replicates. `change` is the gap at the
 largest share minus the gap at the smallest, and `verdict` says whether synthetic data widened the
 gap by that change's interval.
+
+A gap can move without the blind spot moving: a model that comes to answer non-entailment to
+everything scores 1.0 on HANS non-entailment. So HANS entailment accuracy and accuracy over both
+labels go beside the gap (`context`), each with its change and interval, and the sentence says when a
+narrowing is that shift of the predicted label.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ SUBSETS = {
     "subsequence": "acc_non_entailment_subsequence",
     "constituent": "acc_non_entailment_constituent",
 }
+
+
+#: HANS metrics that say where a change of the gap comes from: its entailment rows, and all its rows
+CONTEXT = {"entailment": "acc_entailment", "both_labels": "acc"}
 
 
 def _pair(iv: bootstrap.Interval) -> list[float | None]:
@@ -52,6 +61,22 @@ def subset_gap(ratios: Sequence[float], mnli: np.ndarray, hans: np.ndarray, n_bo
                    "ci": _pair(bootstrap.percentile(reps[:, hi] - reps[:, lo], level))},
         "n_items": {"mnli": int(mnli.shape[0]), "hans": int(hans.shape[0])},
     }
+
+
+def context(ratios: Sequence[float], values: Mapping[str, np.ndarray], n_boot: int, seed: int,
+            level: float = 0.95) -> dict[str, Any]:
+    """Per `CONTEXT` metric given ((items, models) correctness): accuracy per ratio and its change from the
+    smallest to the largest ratio with a paired item-bootstrap interval."""
+    lo, hi = int(np.argmin(ratios)), int(np.argmax(ratios))
+    out = {}
+    for k, (name, v) in enumerate(values.items()):
+        if not v.size:
+            continue
+        acc, reps = v.mean(axis=0), bootstrap.replicate_means(v, n_boot, seed + k)
+        out[name] = {"acc": [float(x) for x in acc],
+                     "change": {"value": float(acc[hi] - acc[lo]),
+                                "ci": _pair(bootstrap.percentile(reps[:, hi] - reps[:, lo], level))}}
+    return out
 
 
 def verdict(change: Mapping[str, Any]) -> str:
@@ -88,20 +113,43 @@ def sentence(result: Mapping[str, Any]) -> str:
     ch, tr = sub["change"], sub["trend"]
     pct = round(100 * result["level"])
     word = {"widened": "widened", "narrowed": "narrowed", "unchanged": "did not measurably change"}[verdict(ch)]
+    lo, hi = result["ratios"].index(ch["from"]), result["ratios"].index(ch["to"])
     return (f"Synthetic data {word} the MNLI-HANS gap: the gap (MNLI acc - HANS non-entailment acc) went from "
-            f"{_num(sub['gap'][result['ratios'].index(ch['from'])])} at {ch['from']:.0%} synthetic to "
-            f"{_num(sub['gap'][result['ratios'].index(ch['to'])])} at {ch['to']:.0%}, a change of "
-            f"{_num(ch['value'], sign=True)} ({pct} % item-bootstrap CI {_num(ch['ci'][0], True)} to "
+            f"{_num(sub['gap'][lo])} at {ch['from']:.0%} synthetic to {_num(sub['gap'][hi])} at {ch['to']:.0%}, "
+            f"a change of {_num(ch['value'], sign=True)} ({pct} % item-bootstrap CI {_num(ch['ci'][0], True)} to "
             f"{_num(ch['ci'][1], True)}); Pearson r of gap vs share {_num(tr['r'], True)} "
-            f"(CI {_num(tr['ci'][0], True)} to {_num(tr['ci'][1], True)}).")
+            f"(CI {_num(tr['ci'][0], True)} to {_num(tr['ci'][1], True)})." + _shift(result, lo, hi))
+
+
+def _shift(result: Mapping[str, Any], lo: int, hi: int) -> str:
+    """HANS entailment and both-label accuracy over the same shares, and, when the gap narrowed while the
+    entailment accuracy fell and the both-label accuracy did not rise, that this is a shift of the label."""
+    ctx = result.get("context", {})
+    parts = [f"HANS {label} accuracy went from {_num(c['acc'][lo])} to {_num(c['acc'][hi])} (change "
+             f"{_num(c['change']['value'], True)}, CI {_num(c['change']['ci'][0], True)} to "
+             f"{_num(c['change']['ci'][1], True)})"
+             for name, label in (("entailment", "entailment"), ("both_labels", "both-label")) if (c := ctx.get(name))]
+    if not parts:
+        return ""
+    text = " " + " and ".join(parts) + "."
+    ent, both = ctx.get("entailment"), ctx.get("both_labels")
+    if (result.get("verdict") == "narrowed" and ent is not None and verdict(ent["change"]) == "narrowed"
+            and (both is None or verdict(both["change"]) != "widened")):
+        text += (" So the gap narrowed because the model answers non-entailment to more HANS items, a shift of "
+                 "its predicted label, not because the blind spot closed.")
+    return text
 
 
 def from_items(ratios: Sequence[float], mnli: Sequence[Mapping[str, float]],
-               hans: Mapping[str, Sequence[Mapping[str, float]]], n_boot: int, seed: int) -> dict[str, Any]:
+               hans: Mapping[str, Sequence[Mapping[str, float]]], n_boot: int, seed: int,
+               hans_context: Mapping[str, Sequence[Mapping[str, float]]] | None = None) -> dict[str, Any]:
     """`gap_study` from per-model item maps (doc_id -> value, one map per ratio), on the items every model has,
-    with the generated `sentence`."""
+    with the `CONTEXT` metrics given in `hans_context` and the generated `sentence`."""
     _, m = bootstrap.align(mnli)
     subsets = {name: bootstrap.align(per_model)[1] for name, per_model in hans.items()}
     out = gap_study(ratios, m, {k: v for k, v in subsets.items() if v.size}, n_boot, seed)
+    if hans_context:
+        out["context"] = context(ratios, {k: bootstrap.align(v)[1] for k, v in hans_context.items()},
+                                 n_boot, seed + 100)
     out["sentence"] = sentence(out)
     return out

@@ -555,7 +555,8 @@ def family(cfg: AnalyzeConfig, evals: list[Path], models: list[Path]) -> Family:
         result["nli_gap"] = nli_gap.from_items(
             ev.ratios, [_items(ev.grid[x], "mnli", "acc") for x in ev.ratios],
             {s: [_items(ev.grid[x], "hans", m) for x in ev.ratios] for s, m in nli_gap.SUBSETS.items()},
-            cfg.bootstrap, cfg.seed)
+            cfg.bootstrap, cfg.seed,
+            {s: [_items(ev.grid[x], "hans", m) for x in ev.ratios] for s, m in nli_gap.CONTEXT.items()})
     return Family(result, ev, losses, lies, mmlu_k, per_epoch)
 
 

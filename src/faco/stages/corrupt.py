@@ -73,12 +73,20 @@ def _write(tmp: Path, pairs: list[PairRecord], ratios: list[float], seed: int, m
     write_json(tmp / "stats.json", meta["splits"])
 
 
+def one_kind(study: Study) -> None:
+    """Refuse, in one line, a study of several kinds of false chain outside `faco study`: the stage
+    commands (`faco generate`, `faco corrupt`), dvc and KFP make one kind's pairs and splits."""
+    kinds = study.corrupt.kinds
+    if kinds is not None and len(kinds) > 1:
+        raise ConfigError(f"corrupt.kinds: a study of several kinds ({', '.join(kinds)}) runs with `faco study`; "
+                          "`faco generate`, `faco corrupt`, dvc and KFP make one kind's pairs and splits "
+                          "(--set corrupt.kinds=null --set generate.false_chain=KIND)")
+
+
 def run(study: Study, pairs_dir: Path, out: Path) -> Path:
     """The splits of one pairs artifact at every `corrupt.ratios`."""
     cfg = study.corrupt
-    if cfg.kinds is not None and len(cfg.kinds) > 1:
-        raise ConfigError(f"corrupt.kinds: a study of several kinds ({', '.join(cfg.kinds)}) runs with `faco study`; "
-                          "`faco corrupt`, dvc and KFP make the splits of one kind")
+    one_kind(study)
     artifacts.require(pairs_dir, generate.KIND)
     pairs = list(read_jsonl(pairs_dir / "pairs.jsonl", PairRecord))
     meta: dict = {"ratios": cfg.ratios, "items": len(pairs), "splits": {}}

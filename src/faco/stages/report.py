@@ -16,6 +16,7 @@ from faco.progress import log
 from faco.stages import analyze
 
 KIND = "report"
+FINDINGS = "findings.txt"
 
 FIGURE_CAPTIONS = {
     "score_vs_ratio.png": "Benchmark score vs corruption ratio with 95% item-bootstrap CIs (paper Fig. 2); "
@@ -154,6 +155,10 @@ def _nli_gap_table(g: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
         gaps = [f"{_fmt(v)} {_ci(ci)}" for v, ci in zip(sub["gap"], sub["gap_ci"], strict=True)]
         rows.append([f"gap ({name})", *gaps,
                      f"{_fmt(ch['value'])} {_ci(ch['ci'])}", f"{_fmt(tr['r'], 2)} {_ci(tr['ci'])}"])
+    for name, label in (("entailment", "HANS entailment acc"), ("both_labels", "HANS acc (both labels)")):
+        if c := g.get("context", {}).get(name):
+            rows.append([label, *[_fmt(v) for v in c["acc"]], f"{_fmt(c['change']['value'])} {_ci(c['change']['ci'])}",
+                         "–"])
     return ("MNLI vs HANS (paper 002): gap = MNLI accuracy − HANS non-entailment accuracy, overall and per "
             "heuristic, with 95% intervals of an item bootstrap resampling MNLI and HANS items independently; "
             "HANS items are regenerated with the HANS authors' generator, not the released file", head, rows)
@@ -291,6 +296,12 @@ def _findings(a: dict[str, Any]) -> list[str]:
     return out
 
 
+def findings(report_dir: Path) -> list[str]:
+    """The report's Findings as plain lines (`- F1. ...`), for the terminal; none for a report without them."""
+    path = report_dir / FINDINGS
+    return path.read_text().splitlines() if path.is_file() else []
+
+
 def _method_note(a: dict[str, Any]) -> str:
     return (f"Decisions at α = {a.get('alpha', 0.05)}. CIs: 95% percentile intervals of a paired item bootstrap "
             f"({a.get('bootstrap')} resamples of the benchmark items, the same resample for every model); trend p: "
@@ -385,6 +396,7 @@ def run(study: Study, analysis_dir: Path, out: Path) -> Path:
             figures.append(tmp / "figures" / fig.name)
         findings, note = (_kind_findings(a) if "by_kind" in a else _findings(a)), _method_note(a)
         (tmp / "report.md").write_text(_markdown(study, findings, note, tables, figures, lineage))
+        (tmp / FINDINGS).write_text("".join(f"- {line.replace('**', '')}\n" for line in findings))
         if study.report.html:
             (tmp / "report.html").write_text(_html(study, findings, note, tables, figures, lineage))
     log(f"report: {out / 'report.md'}")
