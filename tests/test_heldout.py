@@ -155,6 +155,17 @@ def test_heldout_benchmark_found_through_lineage(lineage: tuple[Path, Path], tmp
         assert entry["metrics"][metric]["stderr"] == pytest.approx(math.sqrt(pooled_var / (7 - 2) / 7))
     assert entry["score"] == entry["metrics"]["acc_gen"]["value"]
     assert entry["unparsed"] == round(7 * entry["metrics"]["unparsed"]["value"])
+    # every greedy reply is kept on its acc_gen row, and re-scoring it gives the row's acc_gen and unparsed
+    replies = {r["doc_id"]: r["reply"] for r in beta if r["metric"] == "acc_gen"}
+    assert len(replies) == 4 and all(isinstance(x, str) for x in replies.values())
+    assert not any("reply" in r for r in beta if r["metric"] != "acc_gen")
+    beta_recs = [r for r in _records() if r.source == "beta"]
+    for r in beta:
+        picked = heldout.parse_answer(replies[r["doc_id"]], beta_recs[r["doc_id"]].choices)
+        if r["metric"] == "acc_gen":
+            assert r["value"] == float(picked == beta_recs[r["doc_id"]].answer_index)
+        elif r["metric"] == "unparsed":
+            assert r["value"] == float(picked is None)
 
     # acc_ll per item: the most likely training answer line, recomputed here with torch
     model = AutoModelForCausalLM.from_pretrained(model_dir / "model").eval()

@@ -155,6 +155,13 @@ def test_two_kind_study_with_seeds_and_a_judge(tmp_path: Path, root: Path) -> No
     assert bad[0] == bad[1] and 0 < len(bad[0]) < len(sub)
     rec = artifacts.read_manifest(out / "kinds" / "obvious" / "seed_1" / "train" / "recovery_from_cr_050")
     assert [p["relative_path"] for p in rec["parents"]] == ["../../../../../splits", "../cr_050"]
+    # models and their evaluations name their kind (recovery: its corrupted start's); shared ones name none
+    for tag in ("cr_050", "recovery_from_cr_050"):
+        for stage in ("train", "eval"):
+            assert artifacts.read_manifest(out / "kinds" / "obvious" / "seed_1" / stage / tag)["meta"]["kind"] == \
+                "obvious", (tag, stage)
+    for shared in ("seed_0/train/cr_000", "seed_0/eval/cr_000", "train/base", "eval/base"):
+        assert "kind" not in artifacts.read_manifest(out / shared)["meta"], shared
     # nothing changed: every stage is reused, no judge request is sent again
     for name in ("generate obvious", "corrupt clean", "corrupt subtle", "train cr_000 seed 1",
                  "train recovery_from_cr_050 obvious seed 1", "judge cr_050 obvious"):

@@ -2,7 +2,8 @@
 
 An entry: {task, shots, limit, domain, metrics: {m: {value, stderr}}, score, stderr, n[, subtasks]}
 (stderr is lm-eval's). Samples: one {"doc_id", "metric", "value"} row per item and metric, from
-lm-eval's `log_samples`; a group's rows per subtask, and pooled with doc_id "<subtask>/<doc_id>".
+lm-eval's `log_samples`; a group's rows per subtask, and pooled with doc_id "<subtask>/<doc_id>". An item
+the model answered by generation also has its raw `reply` on the row of the benchmark's first metric.
 """
 
 from __future__ import annotations
@@ -54,14 +55,28 @@ def entry(res: dict[str, Any], task: str, bench: Benchmark, shots: int, limit: i
     return out
 
 
+def _reply(sample: dict[str, Any]) -> str | None:
+    """The model's raw reply to a logged item's last generation request (before any filter); None when the
+    item was scored by log-likelihood alone."""
+    for resp in reversed(sample.get("resps") or []):
+        first = resp[0] if isinstance(resp, list) and resp else resp
+        if isinstance(first, str):
+            return first
+    return None
+
+
 def _rows(logged: list[dict[str, Any]], names: list[str]) -> Rows:
-    """Numeric per-item metric values, one row per (doc_id, metric); the first filter's value wins."""
+    """Numeric per-item metric values, one row per (doc_id, metric); the first filter's value wins. An item
+    answered by generation keeps the model's raw `reply` on its first metric's row (to audit the scoring)."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for sample in logged:
         for m in names:
             value = sample.get(m)
-            if isinstance(value, (bool, int, float)) and (str(sample["doc_id"]), m) not in seen:
-                seen[(str(sample["doc_id"]), m)] = {"doc_id": sample["doc_id"], "metric": m, "value": float(value)}
+            key = (str(sample["doc_id"]), m)
+            if isinstance(value, (bool, int, float)) and key not in seen:
+                row = seen[key] = {"doc_id": sample["doc_id"], "metric": m, "value": float(value)}
+                if m == names[0] and (reply := _reply(sample)) is not None:
+                    row["reply"] = reply
     return sorted(seen.values(), key=lambda r: (str(type(r["doc_id"])), r["doc_id"], r["metric"]))
 
 

@@ -49,8 +49,9 @@ from faco.stages import train
 KIND = "eval"
 PREFETCH_KIND = "benchmarks"
 SAMPLES = "samples"
-#: Model manifest meta an evaluation carries over: the grid's ratio, recovery's start_ratio, the base row, the seed.
-CARRIED_META = ("ratio", "tag", "start_ratio", "base", "seed")
+#: Model manifest meta an evaluation carries over: the grid's ratio, recovery's start_ratio, the base row, the seed,
+#: the kind of false chain (corrupt.kinds).
+CARRIED_META = ("ratio", "tag", "start_ratio", "base", "seed", "kind")
 
 
 def default_probes() -> list[str]:

@@ -49,13 +49,18 @@ def run(
     cfg = study.train
     parents = [splits]
     meta: dict = {"ratio": ratio, "tag": corrupt.ratio_tag(ratio), "base_model": cfg.model.model_dump(mode="json")}
+    if kind := manifest["meta"].get("kind"):  # one kind's split family (corrupt.kinds)
+        meta["kind"] = kind
     epochs = None
     spec = cfg.model
     if start is not None:
         artifacts.require(start, KIND)
         parents.append(start)
         meta["start_checkpoint"] = {"path": str(start), "manifest_sha256": artifacts.manifest_hash(start)}
-        meta["start_ratio"] = artifacts.read_manifest(start)["meta"]["ratio"]
+        start_meta = artifacts.read_manifest(start)["meta"]
+        meta["start_ratio"] = start_meta["ratio"]
+        if "kind" in start_meta:  # recovery of one kind's corrupted model
+            meta["kind"] = start_meta["kind"]
         epochs = cfg.recovery.epochs if cfg.recovery else None
         spec = ModelSpec(source="local", name_or_path=str(start / "model"))
     texts = [f"{r.prompt}\n{r.response}" for r in records]
