@@ -29,7 +29,10 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     proc = subprocess.run([*FACO, "study", str(root / "configs" / "smoke.yaml"), "--out", str(out)],
                           capture_output=True, text=True, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"report: {out / 'report' / 'report.md'}" in proc.stdout
+    said = proc.stdout.splitlines()  # what was found, then where the report is
+    assert said[0] == "Findings:" and said[-1] == f"report: {out / 'report' / 'report.md'}"
+    assert any(line.startswith("- F1. ") for line in said) and (out / "report" / "findings.txt").read_text() == \
+        "".join(line + "\n" for line in said[1:-1])
     report = (out / "report" / "report.md").read_text()
     assert "| benchmark | domain | CR 0% | CR 25% | CR 50% | CR 75% | CR 100% | ABS | Pearson r |" in report
     assert "| arc_challenge |" in report and "| openbookqa |" in report
