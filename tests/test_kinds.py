@@ -12,6 +12,7 @@ from openai_server import FakeOpenAI
 
 from faco import artifacts
 from faco.config import load_config
+from faco.errors import ConfigError
 from faco.records import PairRecord, RejectRecord, Response, TrainRecord, read_jsonl, write_jsonl
 from faco.stages import corrupt, generate
 
@@ -77,6 +78,16 @@ def test_stage_commands_refuse_several_kinds(smoke_pairs: Path, root: Path, tmp_
         assert proc.returncode == 3, (name, proc.stderr[-500:])
         assert proc.stderr.strip().splitlines()[-1] == line, name
         assert not (tmp_path / "s").exists(), name
+
+
+def test_the_pipelines_plan_task_refuses_several_kinds(root: Path) -> None:
+    """A multi-kind config started from the Kubeflow UI (no faco front end) stops at the plan task."""
+    from faco import kfp_glue
+
+    text = (root / "configs" / "thresholds-cpu.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"^corrupt.kinds: a study of several kinds \(subtle, obvious\) runs with"):
+        kfp_glue.plan(text)
+    assert kfp_glue.plan(text, overrides=["corrupt.kinds=null"]).ratios == [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
 def _pairs(path: Path, pairs: list[PairRecord]) -> Path:

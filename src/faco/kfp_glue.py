@@ -46,12 +46,13 @@ def hub_benchmarks(study: Study) -> list[str]:
 
 
 def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[str] | None = None) -> Plan:
-    """Apply `overrides` (KEY=VALUE) and `ratios` (when non-empty) to the config and validate it."""
+    """Apply `overrides` (KEY=VALUE) and `ratios` (when non-empty) to the config and validate it; the
+    pipeline runs one kind of false chain."""
+    from faco.stages.corrupt import one_kind
+
     extra = list(overrides or [])
     if ratios:
         extra.append(f"corrupt.ratios={json.dumps([float(r) for r in ratios])}")
-    from faco.stages.corrupt import one_kind
-
     study = parse_config(config_yaml, "config_yaml", extra)
     one_kind(study)
     rec = study.train.recovery
