@@ -113,6 +113,12 @@ def test_constant_means_have_no_trend_and_no_items_no_test() -> None:
     assert B.permutation_p(RATIOS, values, 100, seed=0) == 1.0
     empty = B.trend(RATIOS, np.zeros((0, 5)), 100, seed=0)
     assert empty.n_items == 0 and math.isnan(empty.p) and math.isnan(empty.ci.low)
+    # equal means from different items: r undefined, but replicates vary (constant ones count as r = 0)
+    mixed = B.trend(RATIOS, np.array([[1.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0, 1.0]]), 200, seed=0)
+    assert math.isnan(mixed.r) and mixed.ci.low < 0 < mixed.ci.high and mixed.p == 1.0
+    # every model scored every item alike: nothing to resample, so no interval (not a measured [0, 0])
+    alike = B.trend(RATIOS, np.repeat([[1.0], [0.0], [1.0]], 5, axis=1), 200, seed=0)
+    assert math.isnan(alike.r) and math.isnan(alike.ci.low) and math.isnan(alike.ci.high) and alike.p == 1.0
 
 
 def test_percentile_ignores_nan_and_keeps_inf() -> None:

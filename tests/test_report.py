@@ -343,3 +343,17 @@ def test_two_ratios_are_a_paired_permutation_test(tmp_path: Path, smoke: Study) 
     # only the all-unswapped and all-swapped relabelings reach |slope|: p = 2^-19, floored at 1/(B + 1)
     assert row["pearson_p"] == pytest.approx(1 / (smoke.analyze.bootstrap + 1))
     assert row["trend"] == "falls"
+
+
+def test_f1_says_so_when_every_model_scored_every_item_alike() -> None:
+    """No item differs between models: no trend to measure, and no interval is claimed for r."""
+    from faco.analysis import findings
+
+    row = {"scores": {"0": 0.3, "0.5": 0.3, "1": 0.3}, "metric": "acc_norm", "n_items": 50,
+           "trend": "no significant trend", "pearson_r": None, "pearson_ci": [None, None], "pearson_p": 1.0}
+    f1 = findings._f1("arc_challenge", row, 3)
+    assert f1["sentence"] == ("arc_challenge: every model scored each of the 50 items the same (0.30 at CR 0 % to "
+                              "0.30 at CR 100 %), so there is no trend to measure (Pearson r undefined, permutation "
+                              "p = 1).")
+    mixed = findings._f1("arc_challenge", row | {"pearson_ci": [-0.87, 0.87]}, 3)["sentence"]
+    assert "Pearson r = undefined (the same score at every ratio), 95 % item-bootstrap CI [-0.87, +0.87]" in mixed

@@ -131,14 +131,19 @@ def trend(ratios: Sequence[float], values: np.ndarray, n_boot: int, seed: int, l
 
     `values`: (items, models) with the models in the order of `ratios`. A replicate in which every
     model has the same mean has no trend and counts as r = 0 (dropping it would leave only the
-    replicates that drew the few items that differ, and a falsely narrow interval).
+    replicates that drew the few items that differ, and a falsely narrow interval). When no item
+    differs between any two models there is nothing to resample: r and its interval are undefined
+    (nan), not a measured [0, 0].
     """
     n = values.shape[0]
     if n == 0:
         return Trend(NAN, Interval(NAN, NAN), NAN, 0)
     r = float(pearson_rows(ratios, values.mean(axis=0))[0])
+    p = permutation_p(ratios, values, n_boot, seed + 1)
+    if not np.ptp(values, axis=1).any():  # every model answered every item alike
+        return Trend(r, Interval(NAN, NAN), p, n)
     boot = np.nan_to_num(pearson_rows(ratios, replicate_means(values, n_boot, seed)), nan=0.0)
-    return Trend(r, percentile(boot, level), permutation_p(ratios, values, n_boot, seed + 1), n)
+    return Trend(r, percentile(boot, level), p, n)
 
 
 def ratio_of_gaps(num: np.ndarray, den: np.ndarray) -> np.ndarray:

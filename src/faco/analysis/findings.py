@@ -51,8 +51,14 @@ def _f1(bench: str, row: Mapping[str, Any], n_models: int) -> dict[str, Any]:
         text = f"{bench}: {row['metric']} goes from {span}; the trend is not tested: {row['untested']}."
         return {"id": "F1", "benchmark": bench, "claim": "not tested", "sentence": text, "statistic": stat}
     verb = _VERB[row["trend"]]
+    if row["pearson_r"] is None and row["pearson_ci"] == [None, None]:  # no item differs between models
+        text = (f"{bench}: every model scored each of the {row['n_items']} items the same ({span}), so there is no "
+                f"trend to measure (Pearson r undefined, permutation p = {_p(row['pearson_p'])}).")
+        return {"id": "F1", "benchmark": bench, "claim": row["trend"], "sentence": text, "statistic": stat}
+    r_text = "undefined (the same score at every ratio)" if row["pearson_r"] is None else _num(row["pearson_r"],
+                                                                                                sign=True)
     text = (f"{bench}: {row['metric']} {verb} with the corruption ratio ({span}): Pearson r = "
-            f"{_num(row['pearson_r'], sign=True)}, 95 % item-bootstrap CI {_ci(row['pearson_ci'], sign=True)}, "
+            f"{r_text}, 95 % item-bootstrap CI {_ci(row['pearson_ci'], sign=True)}, "
             f"permutation p = {_p(row['pearson_p'])} ({row['n_items']} items × {n_models} models).")
     seeds = row.get("seeds")
     if seeds and seeds.get("exceeds_seed_noise") is not None:
