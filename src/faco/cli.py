@@ -78,7 +78,7 @@ def _echo_findings(rep: Path) -> None:
     """The report's Findings, then where the report is, on stdout."""
     from faco.stages import report as report_stage
 
-    lines = report_stage.findings(rep)
+    lines = report_stage.read_findings(rep)
     if lines:
         typer.echo("Findings:\n" + "\n".join(lines))
     typer.echo(f"report: {rep / 'report.md'}")

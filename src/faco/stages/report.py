@@ -296,7 +296,7 @@ def _findings(a: dict[str, Any]) -> list[str]:
     return out
 
 
-def findings(report_dir: Path) -> list[str]:
+def read_findings(report_dir: Path) -> list[str]:
     """The report's Findings as plain lines (`- F1. ...`), for the terminal; none for a report without them."""
     path = report_dir / FINDINGS
     return path.read_text().splitlines() if path.is_file() else []
