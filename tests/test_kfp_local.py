@@ -183,15 +183,22 @@ def test_a_killed_train_task_resumes_from_its_checkpoint_on_the_volume(tmp_path:
            str(splits), str(volume)]
     child = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
+
+    def parses(state: Path) -> bool:  # the Trainer writes it last: the checkpoint is whole once it parses
+        try:
+            return bool(json.loads(state.read_text()))
+        except (OSError, ValueError):
+            return False
+
     deadline = time.monotonic() + 600
-    while not list(volume.glob("*/cr_025/trainer/checkpoint-*/trainer_state.json")):
+    while not any(parses(s) for s in volume.glob("*/cr_025/trainer/checkpoint-*/trainer_state.json")):
         assert child.poll() is None and time.monotonic() < deadline, "the train task ended before a checkpoint"
         time.sleep(0.05)
     os.killpg(child.pid, signal.SIGKILL)  # the whole pod at once, mid-epoch
     child.wait()
     assert not list((tmp_path / "kfp").rglob("train/model/train_stats.json"))
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (model,) = [m.parent for m in (tmp_path / "kfp").rglob("train/model/train_stats.json")]
     stats = json.loads((model / "train_stats.json").read_text())
     assert stats["resumed_from"] and stats["resumed_from"].startswith("checkpoint-")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,31 @@ def test_same_config_resumes(tmp_path: Path, splits: Path, smoke: Study, capfd: 
     train.run(study, splits, 0.5, tmp_path / "m", work_dir=tmp_path / "work")
     assert _stats(tmp_path / "m")["resumed_from"] == "checkpoint-2"
     assert "not resuming" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("torn", ["checkpoint-4", "checkpoint-2"])
+def test_a_checkpoint_torn_while_saving_is_skipped_and_removed(
+    tmp_path: Path, splits: Path, smoke: Study, capfd: pytest.CaptureFixture[str], torn: str
+) -> None:
+    """A kill while the Trainer saves leaves a torn `trainer_state.json` (the file it writes last)
+    in the newest checkpoint, the one before it still whole (one is kept, and only once the next is
+    written): the next run resumes from that one, or starts over if none is whole, and ends where
+    an unbroken run ends."""
+    study = _study(smoke)
+    work = tmp_path / "work"
+    _interrupted(study, splits, 0.5, tmp_path / "m", work)
+    if torn != "checkpoint-2":
+        shutil.copytree(work / "trainer" / "checkpoint-2", work / "trainer" / torn)
+    state = work / "trainer" / torn / "trainer_state.json"
+    state.write_text(state.read_text()[:100])
+    capfd.readouterr()
+    train.run(study, splits, 0.5, tmp_path / "m", work_dir=work)
+    err = capfd.readouterr().err
+    assert f"train: {work / 'trainer' / torn} is incomplete (the run was killed while saving it): removed" in err
+    assert _stats(tmp_path / "m")["resumed_from"] == ("checkpoint-2" if torn == "checkpoint-4" else None)
+    assert "not resuming" not in err
+    clean = train.run(study, splits, 0.5, tmp_path / "clean")
+    assert _losses(tmp_path / "m") == pytest.approx(_losses(clean), abs=1e-6)
 
 
 def test_changed_learning_rate_starts_fresh_and_says_why(

@@ -118,6 +118,36 @@ def _changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list
     return out
 
 
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rpartition("-")[2])
+
+
+def _complete(checkpoint: Path) -> bool:
+    """The Trainer writes `trainer_state.json` last: a checkpoint is whole once it parses."""
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == _step(checkpoint)
+
+
+def last_checkpoint(trainer_dir: Path, main: bool) -> Path | None:
+    """The newest whole Trainer checkpoint in `trainer_dir`, or None.
+
+    A run killed while saving leaves a checkpoint without (or with a torn) `trainer_state.json`:
+    it is skipped, and the main process removes it and says so.
+    """
+    found = sorted((c for c in trainer_dir.glob("checkpoint-*") if c.is_dir() and c.name[11:].isdigit()),
+                   key=_step, reverse=True)
+    for checkpoint in found:
+        if _complete(checkpoint):
+            return checkpoint
+        if main:
+            log(f"train: {checkpoint} is incomplete (the run was killed while saving it): removed")
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return None
+
+
 def has_checkpoints(work: Path) -> bool:
     """Whether a work folder holds a checkpoint a later run could resume from."""
     return (work / "trainer").is_dir() and any((work / "trainer").glob("checkpoint-*"))

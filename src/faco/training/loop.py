@@ -24,7 +24,7 @@ from faco.errors import ConfigError, FacoError
 from faco.paths import repo_root
 from faco.progress import log
 from faco.records import TrainRecord
-from faco.training.checkpoints import count_params, count_saved_params, save_model, tied_keys
+from faco.training.checkpoints import count_params, count_saved_params, last_checkpoint, save_model, tied_keys
 from faco.training.data import (
     Collator,
     Example,
@@ -241,7 +241,6 @@ def train(
     in `work` when `resume` is true. Returns the training statistics.
     """
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     ds_path, zero_stage = deepspeed_config(cfg)
     if ds_path:
@@ -313,11 +312,11 @@ def train(
     trainer = FacoTrainer(model=model, args=args, train_dataset=_Rows(rows), data_collator=collate,
                       callbacks=[EpochEnd(), *callbacks])
     holder["trainer"] = trainer
-    last = get_last_checkpoint(str(work / "trainer")) if resume and (work / "trainer").is_dir() else None
+    last = last_checkpoint(work / "trainer", main) if resume else None
     if last:
         log(f"train: resuming from {last}")
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     seconds = time.perf_counter() - start
     save_model(trainer, tok, out / "model", expected_params, main, tied)
     if not main:
@@ -339,7 +338,7 @@ def train(
         "global_batch_size": cfg.global_batch_size, "packing": cfg.packing, "sequences": len(rows),
         "lora": cfg.lora is not None,
         "deepspeed_zero_stage": zero_stage, "parameters": on_disk,
-        "resumed_from": Path(last).name if last else None,
+        "resumed_from": last.name if last else None,
         "train_loss": result.training_loss, "final_step_loss": steps[-1]["loss"] if steps else None,
         "seconds": round(seconds, 2),
         "real_tokens": collate.real, "token_slots": collate.slots,
