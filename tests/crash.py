@@ -16,3 +16,14 @@ class Crash(TrainerCallback):  # type: ignore[misc]
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if state.global_step == self.step:
             raise KeyboardInterrupt(f"killed at step {self.step}")
+
+
+class CrashAfterSave(TrainerCallback):  # type: ignore[misc]
+    """Raises KeyboardInterrupt once the checkpoint of optimizer step `step` is saved, before anything else."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"killed after saving checkpoint-{self.step}")

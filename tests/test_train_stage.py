@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from crash import Crash
+from crash import Crash, CrashAfterSave
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from faco import artifacts
@@ -127,6 +127,29 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, splits: Path, smo
     assert [r["id"] for r in sa] == [r["id"] for r in sb]
     assert [r["loss"] for r in sb] == pytest.approx([r["loss"] for r in sa], abs=1e-5)
     wa, wb = _weights(whole / "model"), _weights(out / "model")
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+
+def test_killed_after_a_checkpoint_on_an_epoch_end_keeps_that_epochs_outputs(
+    tmp_path: Path, splits: Path, smoke: Study
+) -> None:
+    """A checkpoint on an epoch's last step is saved before the Trainer ends the epoch: a kill right
+    after it must not lose that epoch's sample losses or snapshot (the resumed run starts the next epoch)."""
+    # 39 examples, batch 8: 5 steps per epoch; a checkpoint every 5 steps lands on each epoch's end
+    study = _study(smoke, epochs=2, checkpoint_steps=5, global_batch_size=8, per_device_batch_size=8,
+                   save_every_epoch=True)
+    whole = train.run(study, splits, 0.5, tmp_path / "whole")
+    out, work = tmp_path / "resumed", tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):
+        train.run(study, splits, 0.5, out, work_dir=work, callbacks=[CrashAfterSave(5)])
+    train.run(study, splits, 0.5, out, work_dir=work)
+    assert json.loads((out / "train_stats.json").read_text())["resumed_from"] == "checkpoint-5"
+    sa, sb = _rows(whole / "sample_loss.jsonl"), _rows(out / "sample_loss.jsonl")
+    assert [(r["epoch"], r["id"]) for r in sb] == [(r["epoch"], r["id"]) for r in sa]
+    assert {r["epoch"] for r in sb} == {1, 2}
+    assert [r["loss"] for r in sb] == pytest.approx([r["loss"] for r in sa], abs=1e-5)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_1", "epoch_2"]
+    wa, wb = _weights(whole / "checkpoints" / "epoch_1"), _weights(out / "checkpoints" / "epoch_1")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
 
 

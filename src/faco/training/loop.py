@@ -285,10 +285,14 @@ def train(
     holder: dict[str, Any] = {}
 
     class EpochEnd(TrainerCallback):  # type: ignore[misc]
-        """After each epoch: every sample's loss with its corruption flag; a model snapshot if asked."""
+        """After each epoch's last step: every sample's loss with its corruption flag; a model snapshot
+        if asked. At the step's end, not at `on_epoch_end`: the Trainer saves a checkpoint that falls on
+        the epoch's last step before `on_epoch_end`, and a run resumed from it never ends that epoch."""
 
-        def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            epoch = round(state.epoch or 0)
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if not float(state.epoch or 0).is_integer():
+                return
+            epoch = round(state.epoch)
             losses = _sharded_sample_loss(kw["model"], examples, tok.pad_token_id, cfg.per_device_batch_size,
                                           cfg.packing)
             if main:
