@@ -29,8 +29,11 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     proc = subprocess.run([*FACO, "study", str(root / "configs" / "smoke.yaml"), "--out", str(out)],
                           capture_output=True, text=True, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()  # it ends with what was found, then where the report is
-    said = lines[lines.index("Findings:"):]  # (libraries may print before: DeepSpeed's accelerator warning)
+    # stdout is what was found, then where the report is, and nothing else: the Trainer's loss lines,
+    # DeepSpeed's warnings and every other library's chatter go to stderr
+    said = proc.stdout.splitlines()
+    assert said[0] == "Findings:", proc.stdout[:2000]
+    assert "{'loss'" in proc.stderr and "{'loss'" not in proc.stdout
     assert said[-1] == f"report: {out / 'report' / 'report.md'}"
     assert any(line.startswith("- F1. ") for line in said) and (out / "report" / "findings.txt").read_text() == \
         "".join(line + "\n" for line in said[1:-1])

