@@ -8,22 +8,19 @@ from transformers import TrainerCallback
 
 
 class Crash(TrainerCallback):  # type: ignore[misc]
-    """Raises KeyboardInterrupt after optimizer step `step`, as a kill at that point would end the run."""
+    """Raises KeyboardInterrupt after optimizer step `step`, as a kill at that point would end the run;
+    with `after_save`, only once that step's checkpoint is saved (a kill before anything else runs)."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, after_save: bool = False) -> None:
         self.step = step
+        self.after_save = after_save
+
+    def _maybe(self, state: Any, saving: bool) -> None:
+        if state.global_step == self.step and saving == self.after_save:
+            raise KeyboardInterrupt(f"killed at step {self.step}" + (" after its checkpoint" if saving else ""))
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if state.global_step == self.step:
-            raise KeyboardInterrupt(f"killed at step {self.step}")
-
-
-class CrashAfterSave(TrainerCallback):  # type: ignore[misc]
-    """Raises KeyboardInterrupt once the checkpoint of optimizer step `step` is saved, before anything else."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
+        self._maybe(state, saving=False)
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if state.global_step == self.step:
-            raise KeyboardInterrupt(f"killed after saving checkpoint-{self.step}")
+        self._maybe(state, saving=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from crash import Crash, CrashAfterSave
+from crash import Crash
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from faco import artifacts
@@ -141,7 +141,7 @@ def test_killed_after_a_checkpoint_on_an_epoch_end_keeps_that_epochs_outputs(
     whole = train.run(study, splits, 0.5, tmp_path / "whole")
     out, work = tmp_path / "resumed", tmp_path / "work"
     with pytest.raises(KeyboardInterrupt):
-        train.run(study, splits, 0.5, out, work_dir=work, callbacks=[CrashAfterSave(5)])
+        train.run(study, splits, 0.5, out, work_dir=work, callbacks=[Crash(5, after_save=True)])
     train.run(study, splits, 0.5, out, work_dir=work)
     assert json.loads((out / "train_stats.json").read_text())["resumed_from"] == "checkpoint-5"
     sa, sb = _rows(whole / "sample_loss.jsonl"), _rows(out / "sample_loss.jsonl")
