@@ -41,7 +41,7 @@ def test_nli_synthetic_cpu_ingest_generate_corrupt(tmp_path: Path) -> None:
 
 def test_thresholds_cpu_subtle_and_obvious_arms(tmp_path: Path) -> None:
     cfg = ROOT / "configs" / "thresholds-cpu.yaml"
-    small = ["--set", "ingest.per_source_cap=4"]
+    small = ["--set", "ingest.per_source_cap=16", "--set", "ingest.heldout=4"]
     faco("ingest", cfg, "--out", tmp_path / "ingest", *small)
     arms = {}
     for kind in ("subtle", "obvious"):
