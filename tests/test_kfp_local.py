@@ -166,6 +166,7 @@ def test_a_killed_train_task_resumes_from_its_checkpoint_on_the_volume(tmp_path:
 
     from faco.config_slices import load
     from faco.stages import corrupt, generate, ingest, train
+    from faco.training.checkpoints import is_whole
 
     # 39 examples, batch 8: 5 steps per epoch, 20 in all; a checkpoint every 2 steps
     p = plan(SMOKE.read_text(), overrides=["train.epochs=4", "train.checkpoint_steps=2", "train.global_batch_size=8",
@@ -183,15 +184,8 @@ def test_a_killed_train_task_resumes_from_its_checkpoint_on_the_volume(tmp_path:
            str(splits), str(volume)]
     child = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-
-    def parses(state: Path) -> bool:  # the Trainer writes it last: the checkpoint is whole once it parses
-        try:
-            return bool(json.loads(state.read_text()))
-        except (OSError, ValueError):
-            return False
-
     deadline = time.monotonic() + 600
-    while not any(parses(s) for s in volume.glob("*/cr_025/trainer/checkpoint-*/trainer_state.json")):
+    while not any(is_whole(c) for c in volume.glob("*/cr_025/trainer/checkpoint-*")):
         assert child.poll() is None and time.monotonic() < deadline, "the train task ended before a checkpoint"
         time.sleep(0.05)
     os.killpg(child.pid, signal.SIGKILL)  # the whole pod at once, mid-epoch

@@ -4,6 +4,7 @@ fingerprint that lets a work folder's checkpoints be resumed only by the run tha
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -118,12 +119,18 @@ def _changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list
     return out
 
 
-def _step(checkpoint: Path) -> int:
-    return int(checkpoint.name.rpartition("-")[2])
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
-def _complete(checkpoint: Path) -> bool:
-    """The Trainer writes `trainer_state.json` last: a checkpoint is whole once it parses."""
+def _step(checkpoint: Path) -> int | None:
+    """The optimizer step a Trainer checkpoint folder is named for, or None for another name."""
+    m = _CHECKPOINT.fullmatch(checkpoint.name)
+    return int(m.group(1)) if m else None
+
+
+def is_whole(checkpoint: Path) -> bool:
+    """The Trainer writes `trainer_state.json` last: a checkpoint is whole once it parses and names
+    the checkpoint's step."""
     try:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
     except (OSError, ValueError):
@@ -137,10 +144,10 @@ def last_checkpoint(trainer_dir: Path, main: bool) -> Path | None:
     A run killed while saving leaves a checkpoint without (or with a torn) `trainer_state.json`:
     it is skipped, and the main process removes it and says so.
     """
-    found = sorted((c for c in trainer_dir.glob("checkpoint-*") if c.is_dir() and c.name[11:].isdigit()),
-                   key=_step, reverse=True)
-    for checkpoint in found:
-        if _complete(checkpoint):
+    named = ((_step(c), c) for c in trainer_dir.glob("checkpoint-*") if c.is_dir())
+    found = sorted(((step, c) for step, c in named if step is not None), reverse=True)
+    for _, checkpoint in found:
+        if is_whole(checkpoint):
             return checkpoint
         if main:
             log(f"train: {checkpoint} is incomplete (the run was killed while saving it): removed")
