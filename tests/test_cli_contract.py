@@ -189,6 +189,9 @@ def test_concurrent_study_is_busy_and_ctrl_c_exits_130_leaving_no_temporaries(tm
         assert second.returncode == EXIT_BUSY, second.stderr[-2000:]
         assert last_line(second).startswith(f"error: {out}: busy: faco pid {first.pid} on ")
         assert "Traceback" not in second.stderr
+        stage = faco("ingest", SMOKE, "--out", str(out / "ingest"), "--force", cwd=tmp_path)  # into the running one
+        assert stage.returncode == EXIT_BUSY, stage.stderr[-2000:]
+        assert last_line(stage).startswith(f"error: {out / 'ingest'}: inside a running study: faco pid {first.pid} ")
         while not list(out.rglob(".*.tmp-*")) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)  # Ctrl-C while a stage is writing its artifact
         assert first.poll() is None, first.communicate()[1][-2000:]
@@ -222,3 +225,76 @@ def test_a_busy_train_leaves_the_running_one_s_checkpoints_alone(tmp_path: Path)
     assert last_line(proc).startswith(f"error: m: busy: faco pid {os.getpid()} on ")
     assert (work / "trainer" / "checkpoint-5" / "optimizer.pt").read_bytes() == b"state"
     assert (work / "fingerprint.json").read_text() == '{"ratio": 0.0}\n'
+
+
+def _ingest_artifact(tmp_path: Path, out: str) -> dict[str, object]:
+    made = faco("ingest", SMOKE, "--out", out, *ONE_SOURCE, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    return artifacts.read_manifest(tmp_path / out)
+
+
+def test_an_artifact_of_another_kind_is_replaced_only_with_force(tmp_path: Path) -> None:
+    fake_splits(tmp_path / "model")  # as if a trained model sat where a mistyped --out points
+    before = artifacts.read_manifest(tmp_path / "model")
+    refused = faco("ingest", SMOKE, "--out", "model", *ONE_SOURCE, cwd=tmp_path)
+    assert refused.returncode == EXIT_INPUT, refused.stderr[-2000:]
+    assert last_line(refused) == ("error: model: holds a faco 'splits' artifact and this command writes 'sources'; "
+                                  "replacing it needs --force")
+    assert artifacts.read_manifest(tmp_path / "model") == before and leftovers(tmp_path) == []
+    forced = faco("ingest", SMOKE, "--out", "model", *ONE_SOURCE, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert artifacts.read_manifest(tmp_path / "model")["kind"] == "sources"
+
+
+def test_a_finished_study_s_artifact_is_replaced_only_with_force(tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / ".faco-study").touch()
+    first = _ingest_artifact(tmp_path, "study/ingest")  # a new artifact in a finished study: allowed
+    again = faco("ingest", SMOKE, "--out", "study/ingest", *ONE_SOURCE, "--set", "ingest.per_source_cap=2",
+                 cwd=tmp_path)
+    assert again.returncode == EXIT_INPUT, again.stderr[-2000:]
+    assert last_line(again).startswith(f"error: study/ingest: is an artifact of the study {study}; replacing it "
+                                       "breaks that study's lineage")
+    assert artifacts.read_manifest(study / "ingest") == first
+    forced = faco("ingest", SMOKE, "--out", "study/ingest", *ONE_SOURCE, "--set", "ingest.per_source_cap=2",
+                  "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert artifacts.read_manifest(study / "ingest")["config_hash"] != first["config_hash"]
+
+
+def test_nothing_is_written_inside_a_running_study_even_with_force(tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    with outputs.study_lock(study):  # held by this (live) process, as a running `faco study` holds it
+        for extra in ([], ["--force"]):
+            proc = faco("ingest", SMOKE, "--out", "study/ingest", *ONE_SOURCE, *extra, cwd=tmp_path)
+            assert proc.returncode == EXIT_BUSY, proc.stderr[-2000:]
+            assert last_line(proc).startswith(f"error: study/ingest: inside a running study: faco pid {os.getpid()} ")
+            assert f"holds {study / '.faco.lock'}" in last_line(proc)
+        nested = faco("study", SMOKE, "--out", "study/sub", cwd=tmp_path)
+        assert nested.returncode == EXIT_BUSY and "inside a running study" in last_line(nested)
+    assert sorted(p.name for p in study.iterdir()) == [".faco-study"]
+
+
+@pytest.mark.parametrize("lock", ["src.lock", "study/.faco.lock", "study/.faco-study"])
+def test_lock_and_marker_files_are_never_followed_through_a_symlink(tmp_path: Path, lock: str) -> None:
+    target = tmp_path / "precious"
+    target.write_text("root's file\n")
+    (tmp_path / "study").mkdir()
+    (tmp_path / lock).symlink_to(target)
+    args = ["ingest", SMOKE, "--out", "src", *ONE_SOURCE] if lock == "src.lock" else ["study", SMOKE, "--out", "study"]
+    proc = faco(*args, cwd=tmp_path)
+    assert proc.returncode == EXIT_INPUT, proc.stderr[-2000:]
+    assert last_line(proc).startswith(f"error: {lock}: is a symbolic link"), last_line(proc)
+    assert target.read_text() == "root's file\n" and (tmp_path / lock).is_symlink()
+    dangling = tmp_path / "gone"
+    (tmp_path / lock).unlink()
+    (tmp_path / lock).symlink_to(dangling)  # a dangling link: faco must not create its target either
+    assert faco(*args, cwd=tmp_path).returncode == EXIT_INPUT and not dangling.exists()
+
+
+def test_an_empty_out_is_a_usage_error(tmp_path: Path) -> None:
+    for out in ("", ".", ".."):
+        proc = faco("ingest", SMOKE, "--out", out, *ONE_SOURCE, cwd=tmp_path)
+        assert proc.returncode == EXIT_USAGE and "names no folder" in last_line(proc), proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -231,6 +231,6 @@ def artifact_dir(
     from faco.outputs import replacing
 
     _refuse_overlap(Path(out), parents)
-    with replacing(Path(out)) as tmp:
+    with replacing(Path(out), kind) as tmp:
         yield tmp
         write_manifest(tmp, kind, parents, config_hash, meta)

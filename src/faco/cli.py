@@ -5,32 +5,48 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from faco import artifact_kinds as kinds
 from faco.config import Study, load_config
-from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError
-from faco.progress import stdout_to_stderr
+from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError, Terminated
+from faco.progress import close_displays, stdout_to_stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 ConfigArg = Annotated[Path, typer.Argument(help="study config (YAML)")]
 
 
-def _replaceable(out: Path | None) -> Path | None:
-    """Refuse an --out faco must not replace before any work starts (checked again when writing)."""
-    from faco.outputs import check_replaceable
-
-    if out is not None:
-        check_replaceable(out)
+def _named(out: Path | None) -> Path | None:
+    """Refuse an --out with no folder name ('', '.', '..')."""
+    if out is not None and out.name in ("", ".", ".."):
+        raise typer.BadParameter(f"{str(out)!r} names no folder; give the output a name of its own")
     return out
 
 
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output artifact directory", callback=_replaceable)]
-StudyOutOpt = Annotated[Path, typer.Option("--out", "-o", help="study output folder (a tree of artifacts)")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output artifact directory", callback=_named)]
+StudyOutOpt = Annotated[Path, typer.Option("--out", "-o", help="study output folder (a tree of artifacts)",
+                                           callback=_named)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config key: section.key=value")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="replace an artifact of another kind, or one of a finished study, at --out")]
+
+
+@contextmanager
+def _writing(out: Path, kind: str, force: bool) -> Iterator[None]:
+    """Refuse, before any work, an --out this command may not replace (checked again when writing);
+    then run the stage with its stdout on stderr, replacing what --force allows."""
+    from faco.outputs import check_replaceable, forcing
+
+    with forcing(force):
+        check_replaceable(out, kind)
+        with stdout_to_stderr():
+            yield
 
 
 def _load(config: Path, overrides: list[str] | None) -> Study:
@@ -86,11 +102,11 @@ def _echo_findings(rep: Path) -> None:
 
 
 @app.command()
-def ingest(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
+def ingest(config: ConfigArg, out: OutOpt, set_: SetOpt = None, force: ForceOpt = False) -> None:
     """Sources (offline mirror or hub) -> normalised records."""
     from faco.stages import ingest as stage
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.SOURCES, force):
         stage.run(_load(config, set_), out)
 
 
@@ -99,10 +115,10 @@ def generate(
     config: ConfigArg,
     sources: Annotated[Path, typer.Option(help="ingest artifact")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output artifact directory",
-                                             callback=_replaceable)] = None,
+                                             callback=_named)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print requests, tokens, cost, time; spend nothing")]
     = False,
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Records -> true/false reasoning pairs."""
     from faco.stages import corrupt as corrupt_stage
@@ -115,19 +131,19 @@ def generate(
         return
     if out is None:
         raise FacoError("generate: --out is required (or use --dry-run)")
-    with stdout_to_stderr():
+    with _writing(out, kinds.PAIRS, force):
         stage.run(study, sources, out)
 
 
 @app.command()
 def corrupt(
     config: ConfigArg, out: OutOpt, pairs: Annotated[Path, typer.Option(help="generate artifact")],
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Pairs -> one training split per corruption ratio (cumulative)."""
     from faco.stages import corrupt as stage
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.SPLITS, force):
         stage.run(_load(config, set_), pairs, out)
 
 
@@ -139,12 +155,12 @@ def train(
     start: Annotated[Path | None, typer.Option(help="model artifact to continue from (recovery)")] = None,
     nproc: Annotated[int | None, typer.Option(
         help="training processes (default: $FACO_NPROC, else the visible GPUs); >1 launches torchrun")] = None,
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Fine-tune a model on one split, one process per visible GPU (torchrun when more than one)."""
     from faco.training.torchrun import train_split
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.MODEL, force):
         train_split(_load(config, set_), splits, ratio, out, start=start, nproc=nproc)
 
 
@@ -155,24 +171,24 @@ def evaluate(
         help="benchmark data from `faco benchmarks fetch`: read from there, with the hub offline")] = None,
     heldout: Annotated[Path | None, typer.Option(
         help="ingest artifact whose held-out questions `heldout` asks (default: the model's lineage)")] = None,
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Score a model on the configured benchmarks (lm-evaluation-harness)."""
     from faco.stages import evaluate as stage
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.EVAL, force):
         stage.run(_load(config, set_), model, out, benchmarks=benchmarks, heldout_from=heldout)
 
 
 @app.command()
 def judge(
     config: ConfigArg, out: OutOpt, model: Annotated[Path, typer.Option(help="model artifact")],
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Sample probe answers from a model and score them with the configured judge (paper 001)."""
     from faco.stages import judge as stage
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.JUDGED, force):
         stage.run(_load(config, set_), model, out)
 
 
@@ -184,12 +200,12 @@ def analyze(
     judged: Annotated[list[Path] | None, typer.Option(
         help="judged artifacts from `faco judge` (or a directory of them): paper 001's misalignment rates")] = None,
     export: Annotated[Path | None, typer.Option(help="also write DVC metrics/plots files here")] = None,
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Scores and training logs -> Table 1, statistics, figures."""
     from faco.stages import analyze as stage
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.ANALYSIS, force):
         stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out,
                   judged=_artifacts(judged) if judged else [])
         if export is not None:
@@ -199,12 +215,12 @@ def analyze(
 @app.command()
 def report(
     config: ConfigArg, out: OutOpt, analysis: Annotated[Path, typer.Option(help="analysis artifact")],
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Analysis -> report.md and a self-contained report.html."""
     from faco.stages import report as stage
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.REPORT, force):
         rep = stage.run(_load(config, set_), analysis, out)
     _echo_findings(rep)
 
@@ -228,12 +244,12 @@ app.add_typer(benchmarks_app, name="benchmarks")
 
 
 @benchmarks_app.command("fetch")
-def benchmarks_fetch(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
+def benchmarks_fetch(config: ConfigArg, out: OutOpt, set_: SetOpt = None, force: ForceOpt = False) -> None:
     """Download every configured benchmark's datasets into an artifact (an HF datasets cache) that
     `faco evaluate --benchmarks` reads without network."""
     from faco.stages import evaluate as stage
 
-    with stdout_to_stderr():
+    with _writing(out, stage.PREFETCH_KIND, force):
         fetched = stage.prefetch(_load(config, set_), out)
     typer.echo(fetched)
 
@@ -328,6 +344,8 @@ def _one_line(text: str) -> str:
 
 
 def _fail(message: str, code: int) -> int:
+    """Print the one error line, last: live progress displays are closed first."""
+    close_displays()
     if os.environ.get("FACO_DEBUG") == "1":
         traceback.print_exc()
     typer.echo(_one_line(message), err=True)
@@ -335,11 +353,21 @@ def _fail(message: str, code: int) -> int:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run the command line `argv` and return its exit code (the contract in faco.errors)."""
+    """Run the command line `argv` and return its exit code (the contract in faco.errors); SIGTERM is
+    handled like Ctrl-C (`faco.signals`)."""
+    from faco import signals
+
+    with signals.handled():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
 
     try:
         code = app(args=argv, prog_name="faco", standalone_mode=False)
+    except Terminated as e:
+        return _fail(f"error: {e}", e.exit_code)
     except FacoError as e:
         return _fail(f"error: {e}", e.exit_code)
     except click_errors.NoArgsIsHelpError as e:

@@ -13,6 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 T = TypeVar("T")
 console = Console(stderr=True)
+_live: list[Progress] = []  # bars on screen: a failing command closes them before its error line
+
+
+def close_displays() -> None:
+    """Stop every live progress bar now, so that nothing is drawn after a command's last line (a bar
+    left open by an exception would otherwise be redrawn when its generator is collected)."""
+    while _live:
+        _live.pop().stop()
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
@@ -25,7 +33,12 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
     ) as progress:
-        yield from progress.track(items, total=total, description=description)
+        _live.append(progress)
+        try:
+            yield from progress.track(items, total=total, description=description)
+        finally:
+            if progress in _live:
+                _live.remove(progress)
 
 
 def log(message: str) -> None:
