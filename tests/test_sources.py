@@ -279,8 +279,8 @@ def test_multinli_bad_labels_are_rejected_with_reasons(tmp_path: Path) -> None:
     records, rejects = ingest.load_source(st, st.ingest.sources[0])
     assert [r.id for r in records] == ["multinli:idx1"] and records[0].answer == "contradiction"
     assert {r.row: r.reason for r in rejects} == {
-        "validation_matched[1]": "label: not 0, 1 or 2 ('maybe')",
-        "validation_matched[2]": "premise: empty",
+        "validation_matched_source.jsonl:2": "label: not 0, 1 or 2 ('maybe')",
+        "validation_matched_source.jsonl:3": "premise: empty",
     }
     hub = tmp_path / "hub.jsonl"
     hub.write_text(json.dumps({**HUB_ROWS["multinli"], "label": -1}) + "\n")
@@ -333,15 +333,16 @@ def test_bad_rows_are_counted_and_written_with_reasons(tmp_path: Path) -> None:
     assert [r.id for r in recs] == ["commonsense_qa:ok1", "commonsense_qa:ok2"]
     reasons = {r.row: r.reason for r in rejects}
     assert all(r.source == "commonsense_qa" for r in rejects)
+    f = "train_rand_split.jsonl"
     assert reasons == {
-        "train[1]": "choices: missing",
-        "train[2]": "answer: not among the choices",
-        "train[3]": "question: empty",
-        "train[4]": "id: duplicate 'commonsense_qa:ok1'",
-        "train[5]": "question: undecodable text (U+FFFD)",
-        "train[6]": reasons["train[6]"],
+        f"{f}:2": "choices: missing",
+        f"{f}:3": "answer: not among the choices",
+        f"{f}:4": "question: empty",
+        f"{f}:5": "id: duplicate 'commonsense_qa:ok1'",
+        f"{f}:6": "not UTF-8 text (byte 84 of the line)",  # the byte, never a replacement character
+        f"{f}:7": reasons[f"{f}:7"],
     }
-    assert reasons["train[6]"].startswith("train_rand_split.jsonl:7: not valid JSON")
+    assert reasons[f"{f}:7"].startswith("not valid JSON")
     stats = json.loads((out / "stats.json").read_text())["commonsense_qa"]
     assert (stats["rows"], stats["valid"], stats["rejected"], stats["kept"]) == (8, 2, 6, 2)
     assert sum(stats["reject_reasons"].values()) == 6
