@@ -49,8 +49,24 @@ def _writing(out: Path, kind: str, force: bool) -> Iterator[None]:
             yield
 
 
-def _load(config: Path, overrides: list[str] | None) -> Study:
-    return load_config(config, overrides or [])
+def _load(config: Path, overrides: list[str] | None, training: bool = False) -> Study:
+    """The study config, with what training will need checked before any work (`faco.training.preflight`):
+    the model's files by every command, everything that can be checked without training with `training`."""
+    from faco.training import preflight
+
+    study = load_config(config, overrides or [])
+    (preflight.check_training if training else preflight.check_files)(study, str(config))
+    return study
+
+
+def _model_input(model: Path, option: str) -> None:
+    """Refuse a model artifact whose weights cannot be loaded (also with FACO_NO_VERIFY=1)."""
+    from faco.errors import ArtifactError
+    from faco.training.preflight import model_folder_problem
+
+    problem = model_folder_problem(model / "model") if (model / "manifest.json").is_file() else None
+    if problem:
+        raise ArtifactError(f"{option} {model}: {model / 'model'}: {problem}")
 
 
 def _artifacts(paths: list[Path]) -> list[Path]:
@@ -68,8 +84,8 @@ def _artifacts(paths: list[Path]) -> list[Path]:
 
 @app.command()
 def validate(config: ConfigArg, set_: SetOpt = None) -> None:
-    """Check a study config without running anything."""
-    study = _load(config, set_)
+    """Check a study config, and what training will need, without running anything."""
+    study = _load(config, set_, training=True)
     typer.echo(f"{config}: ok (study {study.name!r}, {len(study.ingest.sources)} sources, "
                f"ratios {study.corrupt.ratios}, {len(study.evaluate.benchmarks)} benchmarks)")
 
@@ -84,7 +100,7 @@ def study(
     from faco.outputs import study_lock
     from faco.stages import study as study_stage
 
-    loaded = _load(config, set_)
+    loaded = _load(config, set_, training=True)
     seed_list = study_stage.parse_seeds(seeds) if seeds is not None else None
     with study_lock(out), stdout_to_stderr():
         rep = study_stage.run(loaded, out, seeds=seed_list)
@@ -160,8 +176,11 @@ def train(
     """Fine-tune a model on one split, one process per visible GPU (torchrun when more than one)."""
     from faco.training.torchrun import train_split
 
+    study = _load(config, set_, training=True)
+    if start is not None:
+        _model_input(start, "--start")
     with _writing(out, kinds.MODEL, force):
-        train_split(_load(config, set_), splits, ratio, out, start=start, nproc=nproc)
+        train_split(study, splits, ratio, out, start=start, nproc=nproc)
 
 
 @app.command()
@@ -176,8 +195,10 @@ def evaluate(
     """Score a model on the configured benchmarks (lm-evaluation-harness)."""
     from faco.stages import evaluate as stage
 
+    study = _load(config, set_)
+    _model_input(model, "--model")
     with _writing(out, kinds.EVAL, force):
-        stage.run(_load(config, set_), model, out, benchmarks=benchmarks, heldout_from=heldout)
+        stage.run(study, model, out, benchmarks=benchmarks, heldout_from=heldout)
 
 
 @app.command()
@@ -188,8 +209,10 @@ def judge(
     """Sample probe answers from a model and score them with the configured judge (paper 001)."""
     from faco.stages import judge as stage
 
+    study = _load(config, set_)
+    _model_input(model, "--model")
     with _writing(out, kinds.JUDGED, force):
-        stage.run(_load(config, set_), model, out)
+        stage.run(study, model, out)
 
 
 @app.command()
@@ -381,10 +404,15 @@ def _run(argv: list[str] | None) -> int:
         return _fail(f"error: {e.format_message()}", e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         return _fail("error: interrupted", EXIT_INTERRUPTED)
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        return _fail(f"error: {where}{e.strerror or e}", EXIT_INPUT)
     except Exception as e:
+        from faco.oserrors import candidates, disk_failure
+
+        failure = disk_failure(e, candidates())
+        if failure is not None:
+            return _fail(f"error: {failure}", failure.exit_code)
+        if isinstance(e, OSError):
+            where = f"{e.filename}: " if e.filename else ""
+            return _fail(f"error: {where}{e.strerror or e}", EXIT_INPUT)
         return _fail(f"faco: internal error: {type(e).__name__}: {e} (FACO_DEBUG=1 shows the traceback)",
                      EXIT_INTERNAL)
     if code == EXIT_INTERRUPTED:  # typer turns a KeyboardInterrupt inside a command into Exit(130)
