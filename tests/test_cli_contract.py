@@ -75,14 +75,22 @@ def test_each_outcome_has_its_exit_code(tmp_path: Path) -> None:
     tampered = faco("lineage", "verify", "src", cwd=tmp_path)
     assert tampered.returncode == EXIT_VERIFY and "src/sources.jsonl" in tampered.stdout + tampered.stderr
 
-    fake_splits(tmp_path / "fake")
-    internal = faco("train", SMOKE, "--splits", "fake", "--ratio", "0", "--out", "m", cwd=tmp_path)
-    assert internal.returncode == EXIT_INTERNAL
-    assert last_line(internal) == "faco: internal error: KeyError: 'ratios' (FACO_DEBUG=1 shows the traceback)"
-    assert "Traceback" not in internal.stderr
-    debug = faco("train", SMOKE, "--splits", "fake", "--ratio", "0", "--out", "m", cwd=tmp_path,
-                 env={"FACO_DEBUG": "1"})
-    assert debug.returncode == EXIT_INTERNAL and "Traceback (most recent call last)" in debug.stderr
+    fake_splits(tmp_path / "fake")  # a manifest without a field every reader needs: exit 5, not a crash
+    missing = faco("train", SMOKE, "--splits", "fake", "--ratio", "0", "--out", "m", cwd=tmp_path)
+    assert missing.returncode == EXIT_VERIFY, missing.stderr[-2000:]
+    assert last_line(missing) == ("error: fake/manifest.json: not a faco manifest (meta.ratios, the ratios of its "
+                                  "splits, is missing)")
+
+    # a bug (here: a stage that raises KeyError), met through faco's entry point in a subprocess
+    bug = ("import sys, faco.stages.ingest as s, faco.cli\n"
+           "def run(*a): raise KeyError('ratios')\n"
+           "s.run = run; sys.argv[0] = 'faco'; faco.cli.main()")
+    for debug in ("0", "1"):
+        internal = subprocess.run([sys.executable, "-c", bug, "ingest", SMOKE, "--out", "m"], cwd=tmp_path,
+                                  env={**os.environ, "FACO_DEBUG": debug}, capture_output=True, text=True)
+        assert internal.returncode == EXIT_INTERNAL, internal.stderr[-2000:]
+        assert last_line(internal) == "faco: internal error: KeyError: 'ratios' (FACO_DEBUG=1 shows the traceback)"
+        assert ("Traceback (most recent call last)" in internal.stderr) == (debug == "1")
     assert not (tmp_path / "m").exists() and leftovers(tmp_path) == []
 
 
@@ -173,6 +181,57 @@ def test_read_only_or_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, o
     assert "Traceback" not in proc.stderr
     assert last_line(proc).startswith(f"error: {disk}/src") and last_line(proc).endswith(message)
     assert proc.stdout.strip() == ""  # nothing left on the disk
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs unprivileged mount namespaces (unshare)")
+def test_a_full_cache_disk_is_named_not_the_output(tmp_path: Path) -> None:
+    """The generation cache fills its disk while --out has room: the line names the cache file."""
+    from openai_server import FakeOpenAI
+
+    assert faco("ingest", SMOKE, "--out", "src", *ONE_SOURCE, cwd=tmp_path).returncode == 0
+    disk = tmp_path / "cache"
+    disk.mkdir()
+    with FakeOpenAI() as srv:
+        sets = ["generate.backend=openai", "generate.model=gpt-4o-mini", f"generate.base_url={srv.base_url}"]
+        args = " ".join(f"--set '{a}'" for a in sets)
+        script = (f'mount -t tmpfs -o size=12k none "{disk}" && "{FACO}" generate "{SMOKE}" --sources src --out pairs '
+                  f'{args}; rc=$?; exit $rc')
+        env = {**os.environ, "FACO_CACHE_DIR": str(disk), "OPENAI_API_KEY": "sk-test"}
+        env.pop("FACO_DEBUG", None)
+        proc = subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], cwd=tmp_path,
+                              capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == EXIT_INPUT, proc.stderr[-2000:]
+    assert last_line(proc) == f"error: {disk}/generation.sqlite: generation cache: No space left on device"
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "pairs").exists() and leftovers(tmp_path) == []
+
+
+def _as_nobody_works() -> bool:
+    try:
+        return os.geteuid() == 0 and subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                                     "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _as_nobody_works(), reason="needs root and setpriv to run faco as nobody")
+def test_a_folder_faco_may_not_write_is_one_line_naming_it(tmp_path: Path) -> None:
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="faco-nobody-"))  # outside pytest's root-only folder
+    try:
+        home.chmod(0o777)
+        (home / "locked").mkdir(mode=0o555)
+        env = {**os.environ, "FACO_CACHE_DIR": str(home / "cache"), "HOME": str(home)}
+        env.pop("FACO_DEBUG", None)
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FACO, "ingest", SMOKE,
+                               "--out", "locked/src", *ONE_SOURCE], cwd=home, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == EXIT_INPUT, proc.stderr[-2000:]
+        assert last_line(proc) == "error: locked/src.lock: Permission denied"
+        assert list((home / "locked").iterdir()) == []
+    finally:
+        subprocess.run(["rm", "-rf", str(home)], check=True)
 
 
 def test_concurrent_study_is_busy_and_ctrl_c_exits_130_leaving_no_temporaries(tmp_path: Path) -> None:

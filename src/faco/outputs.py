@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from faco.errors import ArtifactError, BusyError
+from faco.oserrors import candidates, disk_failure
 from faco.progress import log
 
 MANIFEST = "manifest.json"
@@ -326,10 +327,11 @@ def replacing(out: Path, kind: str | None = None) -> Iterator[Path]:
                 shutil.rmtree(trash, ignore_errors=True)
             else:
                 tmp.rename(out)
-        except OSError as e:
+        except Exception as e:  # a full or read-only disk, however a library reports it: name the path
+            failure = disk_failure(e, candidates(out))  # looked at before the temporary frees space
             shutil.rmtree(tmp, ignore_errors=True)
-            if e.filename is None:  # e.g. ENOSPC from a write: name the output being written
-                raise ArtifactError(f"{out}: {e.strerror or e}") from e
+            if failure is not None:
+                raise failure from e
             raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
