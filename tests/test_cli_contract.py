@@ -206,6 +206,30 @@ def test_a_full_cache_disk_is_named_not_the_output(tmp_path: Path) -> None:
     assert not (tmp_path / "pairs").exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.skipif(not _unshare_works(), reason="needs unprivileged mount namespaces (unshare)")
+def test_a_disk_filling_up_during_training_is_one_last_line(tmp_path: Path) -> None:
+    """A checkpoint that no longer fits: exit 4 naming the output, the Trainer's progress bar closed
+    before the line (not redrawn after it), and nothing left on the disk, not even the torn checkpoint."""
+    splits = tmp_path / "splits"
+    with artifacts.artifact_dir(splits, "splits", [], "hand-made", {"ratios": [0.0]}) as tmp:
+        rows = [{"id": f"x:{i}", "source": "openbookqa", "domain": "commonsense", "prompt": f"Question {i}?",
+                 "response": f"Answer {i}.", "is_corrupted": False} for i in range(16)]
+        (tmp / "cr_0.0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (f'mount -t tmpfs -o size=256k none "{disk}" && "{FACO}" train "{SMOKE}" --splits "{splits}" '
+              f'--ratio 0.0 --out "{disk}/m" --set train.checkpoint_steps=1; rc=$?; ls -A "{disk}"; exit $rc')
+    env = {**os.environ, "FACO_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("FACO_DEBUG", None)
+    proc = subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == EXIT_INPUT, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stderr.endswith(last_line(proc) + "\n")
+    assert last_line(proc).startswith(f"error: {disk}/m: "), last_line(proc)
+    assert "%|" in proc.stderr  # the bar was drawn, and closed before the last line
+    assert proc.stdout.strip() == ""
+
+
 def _as_nobody_works() -> bool:
     try:
         return os.geteuid() == 0 and subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import traceback
@@ -55,7 +56,8 @@ def _load(config: Path, overrides: list[str] | None, training: bool = False) -> 
     from faco.training import preflight
 
     study = load_config(config, overrides or [])
-    (preflight.check_training if training else preflight.check_files)(study, str(config))
+    with stdout_to_stderr():  # libraries imported here print (DeepSpeed's accelerator warning)
+        (preflight.check_training if training else preflight.check_files)(study, str(config))
     return study
 
 
@@ -366,11 +368,13 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
-def _fail(message: str, code: int) -> int:
-    """Print the one error line, last: live progress displays are closed first."""
+def _fail(message: str, code: int, trace: str | None) -> int:
+    """Print the one error line, last: objects the failure left behind are collected first (their
+    clean-up may print) and progress bars still open are closed."""
+    gc.collect()
     close_displays()
-    if os.environ.get("FACO_DEBUG") == "1":
-        traceback.print_exc()
+    if trace is not None:
+        sys.stderr.write(trace)
     typer.echo(_one_line(message), err=True)
     return code
 
@@ -381,45 +385,57 @@ def run(argv: list[str] | None = None) -> int:
     from faco import signals
 
     with signals.handled():
-        return _run(argv)
+        try:
+            code = app(args=argv, prog_name="faco", standalone_mode=False)
+        except BaseException as e:  # every failure becomes one line and an exit code
+            message, code = _failure(e)
+            trace = traceback.format_exc() if os.environ.get("FACO_DEBUG") == "1" else None
+        else:
+            code = code if isinstance(code, int) else EXIT_OK
+            message = "error: interrupted" if code == EXIT_INTERRUPTED else None  # typer's Exit(130) on Ctrl-C
+            trace = None
+        # outside the except block: the traceback and what it holds are freed before the last line
+        return code if message is None else _fail(message, code, trace)
 
 
-def _run(argv: list[str] | None) -> int:
+def _failure(e: BaseException) -> tuple[str | None, int]:
+    """The error line and exit code of an exception (None: a message the user has seen already)."""
     from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
 
-    try:
-        code = app(args=argv, prog_name="faco", standalone_mode=False)
-    except Terminated as e:
-        return _fail(f"error: {e}", e.exit_code)
-    except FacoError as e:
-        return _fail(f"error: {e}", e.exit_code)
-    except click_errors.NoArgsIsHelpError as e:
+    if isinstance(e, Terminated | FacoError):
+        return f"error: {e}", e.exit_code
+    if isinstance(e, click_errors.NoArgsIsHelpError):
         typer.echo(e.format_message())
-        return EXIT_USAGE
-    except click_errors.UsageError as e:
+        return None, EXIT_USAGE
+    if isinstance(e, click_errors.UsageError):
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
         hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-        return _fail(f"error: {where}{e.format_message()}{hint}", EXIT_USAGE)
-    except click_errors.ClickException as e:
-        return _fail(f"error: {e.format_message()}", e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        return _fail("error: interrupted", EXIT_INTERRUPTED)
-    except Exception as e:
-        from faco.oserrors import candidates, disk_failure
+        return f"error: {where}{e.format_message()}{hint}", EXIT_USAGE
+    if isinstance(e, click_errors.ClickException):
+        return f"error: {e.format_message()}", e.exit_code
+    if isinstance(e, typer.Abort | KeyboardInterrupt):
+        return "error: interrupted", EXIT_INTERRUPTED
+    if not isinstance(e, Exception):  # SystemExit and the like: not ours to map
+        raise e
+    from faco.oserrors import candidates, disk_failure
 
-        failure = disk_failure(e, candidates())
-        if failure is not None:
-            return _fail(f"error: {failure}", failure.exit_code)
-        if isinstance(e, OSError):
-            where = f"{e.filename}: " if e.filename else ""
-            return _fail(f"error: {where}{e.strerror or e}", EXIT_INPUT)
-        return _fail(f"faco: internal error: {type(e).__name__}: {e} (FACO_DEBUG=1 shows the traceback)",
-                     EXIT_INTERNAL)
-    if code == EXIT_INTERRUPTED:  # typer turns a KeyboardInterrupt inside a command into Exit(130)
-        typer.echo("error: interrupted", err=True)
-    return code if isinstance(code, int) else EXIT_OK
+    failure = disk_failure(e, candidates())
+    if failure is not None:
+        return f"error: {failure}", failure.exit_code
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        return f"error: {where}{e.strerror or e}", EXIT_INPUT
+    return f"faco: internal error: {type(e).__name__}: {e} (FACO_DEBUG=1 shows the traceback)", EXIT_INTERNAL
 
 
 def main() -> None:
-    """The `faco` executable."""
-    sys.exit(run())
+    """The `faco` executable. After a failure's one line, nothing more reaches the terminal (libraries'
+    clean-up at exit would otherwise print after it)."""
+    code = run()
+    if code != EXIT_OK:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+    sys.exit(code)

@@ -20,13 +20,17 @@ from faco.paths import cache_root
 _ERRNOS = {errno.ENOSPC: "No space left on device", errno.EROFS: "Read-only file system",
            errno.EACCES: "Permission denied", errno.EPERM: "Operation not permitted",
            errno.EDQUOT: "Disk quota exceeded"}
+_WRITE = 0  # a write failed without saying why (torch's writer): a disk in trouble is the suspect
 _MARKERS = {"StorageFull": errno.ENOSPC, "database or disk is full": errno.ENOSPC, "ReadOnlyFilesystem":
             errno.EROFS, "readonly database": errno.EROFS, "PermissionDenied": errno.EACCES,
-            "QuotaExceeded": errno.EDQUOT, **{text: code for code, text in _ERRNOS.items()}}
+            "QuotaExceeded": errno.EDQUOT, **{text: code for code, text in _ERRNOS.items()},
+            "PytorchStreamWriter failed": _WRITE, "file write failed": _WRITE, "inline_container.cc": _WRITE,
+            "disk I/O error": _WRITE}
 
 
 def _errno_of(err: BaseException) -> int | None:
-    """The OS error behind `err` (itself, its cause or context, or the message of a wrapper)."""
+    """The OS error behind `err` (itself, its cause or context, or the message of a wrapper); _WRITE
+    for a failed write that names no cause."""
     seen: BaseException | None = err
     for _ in range(4):
         if seen is None:
@@ -72,10 +76,17 @@ def disk_failure(err: BaseException, where: Iterable[Path]) -> ArtifactError | N
     code = _errno_of(err)
     if code is None:
         return None
+    folders = list(where)
+    if code == _WRITE:  # the disk in trouble, if one still is (a failed write may have been cleaned up)
+        for folder in folders:
+            state = disk_state(folder)
+            if state:
+                return ArtifactError(f"{folder}: {state}")
+        named = folders[0] if folders else Path.cwd()
+        return ArtifactError(f"{named}: a write failed ({' '.join(str(err).split())}); is its disk full?")
     what = _ERRNOS[code]
     if isinstance(err, OSError) and err.filename is not None:
         return ArtifactError(f"{err.filename}: {err.strerror or what}")
-    folders = list(where)
     for folder in folders:
         if code in (errno.ENOSPC, errno.EROFS) and _in_trouble(folder, code):
             return ArtifactError(f"{folder}: {what}")

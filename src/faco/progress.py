@@ -17,10 +17,13 @@ _live: list[Progress] = []  # bars on screen: a failing command closes them befo
 
 
 def close_displays() -> None:
-    """Stop every live progress bar now, so that nothing is drawn after a command's last line (a bar
-    left open by an exception would otherwise be redrawn when its generator is collected)."""
+    """Close every progress bar still open (faco's, and libraries' tqdm bars such as the Trainer's),
+    so that none is drawn after a failing command's last line when the objects holding it are collected."""
     while _live:
         _live.pop().stop()
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
