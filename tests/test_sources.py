@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from faco import artifacts
 from faco.config import SourceSpec, Study, parse_config
 from faco.errors import FacoError
 from faco.paths import repo_root
@@ -373,3 +374,57 @@ def test_sampling_is_the_same_in_another_interpreter() -> None:
     st = study(cap=20, seed=7)
     records, _ = ingest.load_source(st, SourceSpec(name="openbookqa"))
     assert other == ",".join(r.id for r in ingest.sample(records, 20, 7, "openbookqa"))
+
+
+FACO = str(Path(sys.executable).with_name("faco"))
+
+
+def test_hostile_rows_through_faco_ingest_are_rejects_naming_line_and_field(tmp_path: Path) -> None:
+    """`faco ingest` on mirror rows of every wrong shape: exit 0, each bad row a reject naming its file,
+    line and field, counted in the manifest; a JSON-array file cut short keeps the items before the cut;
+    an id another source split already gave is a duplicate."""
+    csqa = tmp_path / "mirror" / "sources" / "commonsense_qa"
+    csqa.mkdir(parents=True)
+    lines = [
+        _csqa("ok1", "Where is milk kept?", ["fridge", "oven"], "A").encode(),
+        b"[1, 2]",
+        json.dumps({"id": "c", "answerKey": "A", "question": {"stem": "Q?", "choices": "fridge, oven"}}).encode(),
+        json.dumps({"id": "d", "answerKey": ["A"], "question": {"stem": "Q?", "choices": [
+            {"label": "A", "text": "x"}, {"label": "B", "text": "y"}]}}).encode(),
+        json.dumps({"id": {"x": 1}, "answerKey": "A", "question": {"stem": "Q?", "choices": [
+            {"label": "A", "text": "x"}, {"label": "B", "text": "y"}]}}).encode(),
+        _csqa("e", "Lone \ud800 surrogate?", ["a", "b"], "A").encode("utf-8", "surrogatepass"),
+        _csqa("ok2", "What is ice?", ["frozen water", "fire"], "A").encode(),
+    ]
+    (csqa / "train_rand_split.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (csqa / "dev_rand_split.jsonl").write_text(_csqa("ok1", "Where is milk stored?", ["fridge", "oven"], "A") + "\n"
+                                               + _csqa("ok3", "What is steam?", ["hot water", "ice"], "A") + "\n")
+    conala = tmp_path / "mirror" / "sources" / "conala"
+    conala.mkdir()
+    item = {"intent": "Sort a list", "rewritten_intent": "sort list `x`", "snippet": "sorted(x)", "question_id": 1}
+    (conala / "conala-train.json").write_text("[\n" + json.dumps(item) + ",\n" + json.dumps({**item, "question_id": 2})
+                                              + ',\n{"intent": "cut sho')
+    sources = ("[{name: commonsense_qa, split: train}, {name: commonsense_qa, split: validation}, "
+               "{name: conala, split: train}]")
+    env = {**os.environ, "FACO_CACHE_DIR": str(tmp_path / ".cache")}
+    proc = subprocess.run([FACO, "ingest", str(DATA.parent / "configs" / "smoke.yaml"), "--out", "src", "--set",
+                           "ingest.data_dir=mirror", "--set", f"ingest.sources={sources}", "--set", "ingest.heldout=0",
+                           "--set", "evaluate.benchmarks=[{name: piqa}]"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rejects = {r.row: r.reason for r in read_jsonl(tmp_path / "src" / "rejects.jsonl", RejectRecord)}
+    f = "train_rand_split.jsonl"
+    assert rejects == {
+        f"{f}:2": "not a JSON object",
+        f"{f}:3": "question.choices: not a list of {label, text} objects",
+        f"{f}:4": "answerKey: not a label (a list)",
+        f"{f}:5": "id: not text (a dict)",
+        f"{f}:6": "not UTF-8 text (byte 82 of the line)",
+        "dev_rand_split.jsonl:1": "id: duplicate 'commonsense_qa:ok1' (also in commonsense_qa/train)",
+        "conala-train.json:4": "not valid JSON (Unterminated string starting at); the file ends here",
+    }
+    ids = [r.id for r in read_jsonl(tmp_path / "src" / "sources.jsonl", SourceRecord)]
+    assert sorted(ids) == ["commonsense_qa:ok1", "commonsense_qa:ok2", "commonsense_qa:ok3", "conala:1-0", "conala:2-1"]
+    stats = artifacts.read_manifest(tmp_path / "src")["meta"]["sources"]
+    assert {k: v["rejected"] for k, v in stats.items()} == {  # a source with two splits: one entry each
+        "commonsense_qa/train": 5, "commonsense_qa/validation": 1, "conala": 1}

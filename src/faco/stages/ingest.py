@@ -166,7 +166,8 @@ def run(study: Study, out: Path) -> Path:
         all_records.extend(kept)
         all_heldout.extend(held)
         all_rejects.extend(rejects)
-        meta["sources"][spec.name] = {
+        several = sum(other.name == spec.name for other in cfg.sources) > 1  # a source with two splits
+        meta["sources"][f"{spec.name}/{spec.split}" if several else spec.name] = {
             "split": spec.split,
             "rows": len(records) + len(rejects),
             "valid": len(records),
@@ -193,8 +194,8 @@ def run(study: Study, out: Path) -> Path:
     for name, s in meta["sources"].items():
         why = "; ".join(f"{n} x {reason}" for reason, n in s["reject_reasons"].items())
         log(
-            f"ingest {name}/{s['split']}: {s['kept']} kept and {s['heldout']} held out of {s['valid']} valid, "
-            f"{s['rejected']} rejected" + (f" ({why})" if why else "")
+            f"ingest {name.split('/')[0]}/{s['split']}: {s['kept']} kept and {s['heldout']} held out of "
+            f"{s['valid']} valid, {s['rejected']} rejected" + (f" ({why})" if why else "")
         )
     for key, o in meta["contamination"].items():
         log(f"ingest: contamination allowed: {key}: {o['records']} training questions also in the benchmark")
