@@ -616,9 +616,9 @@ def _apply_override(data: dict[str, Any], assignment: str) -> None:
     for depth, part in enumerate(parts):
         where = ".".join(parts[:depth])
         if isinstance(node, list) and not (part.isdigit() and int(part) < len(node)):
-            raise UsageError(f"--set {_key(key)}: {where} has no item {part!r} (it has {len(node)})")
+            raise UsageError(f"--set {_key(key, dots=True)}: {where} has no item {part!r} (it has {len(node)})")
         if not isinstance(node, dict | list):
-            raise UsageError(f"--set {_key(key)}: {where} is a value ({node!r}), not a section")
+            raise UsageError(f"--set {_key(key, dots=True)}: {where} is a value ({node!r}), not a section")
         if depth < len(parts) - 1:
             node = node.setdefault(part, {}) if isinstance(node, dict) else node[int(part)]
     try:
@@ -631,10 +631,12 @@ def _apply_override(data: dict[str, Any], assignment: str) -> None:
         node[parts[-1]] = value
 
 
-def _key(part: object) -> str:
-    """One part of a key path as the message shows it: quoted when it is not a plain one-line word."""
+def _key(part: object, dots: bool = False) -> str:
+    """A key as a message shows it: quoted when it is not plain one-line text (nor a dotted path,
+    unless `dots`)."""
     text = str(part)
-    return text if text and text.isprintable() and text.strip() == text and "." not in text else repr(text)
+    plain = text and text.isprintable() and text.strip() == text and (dots or "." not in text)
+    return text if plain else repr(text)
 
 
 def _format_error(source: str, err: ValidationError) -> str:
@@ -655,7 +657,7 @@ def _unknown_override(err: ValidationError, overrides: list[str]) -> str | None:
         loc = ".".join(str(p) for p in item["loc"])
         for key in keys:
             if item["type"] == "extra_forbidden" and (key == loc or key.startswith(loc + ".")):
-                return f"--set {_key(key)}: unknown key {loc!r}"
+                return f"--set {_key(key, dots=True)}: unknown key {loc!r}"
     return None
 
 
