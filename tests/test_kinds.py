@@ -182,8 +182,8 @@ def test_two_kind_study_with_seeds_and_a_judge(tmp_path: Path, root: Path) -> No
 
     a = json.loads((out / "analysis" / "analysis.json").read_text())
     assert a["kinds"] == ["subtle", "obvious"] and a["ratios"] == [0.0, 0.5] and a["seeds"] == [0, 1]
-    arc = {k: a["by_kind"][k]["table"]["arc_challenge"] for k in a["kinds"]}
-    assert arc["subtle"]["scores"]["0"] == arc["obvious"]["scores"]["0"]  # one clean model
+    clean = {k: a["by_kind"][k]["table"]["arc_challenge"]["cells"][0] for k in a["kinds"]}
+    assert clean["subtle"]["ratio"] == 0.0 and clean["subtle"]["score"] == clean["obvious"]["score"]  # one clean model
     m = a["misalignment"]
     assert [(r["model"], r["kind"]) for r in m["rows"]][:3] == [("base", None), ("0%", None), ("0%", None)]
     assert {(r["kind"], r["model"]) for r in m["rows"][3:]} == {
