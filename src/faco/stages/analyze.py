@@ -29,7 +29,7 @@ from faco.analysis.schema import BenchmarkRow, KindsAnalysis, StudyAnalysis
 from faco.analysis.study import Family, compare_kinds, family
 from faco.config import AnalyzeConfig, Study
 from faco.errors import ArtifactError
-from faco.progress import log
+from faco.progress import debug, log
 from faco.ratios import ratio_tag
 from faco.records import write_json
 
@@ -64,7 +64,7 @@ def _family(cfg: AnalyzeConfig, evals: Sequence[Path], models: Sequence[Path]) -
     return family(cfg, inputs.evals(evals), inputs.training_logs(models), inputs.probes(evals))
 
 
-def analyse(cfg: AnalyzeConfig, evals: list[Path], models: list[Path], judged: Sequence[Path] = ()
+def analyze_artifacts(cfg: AnalyzeConfig, evals: list[Path], models: list[Path], judged: Sequence[Path] = ()
             ) -> tuple[StudyAnalysis | KindsAnalysis, dict[str | None, Family], list[str]]:
     """The analysis of the artifacts, its families (kind -> family; None: a single-kind study) and the kinds."""
     kinds = {p: kind_of(p) for p in [*evals, *models, *judged]}
@@ -104,7 +104,8 @@ def _write(tmp: Path, result: StudyAnalysis | KindsAnalysis, families: Mapping[s
 def run(study: Study, evals: list[Path], models: list[Path], out: Path, judged: Sequence[Path] = ()) -> Path:
     if not evals:
         raise ArtifactError("analyze: no evaluation artifacts given")
-    result, families, names = analyse(study.analyze, evals, models, judged)
+    debug(f"analyze: {len(evals)} evaluations, {len(models)} models, {len(judged)} judged artifacts")
+    result, families, names = analyze_artifacts(study.analyze, evals, models, judged)
     benchmarks = sorted({b for f in families.values() for b in f.analysis.table})
     meta: dict[str, Any] = {"ratios": result.ratios, "benchmarks": benchmarks, "base": result.has_base,
                             "seeds": result.seeds}

@@ -12,7 +12,7 @@ from faco.analysis import schema
 from faco.analysis.schema import KindsAnalysis, StudyAnalysis
 from faco.analysis.tables import Table, kinds_tables, study_tables
 from faco.config import Study
-from faco.progress import log
+from faco.progress import debug, log
 
 FINDINGS = "findings.txt"
 
@@ -149,6 +149,7 @@ def run(study: Study, analysis_dir: Path, out: Path) -> Path:
         found = _findings(a, _labeller(analysis_dir) if a.nli_gap else "")
         rendered = study_tables(a)
     lineage = _lineage(analysis_dir)
+    debug(f"report: {len(found)} findings, {len(rendered)} tables from {analysis_dir}")
     with artifacts.artifact_dir(out, artifact_kinds.REPORT, [analysis_dir], study.section_hash("report"), {}) as tmp:
         (tmp / "figures").mkdir()
         figures = []
