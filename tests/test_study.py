@@ -72,7 +72,7 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     for art in [out / "ingest", out / "pairs", out / "splits", *sorted((out / "train").iterdir()),
                 *sorted((out / "eval").iterdir()), out / "analysis", out / "report"]:
         assert verify(art) == [], art
-    rec = read_manifest(out / "train" / "recovery_from_cr_100")
+    rec = read_manifest(out / "train" / "recovery_from_cr_1.0")
     assert rec["meta"]["start_ratio"] == 1.0
     assert [p["kind"] for p in rec["parents"]] == ["splits", "model"]
 
