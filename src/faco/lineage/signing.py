@@ -75,6 +75,17 @@ def signing_key() -> Ed25519PrivateKey | None:
     return key
 
 
+def cache_secret() -> bytes | None:
+    """A secret for binding evaluation-cache entries, derived from the signing key (None without one)."""
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    key = signing_key()
+    if key is None:
+        return None
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    return hashlib.sha256(b"faco evaluation cache v1\n" + raw).digest()
+
+
 def sign(manifest: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, str]:
     """The `signature` entry for `manifest`."""
     raw = _raw_public(key.public_key())
