@@ -53,9 +53,6 @@ def signing_key() -> Ed25519PrivateKey | None:
 
     Raises ConfigError naming the variable (never the key) when it is set but unusable.
     """
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
     text, where = os.environ.get(KEY_ENV, "").strip(), KEY_ENV
     path = os.environ.get(KEY_FILE_ENV, "").strip()
     if not text and path:
@@ -66,6 +63,9 @@ def signing_key() -> Ed25519PrivateKey | None:
             raise ConfigError(f"{where}: cannot read the signing key ({type(e).__name__})") from None
     if not text:
         return None
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     try:
         key = load_pem_private_key(text.encode(), password=None)
     except (ValueError, TypeError):
@@ -100,12 +100,12 @@ def signer(manifest: dict[str, Any]) -> str | None:
 
 def signature_problem(manifest: dict[str, Any]) -> str | None:
     """What is wrong with a manifest's signature (None: unsigned, or signed and valid)."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     entry = manifest.get(SIGNATURE)
     if entry is None:
         return None
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if not isinstance(entry, dict) or entry.get("algorithm") != ALGORITHM:
         return "malformed signature"
     try:
@@ -135,15 +135,15 @@ def trust_problem(where: Path | str, manifest: dict[str, Any], trusted: set[str]
 def trusted_keys(specs: list[str]) -> set[str]:
     """Fingerprints of the keys to trust: each spec a fingerprint (`sha256:<hex>`) or a PEM public key
     file; `FACO_PUBLIC_KEY` (the same, comma-separated) adds to them. UsageError for one that is neither."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
     env = [s.strip() for s in os.environ.get(TRUST_ENV, "").split(",") if s.strip()]
     out: set[str] = set()
     for spec in [*specs, *env]:
         if FINGERPRINT.fullmatch(spec):
             out.add(spec)
             continue
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
         try:
             key = load_pem_public_key(Path(spec).read_bytes())
         except (OSError, ValueError, TypeError):
