@@ -21,12 +21,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec
 from faco.errors import EXIT_INPUT, EXIT_OK, FacoError
 from faco.evaluation import cache
 from faco.lineage import signing
-from faco.stages import train
 from faco.training.models import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +35,10 @@ SETS = ['evaluate.benchmarks=[{"name": "copa", "shots": 0, "limit": 4}]', "evalu
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("models") / "cr_000"
+    out = tmp_path_factory.mktemp("models") / "cr_0.0"
     spec = ModelSpec.model_validate({"source": "tiny-random",
                                      "tiny": {"hidden_size": 32, "layers": 1, "heads": 2, "vocab_size": 300}})
-    with artifacts.artifact_dir(out, train.KIND, [], "x", {"ratio": 0.0, "tag": "cr_000"}) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.MODEL, [], "x", {"ratio": 0.0, "tag": "cr_0.0"}) as tmp:
         lm, tok = tiny_model(spec, ["The quick brown fox jumps over the lazy dog."] * 20, seed=0)
         lm.save_pretrained(tmp / "model")
         tok.save_pretrained(tmp / "model")

@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import load_config
 from faco.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, EXIT_VERIFY
 from faco.lineage import signing
@@ -187,10 +187,11 @@ def test_symlink_inside_an_artifact_is_a_problem_not_followed(chain: Path) -> No
     shutil.copytree(chain, copy, symlinks=True)
     assert faco("lineage", "verify", "artifacts/splits", cwd=copy).returncode == EXIT_VERIFY
     (chain / "artifacts/splits/linked").unlink()
-    (chain / "artifacts/splits/cr_000.jsonl").rename(chain / "artifacts/splits/real.jsonl")
-    (chain / "artifacts/splits/cr_000.jsonl").symlink_to("real.jsonl")  # a file link, even pointing inside
+    split = sorted(artifacts.read_manifest(chain / "artifacts/splits")["files"])[0]
+    (chain / "artifacts/splits" / split).rename(chain / "artifacts/splits/real.jsonl")
+    (chain / "artifacts/splits" / split).symlink_to("real.jsonl")  # a file link, even pointing inside
     bad = faco("lineage", "verify", "artifacts/splits", cwd=chain)
-    assert bad.returncode == EXIT_VERIFY and "artifacts/splits/cr_000.jsonl: symbolic link to real.jsonl" in bad.stderr
+    assert bad.returncode == EXIT_VERIFY and f"artifacts/splits/{split}: symbolic link to real.jsonl" in bad.stderr
 
 
 def test_copy_whose_parent_folder_links_to_the_original_is_not_verified_through_it(chain: Path) -> None:
@@ -233,11 +234,9 @@ def test_bad_keys_are_one_line_errors_naming_the_setting(chain: Path, tmp_path: 
 def test_evaluate_refuses_a_model_whose_checkpoint_links_to_another_model(tmp_path: Path) -> None:
     """The issue's attack: `checkpoints/epoch_2/model -> the base model` added to a model artifact; the
     "epoch 2" score would be the base model's. `faco evaluate` fails its input check first (exit 5)."""
-    from faco.stages import train
-
     base, model = tmp_path / "base", tmp_path / "model"
     for out in (base, model):
-        with artifacts.artifact_dir(out, train.KIND, [], "x", {"ratio": 0.0, "tag": "cr_000"}) as tmp:
+        with artifacts.artifact_dir(out, artifact_kinds.MODEL, [], "x", {"ratio": 0.0, "tag": "cr_0.0"}) as tmp:
             (tmp / "model").mkdir()
             (tmp / "model" / "config.json").write_text("{}\n")
     (model / "checkpoints" / "epoch_2").mkdir(parents=True)
