@@ -74,6 +74,14 @@ def copied(kind: str, edit: Callable[[Path], object]) -> Setup:
     return setup
 
 
+def both(*setups: Setup) -> Setup:
+    """Every one of `setups`, in order."""
+    def setup(work: Path, arts: dict[str, Path]) -> None:
+        for one in setups:
+            one(work, arts)
+    return setup
+
+
 def flip_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -342,6 +350,11 @@ CASES = [
          copied("pairs", edit_manifest(files={"pairs.jsonl": 5}))),
     Case("input-manifest-meta-not-an-object", ["corrupt", "{smoke}", "--pairs", "pairs", "--out", "s"], 5,
          "pairs/manifest.json: not a faco manifest ('meta' is not an object)", copied("pairs", edit_manifest(meta=[]))),
+    Case("verify-stray-dvc-lock-not-yaml", ["lineage", "verify", "pairs"], 5, "dvc.lock: not a DVC lock file",
+         both(copied("pairs", lambda a: None), write("dvc.lock", "stages: [\n"))),
+    Case("verify-stray-dvc-lock-wrong-shape", ["lineage", "verify", "pairs"], 5,
+         "dvc.lock: not a DVC lock file (stage 'train': 'outs' is not a list of outputs)",
+         both(copied("pairs", lambda a: None), write("dvc.lock", "stages:\n  train:\n    outs: 3\n"))),
     Case("verify-missing-folder", ["lineage", "verify", "gone"], 5, "gone: not a faco artifact"),
     Case("input-tampered", ["corrupt", "{smoke}", "--pairs", "pairs", "--out", "s"], 5, "pairs/pairs.jsonl",
          copied("pairs", lambda a: flip_byte(a / "pairs.jsonl"))),

@@ -50,11 +50,14 @@ ForceOpt = Annotated[bool, typer.Option(
 
 
 @contextmanager
-def _writing(out: Path, kind: str, force: bool) -> Iterator[None]:
-    """Refuse, before any work, an --out this command may not replace (checked again when writing);
-    then run the stage with its stdout on stderr, replacing what --force allows."""
+def _writing(out: Path, kind: str, force: bool, *inputs: Path | None) -> Iterator[None]:
+    """Refuse, before any work, an --out this command may not replace, or one that overlaps its
+    `inputs` (checked again when writing); then run the stage with its stdout on stderr, replacing
+    what --force allows."""
+    from faco.artifacts import refuse_overlap
     from faco.outputs import check_replaceable, forcing
 
+    refuse_overlap(out, [p for p in inputs if p is not None])
     with forcing(force):
         check_replaceable(out, kind)
         with stdout_to_stderr():
@@ -161,7 +164,7 @@ def generate(
         return
     if out is None:
         raise FacoError("generate: --out is required (or use --dry-run)")
-    with _writing(out, kinds.PAIRS, force):
+    with _writing(out, kinds.PAIRS, force, sources):
         stage.run(study, sources, out)
 
 
@@ -173,7 +176,7 @@ def corrupt(
     """Pairs -> one training split per corruption ratio (cumulative)."""
     from faco.stages import corrupt as stage
 
-    with _writing(out, kinds.SPLITS, force):
+    with _writing(out, kinds.SPLITS, force, pairs):
         stage.run(_load(config, set_), pairs, out)
 
 
@@ -193,7 +196,7 @@ def train(
     study = _load(config, set_, training=True)
     if start is not None:
         _model_input(start, "--start")
-    with _writing(out, kinds.MODEL, force):
+    with _writing(out, kinds.MODEL, force, splits, start):
         train_split(study, splits, ratio, out, start=start, nproc=nproc)
 
 
@@ -211,7 +214,7 @@ def evaluate(
 
     study = _load(config, set_)
     _model_input(model, "--model")
-    with _writing(out, kinds.EVAL, force):
+    with _writing(out, kinds.EVAL, force, model, benchmarks, heldout):
         stage.run(study, model, out, benchmarks=benchmarks, heldout_from=heldout)
 
 
@@ -225,7 +228,7 @@ def judge(
 
     study = _load(config, set_)
     _model_input(model, "--model")
-    with _writing(out, kinds.JUDGED, force):
+    with _writing(out, kinds.JUDGED, force, model):
         stage.run(study, model, out)
 
 
@@ -242,7 +245,7 @@ def analyze(
     """Scores and training logs -> Table 1, statistics, figures."""
     from faco.stages import analyze as stage
 
-    with _writing(out, kinds.ANALYSIS, force):
+    with _writing(out, kinds.ANALYSIS, force, *evals, *(models or []), *(judged or [])):
         stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out,
                   judged=_artifacts(judged) if judged else [])
         if export is not None:
@@ -257,7 +260,7 @@ def report(
     """Analysis -> report.md and a self-contained report.html."""
     from faco.stages import report as stage
 
-    with _writing(out, kinds.REPORT, force):
+    with _writing(out, kinds.REPORT, force, analysis):
         rep = stage.run(_load(config, set_), analysis, out)
     _echo_findings(rep)
 
