@@ -78,12 +78,9 @@ def _load(config: Path, overrides: list[str] | None, training: bool = False) -> 
 
 def _model_input(model: Path, option: str) -> None:
     """Refuse a model artifact whose weights cannot be loaded (also with FACO_NO_VERIFY=1)."""
-    from faco.errors import ArtifactError
-    from faco.training.preflight import model_folder_problem
+    from faco.training.preflight import require_weights
 
-    problem = model_folder_problem(model / "model") if (model / "manifest.json").is_file() else None
-    if problem:
-        raise ArtifactError(f"{option} {model}: {model / 'model'}: {problem}")
+    require_weights(model, option)
 
 
 def _artifacts(paths: list[Path]) -> list[Path]:
@@ -213,7 +210,6 @@ def evaluate(
     from faco.stages import evaluate as stage
 
     study = _load(config, set_)
-    _model_input(model, "--model")
     with _writing(out, kinds.EVAL, force, model, benchmarks, heldout):
         stage.run(study, model, out, benchmarks=benchmarks, heldout_from=heldout)
 
