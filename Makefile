@@ -34,4 +34,4 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 test: setup lint
-	CHECKOV_BIN=$(CURDIR)/$(TOOLS)/bin/checkov $(BIN)/pytest -q -ra
+	CHECKOV_BIN=$(CURDIR)/$(TOOLS)/bin/checkov $(BIN)/pytest -q -ra --durations=25
