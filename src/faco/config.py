@@ -294,7 +294,9 @@ class TrainConfig(Section):
         default_factory=dict, description="further transformers TrainingArguments, passed through"
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    deepspeed: str | None = Field(default=None, description="DeepSpeed config file, e.g. configs/deepspeed/zero2.json")
+    deepspeed: str | None = Field(
+        default=None, description="DeepSpeed config: a shipped one by name (zero2, zero3, zero3_offload) or a JSON path"
+    )
     seed: int = 0
     lora: LoraConfig | None = None
     packing: bool = Field(default=False, description="pack several examples per sequence, no cross-attention")
@@ -312,6 +314,15 @@ class TrainConfig(Section):
             if isinstance(data, dict) and old in data:
                 raise ValueError(f"{old}: renamed to {new} (the transformers TrainingArguments name)")
         return data
+
+    @field_validator("deepspeed")
+    @classmethod
+    def _deepspeed_resolves(cls, v: str | None) -> str | None:
+        from faco.training.ds_config import resolve
+
+        if v is not None:
+            resolve(v)  # a name the package lacks, or a missing file, fails validation
+        return v
 
     @field_validator("trainer_args")
     @classmethod

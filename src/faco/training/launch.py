@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path, help="resumable checkpoints (default: .<out>.work next to --out)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the work dir has checkpoints")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. train.deepspeed=configs/deepspeed/zero3.json")
+                   help="config override, e.g. train.deepspeed=zero3")
     a = p.parse_args(argv)
     try:
         if not a.config.is_file():

@@ -21,9 +21,9 @@ import torch
 
 from faco.config import TrainConfig
 from faco.errors import ConfigError, FacoError
-from faco.paths import repo_root
 from faco.progress import log
 from faco.records import TrainRecord
+from faco.training import ds_config
 from faco.training.checkpoints import count_params, count_saved_params, last_checkpoint, save_model, tied_keys
 from faco.training.data import (
     Collator,
@@ -94,20 +94,14 @@ def precision(cfg: TrainConfig) -> str:
 
 
 def deepspeed_config(cfg: TrainConfig) -> tuple[str | None, int]:
-    """The DeepSpeed config file (resolved against the cwd, then the checkout) and its ZeRO stage."""
+    """The DeepSpeed config file `train.deepspeed` names (shipped by name, or a path) and its ZeRO stage."""
     if cfg.deepspeed is None:
         return None, 0
-    path = Path(cfg.deepspeed)
-    root = repo_root()
-    if not path.is_absolute() and not path.is_file() and root is not None:
-        path = root / path
-    if not path.is_file():
-        raise FacoError(f"train.deepspeed: {cfg.deepspeed}: no such file")
     try:
-        stage = int(json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0))
-    except (ValueError, AttributeError) as e:
-        raise FacoError(f"train.deepspeed: {path}: not a DeepSpeed JSON config ({e})") from None
-    return str(path), stage
+        path = ds_config.resolve(cfg.deepspeed)
+        return str(path), ds_config.zero_stage(path)
+    except ValueError as e:
+        raise ConfigError(f"train.deepspeed: {e}") from None
 
 
 def warmup_steps(cfg: TrainConfig, rows: int, per_device: int, accumulation: int, world: int, epochs: int) -> int:
@@ -246,7 +240,7 @@ def train(
     if ds_path:
         _single_process_env()
     if cfg.lora is not None and zero_stage == 3:
-        raise FacoError("train.lora with a ZeRO-3 DeepSpeed config is not supported: use configs/deepspeed/zero2.json")
+        raise FacoError("train.lora with a ZeRO-3 DeepSpeed config is not supported: use train.deepspeed: zero2")
     set_seed(cfg.seed)
     prec = precision(cfg)
     world = world_size()
