@@ -13,18 +13,18 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model, PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
-from components.analyze import analyze
-from components.corrupt import corrupt
-from components.evaluate import evaluate, evaluate_untrusted, prefetch_benchmarks
-from components.generate import generate
-from components.ingest import ingest
-from components.launch_training_job import launch_training_job
-from components.plan import plan, ratio_grid
-from components.report import report
-from components.train import recover, train
 from faco import images
+from faco.components.analyze import analyze
+from faco.components.corrupt import corrupt
+from faco.components.evaluate import evaluate, evaluate_untrusted, prefetch_benchmarks
+from faco.components.generate import generate
+from faco.components.ingest import ingest
+from faco.components.launch_training_job import launch_training_job
+from faco.components.plan import plan, ratio_grid
+from faco.components.report import report
+from faco.components.train import recover, train
 from faco.k8s.settings import ClusterSettings
-from pipelines import _tasks
+from faco.pipelines import _tasks
 
 NAME = "faco-corruption-study"
 

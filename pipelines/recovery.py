@@ -4,11 +4,11 @@ from kfp import dsl
 from kfp.dsl import Dataset, Model
 from kfp.dsl.graph_component import GraphComponent
 
-from components.evaluate import evaluate, evaluate_untrusted, prefetch_benchmarks
-from components.plan import plan
-from components.train import train_from
+from faco.components.evaluate import evaluate, evaluate_untrusted, prefetch_benchmarks
+from faco.components.plan import plan
+from faco.components.train import train_from
 from faco.k8s.settings import ClusterSettings
-from pipelines import _tasks
+from faco.pipelines import _tasks
 
 NAME = "faco-recovery"
 

@@ -3,9 +3,9 @@
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from components.plan import sweep_cells
+from faco.components.plan import sweep_cells
 from faco.k8s.settings import ClusterSettings
-from pipelines import _tasks, corruption_study
+from faco.pipelines import _tasks, corruption_study
 
 NAME = "faco-sweep"
 

@@ -106,7 +106,8 @@ def test_dockerignore_is_an_allowlist() -> None:
              if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed <= {"pyproject.toml", "README.md", "src", "configs", "data", "docker/constraints.txt"}
+    assert allowed <= {"pyproject.toml", "README.md", "src", "components", "pipelines", "configs", "data",
+                       "docker/constraints.txt"}
     for dockerfile in DOCKERFILES:
         for word, args in instructions(dockerfile):
             if word == "COPY" and "--from" not in args:

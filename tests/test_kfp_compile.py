@@ -54,8 +54,8 @@ def executors(path: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(kfp_cli.PIPELINES))
 def test_committed_yaml_is_fresh(compiled: dict[str, Path], name: str) -> None:
     committed = ROOT / "pipelines" / f"{name}.yaml"
-    assert committed.is_file(), f"{committed} missing: run `python pipelines/compile.py`"
-    assert docs(compiled[name]) == docs(committed), f"{committed} is stale: run `python pipelines/compile.py`"
+    assert committed.is_file(), f"{committed} missing: run `faco kfp compile`"
+    assert docs(compiled[name]) == docs(committed), f"{committed} is stale: run `faco kfp compile`"
 
 
 def test_train_task_gets_gpus_placement_shm_pvc_and_secret_names(compiled: dict[str, Path]) -> None:
@@ -103,6 +103,31 @@ def test_image_digest_pin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(images.TRAIN.env, "latest")
     with pytest.raises(ValueError, match="sha256"):
         _ = images.TRAIN.ref
+
+
+def test_registry_org_and_tag_are_set_at_compile_time(tmp_path: Path) -> None:
+    """`faco kfp compile --registry/--org/--tag` (or `images:` in the settings file) names every image
+    the compiled YAML runs, the multi-node job's included; nothing of the default is left."""
+    import subprocess
+    import sys
+
+    faco = str(Path(sys.executable).parent / "faco")
+    (tmp_path / "multi.yaml").write_text("multi_node: {nodes: 2}\nimages: {org: other}\n")
+    done = subprocess.run([faco, "kfp", "compile", "--out", str(tmp_path / "out"),
+                           "--settings", str(tmp_path / "multi.yaml"),
+                           "--registry", "registry.example.org:5000", "--tag", "2.0.0-rc1"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out" / "corruption_study.yaml").read_text()
+    refs = {e["container"]["image"] for e in executors(tmp_path / "out" / "corruption_study.yaml").values()}
+    assert refs == {"registry.example.org:5000/other/faco-cpu:2.0.0-rc1",
+                    "registry.example.org:5000/other/faco-train:2.0.0-rc1"}
+    spec = docs(tmp_path / "out" / "corruption_study.yaml")[0]
+    launchers = [t for c in spec["components"].values() if "dag" in c for t in c["dag"]["tasks"].values()
+                 if t["componentRef"]["name"].startswith("comp-launch-training-job")]
+    assert launchers and {t["inputs"]["parameters"]["image"]["runtimeValue"]["constant"] for t in launchers} == {
+        "registry.example.org:5000/other/faco-train:2.0.0-rc1"}  # the image the training job's pods run
+    assert "ghcr.io" not in text and "faco-project" not in text
 
 
 def test_plan_applies_ratios_and_checks_recovery() -> None:

@@ -138,9 +138,7 @@ TRAIN_ONLY = '''
 import sys
 from kfp import dsl, local
 from kfp.dsl import Dataset
-from faco import kfp_cli
-kfp_cli.checkout()
-from components.train import train
+from faco.components.train import train
 
 @dsl.pipeline(name="train-only")
 def train_only(config_yaml: str, splits_uri: str, ratio: float):
@@ -182,7 +180,7 @@ def test_a_killed_train_task_resumes_from_its_checkpoint_on_the_volume(tmp_path:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FACO_NPROC": "1"}
     cmd = [sys.executable, str(tmp_path / "pipeline.py"), str(tmp_path / "kfp"), str(tmp_path / "train.yaml"),
            str(splits), str(volume)]
-    child = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+    child = subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while not any(is_whole(c) for c in volume.glob("*/cr_0.25/trainer/checkpoint-*")):
@@ -191,7 +189,7 @@ def test_a_killed_train_task_resumes_from_its_checkpoint_on_the_volume(tmp_path:
     os.killpg(child.pid, signal.SIGKILL)  # the whole pod at once, mid-epoch
     child.wait()
     assert not list((tmp_path / "kfp").rglob("train/model/train_stats.json"))
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (model,) = [m.parent for m in (tmp_path / "kfp").rglob("train/model/train_stats.json")]
     stats = json.loads((model / "train_stats.json").read_text())

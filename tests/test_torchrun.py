@@ -68,11 +68,8 @@ def test_kfp_train_component_runs_torchrun_locally(tmp_path: Path, monkeypatch: 
     from kfp import dsl, local
     from kfp.dsl import Dataset
 
-    from faco import kfp_cli
+    from faco.components.train import train as train_component
     from faco.kfp_glue import plan
-
-    kfp_cli.checkout()
-    from components.train import train as train_component
 
     @dsl.pipeline(name="train-only")
     def train_only(config_yaml: str, splits_uri: str, ratio: float):

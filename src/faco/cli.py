@@ -6,13 +6,16 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from faco.config import Study, load_config
 from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError
 from faco.progress import stdout_to_stderr
+
+if TYPE_CHECKING:
+    from faco.k8s.settings import ClusterSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -257,19 +260,31 @@ def tasks_render(
 
 kfp_app = typer.Typer(no_args_is_help=True, help="Kubeflow Pipelines: compile, run locally, submit.")
 app.add_typer(kfp_app, name="kfp")
-SettingsOpt = Annotated[Path | None, typer.Option(help="cluster settings YAML (GPUs, node selector, secrets)")]
+SettingsOpt = Annotated[Path | None, typer.Option(help="cluster settings YAML (GPUs, node selector, secrets, images)")]
+RegistryOpt = Annotated[str | None, typer.Option(help="image registry (default: the settings', ghcr.io)")]
+OrgOpt = Annotated[str | None, typer.Option(help="image organisation below the registry (default: faco-project)")]
+TagOpt = Annotated[str | None, typer.Option(help="image tag (default: the package version)")]
+
+
+def _cluster_settings(settings: Path | None, registry: str | None, org: str | None, tag: str | None
+                      ) -> ClusterSettings:
+    """The settings file (or defaults) with the image flags applied."""
+    from faco.k8s.settings import load_settings
+
+    loaded = load_settings(settings)
+    flags = {k: v for k, v in {"registry": registry, "org": org, "tag": tag}.items() if v is not None}
+    return loaded.model_copy(update={"images": loaded.images.model_copy(update=flags)}) if flags else loaded
 
 
 @kfp_app.command("compile")
 def kfp_compile(
-    out: Annotated[Path | None, typer.Option(help="output directory (default: pipelines/)")] = None,
-    settings: SettingsOpt = None,
+    out: Annotated[Path | None, typer.Option(help="output directory (default: ./pipelines)")] = None,
+    settings: SettingsOpt = None, registry: RegistryOpt = None, org: OrgOpt = None, tag: TagOpt = None,
 ) -> None:
     """Compile every pipeline to YAML."""
     from faco import kfp_cli
-    from faco.k8s.settings import load_settings
 
-    for path in kfp_cli.compile_all(out, load_settings(settings)):
+    for path in kfp_cli.compile_all(out, _cluster_settings(settings, registry, org, tag)):
         typer.echo(path)
 
 
@@ -298,7 +313,7 @@ def kfp_submit(
     experiment: str = "faco",
     cache: Annotated[bool, typer.Option(help="enable KFP caching")] = True,
     pipeline: str = "corruption_study",
-    settings: SettingsOpt = None,
+    settings: SettingsOpt = None, registry: RegistryOpt = None, org: OrgOpt = None, tag: TagOpt = None,
     package: Annotated[Path | None, typer.Option(help="compiled pipeline YAML (default: compile now)")] = None,
     run_name: Annotated[str | None, typer.Option(help="run name (default: <study>-<config hash[:12]>)")] = None,
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
@@ -307,11 +322,10 @@ def kfp_submit(
 ) -> None:
     """Submit a study to a Kubeflow cluster (token: $KFP_TOKEN, else kubeconfig / in-cluster)."""
     from faco import kfp_cli
-    from faco.k8s.settings import load_settings
 
     typer.echo(kfp_cli.submit(host, config, pipeline=pipeline, experiment=experiment, enable_caching=cache,
-                              settings=load_settings(settings), package=package, run_name=run_name,
-                              namespace=namespace, dry_run=dry_run))
+                              settings=_cluster_settings(settings, registry, org, tag), package=package,
+                              run_name=run_name, namespace=namespace, dry_run=dry_run))
 
 
 def _mount() -> None:

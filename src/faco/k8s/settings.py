@@ -12,6 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from faco import images
 from faco.errors import ConfigError
 
 #: Pod label of pipeline tasks that run model-written code (HumanEval with
@@ -66,6 +67,14 @@ class MultiNode(_Strict):
     timeout_hours: float = Field(default=72.0, gt=0)
 
 
+class Images(_Strict):
+    """Where the images live: `<registry>/<org>/faco-cpu:<tag>` and `.../faco-train:<tag>` (faco.images)."""
+
+    registry: str = images.REGISTRY
+    org: str = Field(default=images.ORG, description="organisation or project path below the registry")
+    tag: str = images.VERSION
+
+
 class ClusterSettings(_Strict):
     """Everything about the cluster that the compiled pipelines hard-code."""
 
@@ -88,6 +97,7 @@ class ClusterSettings(_Strict):
     sweep_parallelism: int = Field(default=0, ge=0, description="studies a sweep runs at once (0: all)")
     secrets: Secrets = Secrets()
     multi_node: MultiNode = MultiNode()
+    images: Images = Images()
 
 
 def load_settings(path: Path | None) -> ClusterSettings:
