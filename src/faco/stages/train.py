@@ -68,7 +68,9 @@ def run(
         "train_section_hash": study.section_hash("train"),
         "splits_manifest_sha256": artifacts.manifest_hash(splits),
         "ratio": ratio,
-        "base_model": model_identity(spec.model_dump(mode="json")),
+        # the configured base model; a start model is pinned by its manifest hash (its content),
+        # not by where a pod downloaded it
+        "base_model": model_identity(cfg.model.model_dump(mode="json")),
         "start_checkpoint": meta.get("start_checkpoint", {}).get("manifest_sha256"),
         "epochs": epochs,
         "world_size": world_size(),
