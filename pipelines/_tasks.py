@@ -9,6 +9,7 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from faco import images
+from faco.artifacts import KFP_RUN_ID_ENV
 from faco.k8s.settings import UNTRUSTED_CODE_LABEL, ClusterSettings, SecretRef
 from faco.kfp_glue import ENV_WORK_ROOT
 
@@ -24,13 +25,17 @@ def secrets(task: PipelineTask, *refs: SecretRef) -> PipelineTask:
 
 
 def restricted(task: PipelineTask) -> PipelineTask:
-    """Run the task's container as the images' non-root user (UID/GID 10001, runAsNonRoot).
+    """Run the task's container as the images' non-root user (UID/GID 10001, runAsNonRoot), with the
+    KFP run id in `FACO_KFP_RUN_ID` (every artifact records it as `meta.kfp_run_id`).
 
     kfp-kubernetes 2.17 sets only these identity fields, on the container's securityContext
     (kubeflow/pipelines#12832, #12859); seccomp RuntimeDefault, no privilege escalation and dropped
     capabilities are not settable from the SDK: a backend with kubeflow/pipelines#12782 applies them
     to every task itself. Pod-level fields (fsGroup) are not exposed at all (docs/kubeflow.md).
+    The run id comes from the pod's `pipeline/runid` label (the backend's launcher reads the same
+    label), through the downward API: an input would change every run's cache key.
     """
+    kubernetes.use_field_path_as_env(task, env_name=KFP_RUN_ID_ENV, field_path="metadata.labels['pipeline/runid']")
     return kubernetes.set_security_context(task, run_as_user=images.USER_ID, run_as_group=images.GROUP_ID,
                                            run_as_non_root=True)
 

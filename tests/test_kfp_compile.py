@@ -212,6 +212,30 @@ def test_every_task_runs_as_the_images_non_root_user(name: str) -> None:
                            "runAsNonRoot": True}, ex
 
 
+@pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
+def test_every_task_records_the_kfp_run_id(name: str) -> None:
+    """Every container task gets the run id from its pod's `pipeline/runid` label (downward API, so
+    the cache key does not change per run); faco writes it into each manifest's meta.kfp_run_id."""
+    path = ROOT / "pipelines" / f"{name}.yaml"
+    for ex in (ex for ex, e in executors(path).items() if "container" in e):
+        assert {"name": "FACO_KFP_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"} in \
+            platform(path)[ex]["fieldPathAsEnv"], ex
+
+
+def test_an_artifact_made_in_a_kfp_task_names_its_run(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    faco = str(Path(sys.executable).parent / "faco")
+    env = {**os.environ, "FACO_KFP_RUN_ID": "4d2c-run"}
+    done = subprocess.run([faco, "ingest", str(ROOT / "configs" / "smoke.yaml"), "--out", "src", "--set",
+                           "ingest.per_source_cap=2"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    shown = subprocess.run([faco, "lineage", "show", "src", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert json.loads(shown.stdout)["kfp_run_id"] == "4d2c-run"
+
+
 def test_plan_says_when_evaluation_runs_model_code() -> None:
     assert not plan(SMOKE).untrusted_code
     code = plan(SMOKE, overrides=['evaluate.benchmarks=[{"name": "humaneval", "limit": 2}]',

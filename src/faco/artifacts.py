@@ -25,6 +25,8 @@ from faco.paths import repo_root
 MANIFEST = "manifest.json"
 SELF_HASH = "self_sha256"
 SCHEMA_VERSION = 2
+#: Set in every KFP task from the pod's `pipeline/runid` label (faco.pipelines._tasks): recorded as meta.kfp_run_id.
+KFP_RUN_ID_ENV = "FACO_KFP_RUN_ID"
 
 
 def sha256_file(path: Path) -> str:
@@ -182,7 +184,7 @@ def write_manifest(
         "code_version": code_version(),
         "config_hash": config_hash,
         "parents": [parent_entry(p, path) for p in parents],
-        "meta": meta or {},
+        "meta": {**({"kfp_run_id": run} if (run := os.environ.get(KFP_RUN_ID_ENV)) else {}), **(meta or {})},
         "files": _hash_tree(path),
     }
     manifest[SELF_HASH] = self_hash(manifest)

@@ -375,7 +375,7 @@ class BenchmarkSpec(Section):
 class EvaluateConfig(Section):
     benchmarks: list[BenchmarkSpec] = Field(min_length=1)
     offline: bool = True
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["hf"] = Field(default="hf", description="lm-eval model backend: hf (HFLM), in both images")
     batch_size: int | Literal["auto"] = Field(
         default="auto", description='"auto": lm-eval\'s search on GPU, 8 on CPU'
     )
@@ -391,6 +391,13 @@ class EvaluateConfig(Section):
     )
     probe_max_new_tokens: int = Field(default=96, ge=1)
     cache: bool = Field(default=True, description="reuse results cached by (checkpoint hash, task, settings)")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_in_the_images(cls, v: Any) -> Any:
+        if v == "vllm":  # lm-eval's VLLM model needs the vllm package, which neither image installs
+            raise ValueError("vllm: no faco image installs vLLM; use hf (docs/evaluation.md, Backends)")
+        return v
 
     @field_validator("probes")
     @classmethod
