@@ -1,5 +1,6 @@
-"""`train.deepspeed` names a DeepSpeed config shipped in the package (`zero3`) or a JSON file by
-path; `faco validate` fails on one that does not resolve, from any working directory."""
+"""Config values the images can run: `train.deepspeed` names a DeepSpeed config shipped in the
+package (`zero3`) or a JSON file by path, and `faco validate` fails on one that does not resolve,
+from any working directory; `evaluate.backend: vllm`, which no image installs, is refused."""
 
 from __future__ import annotations
 
@@ -53,3 +54,10 @@ def test_a_path_resolves_against_the_working_directory(tmp_path: Path) -> None:
     assert _faco(tmp_path, "validate", smoke, "--set", "train.deepspeed=ds/mine.json").returncode == 0
     missing = _faco(tmp_path, "validate", smoke, "--set", "train.deepspeed=ds/other.json")
     assert missing.returncode == 3 and "train.deepspeed: ds/other.json: no such file" in missing.stderr
+
+
+def test_vllm_is_refused_naming_the_key(tmp_path: Path) -> None:
+    done = _faco(tmp_path, "validate", str(ROOT / "configs" / "smoke.yaml"), "--set", "evaluate.backend=vllm")
+    assert done.returncode == 3
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith("evaluate.backend: vllm: no faco image installs vLLM; use hf (docs/evaluation.md, Backends)")
