@@ -130,8 +130,9 @@ def ancestors(path: Path, prune: Callable[[dict[str, Any]], bool] = lambda m: Fa
             todo += [(p / e["relative_path"]).resolve() for e in m["parents"] if e.get("relative_path")]
 
 
-def require(path: Path, kind: str) -> dict[str, Any]:
-    """Read an input artifact's manifest, check its kind, and verify its files before use.
+def require(path: Path, kind: str, *others: str) -> dict[str, Any]:
+    """Read an input artifact's manifest, check its kind (`kind` or one of `others`), and verify its
+    files before use.
 
     Verification re-hashes the files unless the stat cache vouches for them (`faco.integrity`);
     a mismatch raises VerificationError. `FACO_NO_VERIFY=1` skips it.
@@ -139,8 +140,9 @@ def require(path: Path, kind: str) -> dict[str, Any]:
     from faco import integrity
 
     manifest = read_manifest(path)
-    if manifest.get("kind") != kind:
-        raise ArtifactError(f"{path}: expected a {kind!r} artifact, found {manifest.get('kind')!r}")
+    if manifest.get("kind") not in (kind, *others):
+        wanted = " or ".join(repr(k) for k in (kind, *others))
+        raise ArtifactError(f"{path}: expected a {wanted} artifact, found {manifest.get('kind')!r}")
     integrity.check(path)
     return manifest
 

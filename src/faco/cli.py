@@ -151,6 +151,18 @@ def train(
         train_split(_load(config, set_), splits, ratio, out, start=start, nproc=nproc)
 
 
+@app.command("base-model")
+def base_model(
+    config: ConfigArg, out: OutOpt, splits: Annotated[Path, typer.Option(help="corrupt artifact")],
+    set_: SetOpt = None,
+) -> None:
+    """The untrained base model as a model artifact: the analysis's base row (`faco study`'s train/base)."""
+    from faco.stages import train as stage
+
+    with stdout_to_stderr():
+        stage.base(_load(config, set_), splits, out)
+
+
 @app.command()
 def evaluate(
     config: ConfigArg, out: OutOpt, model: Annotated[Path, typer.Option(help="model artifact")],

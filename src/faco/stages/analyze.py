@@ -419,7 +419,7 @@ def loss_logs(models: list[Path], cfg: AnalyzeConfig) -> dict[str, Any]:
     last: dict[float, dict[str, float]] = {}
     detect: dict[str, dict[str, float | None]] = {}
     for path in models:
-        meta = artifacts.require(path, artifact_kinds.MODEL)["meta"]
+        meta = artifacts.require(path, artifact_kinds.MODEL, artifact_kinds.TRAIN_LOGS)["meta"]
         r = float(meta.get("ratio", 0.0))
         if "start_checkpoint" in meta or meta.get("base") or r in steps:
             continue
@@ -639,7 +639,7 @@ def export(analysis_dir: Path, out: Path, models: Sequence[Path] = ()) -> None:
         w.writerow(["corruption_ratio", "step", "loss"])
         seen: set[str] = set()
         for path in models:  # as loss_logs: the first run of each ratio, no recovery, no base model
-            meta = artifacts.require(path, artifact_kinds.MODEL)["meta"]
+            meta = artifacts.require(path, artifact_kinds.MODEL, artifact_kinds.TRAIN_LOGS)["meta"]
             ratio = f"{float(meta.get('ratio', 0.0)):g}"
             if "start_checkpoint" in meta or meta.get("base") or ratio in seen:
                 continue

@@ -227,12 +227,14 @@ def train(
     epochs: int | None = None,
     resume: bool = True,
     callbacks: Sequence[Any] = (),
+    snapshots_in_out: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune the model `load()` returns on `records`.
 
-    Writes `model/`, `loss.jsonl`, `sample_loss.jsonl` (and `checkpoints/epoch_N/` with
-    `save_every_epoch`) under `out` on the main process; resumes from the last Trainer checkpoint
-    in `work` when `resume` is true. Returns the training statistics.
+    Writes `model/`, `loss.jsonl`, `sample_loss.jsonl` (and, with `save_every_epoch`, the epoch
+    snapshots `checkpoints/epoch_N/` unless `snapshots_in_out` is false: then they stay in
+    `work/epochs/`) under `out` on the main process; resumes from the last Trainer checkpoint in
+    `work` when `resume` is true. Returns the training statistics.
     """
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
@@ -327,7 +329,7 @@ def train(
     with (out / "sample_loss.jsonl").open("w") as fh:
         for epoch in range(1, n_epochs + 1):
             fh.write((work / "sample_loss" / f"epoch_{epoch}.jsonl").read_text())
-    if cfg.save_every_epoch:
+    if cfg.save_every_epoch and snapshots_in_out:
         shutil.copytree(work / "epochs", out / "checkpoints")
     on_disk = count_saved_params(out / "model", tied)
     stats = {
