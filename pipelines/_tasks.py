@@ -107,6 +107,26 @@ def evaluator(task: PipelineTask, s: ClusterSettings, *, untrusted_code: bool = 
     return secrets(task, s.secrets.huggingface, s.secrets.s3)
 
 
+def judger(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """`judge`: samples answers from a model with the evaluate task's GPUs and resources, and scores
+    them with the judge (the OpenAI key, or the hub token for a hub judge model); the judge's reply
+    cache (`$FACO_CACHE_DIR/judge.sqlite`) on the PVC, so a retry pays for no reply twice."""
+    if s.eval_gpus:
+        _on_gpu_nodes(task, s, s.eval_gpus)
+    task.set_cpu_request(s.eval_cpu).set_memory_request(s.eval_memory)
+    _checkpoints(task, s)
+    retried(restricted(task))
+    return secrets(task, s.secrets.openai, s.secrets.huggingface)
+
+
+def saver(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """`base_model`: loads the configured base model (the hub token) and saves it, on CPU with the
+    evaluate task's memory (a 13B model in memory); retried."""
+    task.set_cpu_request(s.eval_cpu).set_memory_request(s.eval_memory)
+    retried(restricted(task))
+    return secrets(task, s.secrets.huggingface, s.secrets.s3)
+
+
 def launcher(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
     """The multi-node launcher: light, but it stages data on the PVC the training pods mount."""
     light(task, s)

@@ -22,6 +22,6 @@ def build(s: ClusterSettings | None = None) -> GraphComponent:
         cells = _tasks.light(sweep_cells(ratio_grids=ratio_grids, seeds=seeds, overrides=overrides), s)
         # no `name=`: see corruption_study.py (https://github.com/kubeflow/pipelines/issues/13239)
         with dsl.ParallelFor(cells.output, parallelism=s.sweep_parallelism) as cell:
-            study(config_yaml=config_yaml, ratios=cell.ratios, overrides=cell.overrides)
+            study(config_yaml=config_yaml, ratios=cell.ratios, overrides=cell.overrides, seeds=[])
 
     return sweep
