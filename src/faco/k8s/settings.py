@@ -60,9 +60,9 @@ class MultiNode(_Strict):
     runtime_kind: Literal["TrainingRuntime", "ClusterTrainingRuntime"] = Field(
         default="TrainingRuntime",
         description="faco-torch: the namespaced restricted runtime in manifests/base (faco.k8s.jobs.training_runtime)")
-    namespace: str | None = Field(default=None, description="default: the launcher pod's namespace")
+    namespace: str | None = Field(default=None, description="default: the launcher pod's namespace (the pipeline's)")
     service_account: str | None = Field(
-        default=None, description="of the training pods (faco-workload in namespace faco); default: the namespace's")
+        default="faco-workload", description="of the training pods (manifests/base creates it); null: the namespace's")
     poll_seconds: int = Field(default=30, ge=1)
     timeout_hours: float = Field(default=72.0, gt=0)
 
