@@ -28,7 +28,6 @@ class Plan(NamedTuple):
     config_yaml: str
     ratios: list[float]
     recovery: bool
-    from_ratio: float
     untrusted_code: bool
     slices: dict[str, str]
     seeds: list[int]
@@ -77,15 +76,13 @@ def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[st
     chosen = [int(s) for s in seeds] if seeds else [study.train.seed]
     if len(set(chosen)) != len(chosen):
         raise ConfigError(f"seeds: {', '.join(map(str, chosen))}: a seed is repeated")
-    rec = study.train.recovery
     isolated = untrusted_code(study)
     downloads = hub_benchmarks(study) if isolated else []
     if downloads:
         log(f"evaluation runs model-written code, so its pods carry the no-network label; {', '.join(downloads)} "
             "are downloaded beforehand by prefetch_benchmarks and read offline there (docs/kubeflow.md)")
-    return Plan(study, study.to_yaml(), list(study.corrupt.ratios), rec is not None,
-                rec.from_ratio if rec else 1.0, isolated, config_slices.slices(study), chosen,
-                study.judge is not None)
+    return Plan(study, study.to_yaml(), list(study.corrupt.ratios), study.train.recovery is not None, isolated,
+                config_slices.slices(study), chosen, study.judge is not None)
 
 
 def cells(config_yaml: str, seeds: list[int], recovery_starts: bool) -> list[dict[str, Any]]:
