@@ -111,7 +111,8 @@ def run(
         return out
     # the work folder is touched only under the output's lock: a second run on the same --out is
     # refused before it can clear the first one's checkpoints
-    with artifacts.artifact_dir(out, artifact_kinds.MODEL, [splits], study.section_hash("train"), meta) as tmp:
+    parents = [splits, *([start] if start is not None else [])]
+    with artifacts.artifact_dir(out, artifact_kinds.MODEL, parents, study.section_hash("train"), meta) as tmp:
         resume = prepare_work(work, fingerprint, resume, main=True)
         try:
             stats = train(cfg, records, load, tmp, work, resume=resume, **kwargs)
