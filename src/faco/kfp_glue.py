@@ -203,13 +203,14 @@ def analyze(config_yaml: str, seeds: list[int], evaluations: list[Path], logs: l
             out: Path) -> dict[str, float]:
     """The analyze stage on what the grid made, in `faco study`'s order (base; then per seed the grid's
     ratios and recovery), so the analysis is the one `faco study` writes; returns its KFP Metrics."""
+    from faco import roles
     from faco.stages import analyze as stage
 
     def order(path: Path) -> tuple[int, int, int, float]:
         m = artifacts.read_manifest(path)["meta"]
-        seed = int(m.get("seed", seeds[0]))
-        return (0 if m.get("base") else 1, seeds.index(seed) if seed in seeds else len(seeds),
-                1 if "start_ratio" in m else 0, float(m.get("ratio", 0.0)))
+        role, seed = roles.of(m), int(m.get("seed", seeds[0]))
+        return (0 if role is roles.Role.BASE else 1, seeds.index(seed) if seed in seeds else len(seeds),
+                1 if role is roles.Role.RECOVERY else 0, float(m.get("ratio", 0.0)))
 
     stage.run(config_slices.load(config_yaml), sorted(evaluations, key=order), sorted(logs, key=order), out,
               judged=sorted(judged, key=order))

@@ -17,6 +17,7 @@ from faco.config import ModelSpec, Study
 from faco.errors import ConfigError, FacoError, RecordError
 from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl, write_json
+from faco.roles import Role
 from faco.training.checkpoints import has_checkpoints, model_identity, non_finite, prepare_work
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
@@ -28,7 +29,7 @@ LOG_FILES = ("loss.jsonl", "sample_loss.jsonl", "train_stats.json")
 def _meta(study: Study, manifest: dict[str, Any], ratio: float, start: Path | None) -> dict[str, Any]:
     """The model's manifest meta: ratio, tag, seed, base model, kind; with `start`, where it started."""
     cfg = study.train
-    meta: dict[str, Any] = {"ratio": ratio, "tag": ratio_tag(ratio), "seed": cfg.seed,
+    meta: dict[str, Any] = {"ratio": ratio, "tag": ratio_tag(ratio), "role": Role.GRID.value, "seed": cfg.seed,
                             "base_model": cfg.model.model_dump(mode="json")}
     if kind := manifest["meta"].get("kind"):  # one kind's split family (corrupt.kinds)
         meta["kind"] = kind
@@ -37,6 +38,7 @@ def _meta(study: Study, manifest: dict[str, Any], ratio: float, start: Path | No
         meta["start_checkpoint"] = {"path": str(start), "manifest_sha256": artifacts.manifest_hash(start)}
         start_meta = artifacts.read_manifest(start)["meta"]
         meta["start_ratio"] = start_meta["ratio"]
+        meta["role"] = Role.RECOVERY.value
         if "kind" in start_meta:  # recovery of one kind's corrupted model
             meta["kind"] = start_meta["kind"]
     return meta
@@ -139,7 +141,7 @@ def write_snapshots(study: Study, epochs: Path, model: Path, out: Path) -> Path:
     (meta `final_epoch`). Empty without `save_every_epoch`."""
     found = sorted(int(p.name.removeprefix("epoch_")) for p in epochs.glob("epoch_*")) if epochs.is_dir() else []
     m = artifacts.read_manifest(model)["meta"]
-    meta = {k: m[k] for k in ("ratio", "tag", "seed", "start_ratio", "kind") if k in m}
+    meta = {k: m[k] for k in ("ratio", "tag", "role", "seed", "start_ratio", "kind") if k in m}
     meta.update(epochs=found[:-1], final_epoch=found[-1] if found else None)
     with artifacts.artifact_dir(out, artifact_kinds.SNAPSHOTS, [model], study.section_hash("train"), meta) as tmp:
         for n in found[:-1]:
@@ -159,7 +161,7 @@ def logs(study: Study, model: Path, out: Path) -> Path:
 
 
 def base(study: Study, splits: Path, out: Path) -> Path:
-    """The untrained base model (`train.model`, `train.seed`) as a model artifact, meta `{"base": true}`.
+    """The untrained base model (`train.model`, `train.seed`) as a model artifact, meta `{"role": "base"}`.
 
     A tiny random model's tokenizer is trained on the clean split's texts, as `run` does for it.
     """
@@ -167,7 +169,8 @@ def base(study: Study, splits: Path, out: Path) -> Path:
     clean = 0.0 if 0.0 in ratios else ratios[0]
     records = read_jsonl(split_path(splits, clean), TrainRecord)
     cfg = study.train
-    meta = {"base": True, "tag": "base", "seed": cfg.seed, "base_model": cfg.model.model_dump(mode="json")}
+    meta = {"base": True, "role": Role.BASE.value, "tag": "base", "seed": cfg.seed,
+            "base_model": cfg.model.model_dump(mode="json")}
     with artifacts.artifact_dir(out, artifact_kinds.MODEL, [splits], study.section_hash("train"), meta) as tmp:
         model, tok = load_base(cfg.model, [f"{r.prompt}\n{r.response}" for r in records], cfg.seed)
         model.save_pretrained(tmp / "model")
