@@ -14,10 +14,11 @@ from typing import Any
 
 from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec, Study
-from faco.errors import ConfigError, FacoError, RecordError
+from faco.errors import ConfigError, FacoError, RecordError, VerificationError
 from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl, write_json
 from faco.roles import Role
+from faco.training import preflight
 from faco.training.checkpoints import has_checkpoints, model_identity, non_finite, prepare_work
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
@@ -84,9 +85,14 @@ def run(
     artifact. `callbacks` are extra transformers `TrainerCallback`s. `snapshots`: write the epoch
     snapshots there, as their own artifact (`write_snapshots`), instead of `checkpoints/` in `out`.
     """
+    preflight.check_training(study)  # before any work (once per config and process)
     manifest = artifacts.require(splits, artifact_kinds.SPLITS)
-    if ratio not in manifest["meta"]["ratios"]:
-        raise FacoError(f"{splits}: no split for ratio {ratio} (has {manifest['meta']['ratios']})")
+    ratios = manifest["meta"].get("ratios")
+    if not isinstance(ratios, list):
+        raise VerificationError(f"{splits / artifacts.MANIFEST}: not a faco manifest (meta.ratios, the ratios of "
+                                "its splits, is missing)")
+    if ratio not in ratios:
+        raise FacoError(f"{splits}: no split for ratio {ratio} (has {ratios})")
     split = split_path(splits, ratio)
     records = list(read_jsonl(split, TrainRecord))
     if not records:
