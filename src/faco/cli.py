@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from faco.config import Study, load_config
-from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError
+from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError, UsageError
 from faco.progress import stdout_to_stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -280,14 +280,22 @@ def kfp_run(
     ratio: Annotated[list[float] | None, typer.Option(help="override the ratio grid")] = None,
     set_: SetOpt = None,
     root: Annotated[Path, typer.Option(help="local pipeline root")] = Path("kfp-local"),
+    docker: Annotated[bool, typer.Option("--docker", help="as a cluster runs it: each task of the compiled "
+                                         "pipeline in its image, seeing only its declared inputs")] = False,
+    package: Annotated[Path | None, typer.Option(help="with --docker: the compiled pipeline YAML "
+                                                 "(default: pipelines/corruption_study.yaml)")] = None,
+    network: Annotated[bool, typer.Option("--network", help="with --docker: give tasks a network")] = False,
 ) -> None:
-    """Run the corruption-study pipeline locally (kfp.local SubprocessRunner)."""
+    """Run the corruption-study pipeline locally (kfp.local), in this venv or, with --docker, in containers."""
     from faco import kfp_cli
 
     if not local:
         raise FacoError("kfp run: only --local is supported; use `faco kfp submit` for a cluster")
+    if (package or network) and not docker:
+        raise UsageError("kfp run: --package and --network go with --docker")
     with stdout_to_stderr():
-        run = kfp_cli.run_local(config, ratio or None, set_ or [], root)
+        run = kfp_cli.run_local(config, ratio or None, set_ or [], root, docker=docker, package=package,
+                                network=network)
     typer.echo(run)
 
 
