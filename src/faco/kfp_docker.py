@@ -81,8 +81,11 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _chown(path: Path, owner: tuple[int, int] | None) -> None:
-    """Give `path` (recursively) to the task's user, as a pod's launcher writes its inputs (root only)."""
-    if owner is None or os.geteuid() != 0:
+    """Give `path` (recursively) to the task's user, as a pod's launcher writes its inputs; without
+    root (an engine used from a user account), make a folder writable by all instead."""
+    if os.geteuid() != 0 or owner is None:
+        if path.is_dir():
+            path.chmod(0o1777)
         return
     os.chown(path, *owner)
     for base, dirs, files in os.walk(path):
