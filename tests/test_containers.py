@@ -1,0 +1,190 @@
+"""The pipeline as a cluster runs it (marker `containers`, run by `make containers`): every task of the
+compiled pipeline in a fresh container of the built images (the wheel as the image installs it), whose
+pipeline root holds only the task's declared input artifacts (`faco.kfp_docker`).
+
+Needs a container engine with the images built: `make containers` sets up podman
+(docker/podman/setup.sh), builds the images (`make images`) and runs these tests, which start their
+own podman API service unless DOCKER_HOST names a live engine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faco import images
+
+pytestmark = pytest.mark.containers
+
+ROOT = Path(__file__).resolve().parents[1]
+FACO = str(Path(sys.executable).with_name("faco"))  # the console script installed in this venv
+CONFIG = ROOT / "configs" / "cluster-smoke.yaml"
+SEEDS = "0,1"
+
+
+@pytest.fixture(scope="module")
+def engine_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment of a live container engine: $DOCKER_HOST as given, else a podman API service
+    started here for these tests (with docker/podman/containers.conf unless CONTAINERS_CONF is set)."""
+    if os.environ.get("DOCKER_HOST"):
+        yield dict(os.environ)
+        return
+    podman = shutil.which("podman")
+    if podman is None:
+        pytest.fail("no container engine: `make containers` installs podman (docker/podman/setup.sh)")
+    sock = tmp_path_factory.mktemp("podman") / "api.sock"
+    env = {"CONTAINERS_CONF": str(ROOT / "docker" / "podman" / "containers.conf"), **os.environ}
+    service = subprocess.Popen([podman, "system", "service", "--time=0", f"unix://{sock}"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if sock.exists():
+                break
+            time.sleep(0.1)
+        yield {**env, "DOCKER_HOST": f"unix://{sock}"}
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
+
+
+def faco(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FACO, *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+# --- what a task can see -------------------------------------------------------------------------
+
+PROBE = '''
+from kfp import compiler, dsl
+from kfp.dsl import Dataset, Input, Output
+
+IMAGE = {image!r}
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def write(data: Output[Dataset]):
+    from pathlib import Path
+    Path(data.path).write_text("declared")
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def look(checkout: str, data: Input[Dataset], seen: Output[Dataset]):
+    """What this task sees: its declared input, the other task's output by path, the host."""
+    import json, os, socket
+    from pathlib import Path
+    own_root = Path(seen.path).parents[1]
+    undeclared = own_root / "write-2" / "data"   # the second writer's output, not an input here
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=3).close()
+        network = True
+    except OSError:
+        network = False
+    try:
+        Path("/opt/faco/probe").write_text("x")
+        root_writable = True
+    except OSError:
+        root_writable = False
+    Path(seen.path).write_text(json.dumps({{
+        "declared": Path(data.path).read_text(), "undeclared": undeclared.exists(),
+        "checkout": os.path.exists(checkout), "network": network, "uid": os.getuid(),
+        "root_writable": root_writable, "checkpoints": os.access("/mnt/checkpoints", os.W_OK)}}))
+
+@dsl.pipeline(name="probe")
+def probe(checkout: str):
+    first = write()
+    second = write().after(first)
+    task = look(checkout=checkout, data=first.outputs["data"]).after(second)
+    from kfp import kubernetes
+    kubernetes.mount_pvc(task, pvc_name="faco-checkpoints", mount_path="/mnt/checkpoints")
+    kubernetes.set_security_context(task, run_as_user=10001, run_as_group=10001, run_as_non_root=True)
+
+compiler.Compiler().compile(probe, {out!r})
+'''
+
+
+def test_a_task_sees_its_declared_inputs_and_nothing_else(engine_env: dict[str, str], tmp_path: Path) -> None:
+    """The same compiled pipeline in kfp.local's shared root sees the other task's output; isolated, only
+    what it declares: not the undeclared output, the checkout, the network or a writable root."""
+    from faco import kfp_docker
+
+    package = tmp_path / "probe.yaml"
+    subprocess.run([sys.executable, "-c", PROBE.format(image=images.CPU.ref, out=str(package))], check=True,
+                   cwd=tmp_path)
+    os.environ["DOCKER_HOST"] = engine_env["DOCKER_HOST"]
+    run = kfp_docker.run_package(package, {"checkout": str(ROOT)}, tmp_path / "isolated")
+    seen = json.loads(next(run.rglob("look/seen")).read_text())
+    assert seen == {"declared": "declared", "undeclared": False, "checkout": False, "network": False,
+                    "uid": images.USER_ID, "root_writable": False, "checkpoints": True}
+    # the control: kfp.local's own runner shares one root, so the undeclared file is there to see
+    from kfp import components, local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "shared"))
+    components.load_component_from_file(str(package))(checkout=str(ROOT))
+    shared = json.loads(next((tmp_path / "shared").rglob("look/seen")).read_text())
+    assert shared["undeclared"] is True and shared["checkout"] is True
+
+
+# --- the cluster-shaped study ----------------------------------------------------------------------
+
+def _findings(report_md: str) -> list[str]:
+    """The Findings section's lines of a report."""
+    section = report_md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("- ")]
+
+
+def _statistics(analysis: Path) -> dict[str, Any]:
+    """analysis.json without what names a place (paths of the artifacts it read)."""
+    data: dict[str, Any] = json.loads((analysis / "analysis.json").read_text())
+    return json.loads(json.dumps(data), object_hook=lambda d: {k: v for k, v in d.items() if k not in {"path"}})
+
+
+def _table(analysis: Path) -> list[list[str]]:
+    with (analysis / "table1.csv").open() as fh:
+        return list(csv.reader(fh))
+
+
+def _analysis_of(report: Path, root: Path) -> Path:
+    """The analysis artifact under `root` that a report was made from (its manifest's parent)."""
+    from faco import artifacts
+
+    (parent,) = artifacts.read_manifest(report)["parents"]
+    found = [p.parent for p in root.rglob("analysis.json")
+             if artifacts.manifest_hash(p.parent) == parent["manifest_sha256"]]
+    assert found, f"no analysis with manifest {parent['manifest_sha256']} under {root}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`faco study` on the config, in this venv: the reference the container run must match."""
+    out = tmp_path_factory.mktemp("study") / "study"
+    proc = faco("study", str(CONFIG), "--out", str(out), "--seeds", SEEDS, env=dict(os.environ), cwd=out.parent)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc, out
+
+
+def test_cluster_smoke_in_containers_ends_as_faco_study(engine_env: dict[str, str], tmp_path: Path,
+                                                         study_run: tuple[subprocess.CompletedProcess[str], Path]
+                                                         ) -> None:
+    """`faco kfp run --local --docker`: the compiled pipeline, every task in its image and isolated, ends
+    with the Findings, statistics and Table 1 of `faco study` on the same config."""
+    proc = faco("kfp", "run", "--local", "--docker", str(CONFIG), "--root", str(tmp_path / "kfp"),
+                env=engine_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    report = Path(proc.stdout.strip().splitlines()[-1])
+    assert (report / "report.md").is_file(), proc.stdout
+    reference, study = study_run
+    want = (study / "report" / "report.md").read_text()
+    got = (report / "report.md").read_text()
+    assert _findings(got) == _findings(want) and _findings(want)
+    assert reference.stdout.startswith("Findings:\n")
+    analysis = _analysis_of(report, tmp_path / "kfp")
+    assert _table(analysis) == _table(study / "analysis")
+    assert _statistics(analysis) == _statistics(study / "analysis")
