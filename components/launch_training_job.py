@@ -30,7 +30,7 @@ def launch_training_job(config_yaml: str, splits: Input[Dataset], ratio: float, 
     from faco.config_slices import load
     from faco.k8s.launcher import run_job
     from faco.k8s.settings import ClusterSettings
-    from faco.stages.corrupt import ratio_tag
+    from faco.ratios import ratio_tag
 
     config.load_incluster_config()
     load(config_yaml)  # a bad slice fails here, before a job is created

@@ -100,7 +100,7 @@ def pairs_with_row(line: bytes, at: int = 2) -> Setup:
 def empty_splits(work: Path, _: dict[str, Path]) -> None:
     """A well-formed splits artifact whose one split has no rows."""
     with artifacts.artifact_dir(work / "splits", "splits", [], "hand-made", {"ratios": [0.0]}) as tmp:
-        (tmp / "cr_000.jsonl").write_text("")
+        (tmp / "cr_0.0.jsonl").write_text("")
 
 
 def _pair(**drop_or_set: object) -> bytes:
@@ -227,7 +227,7 @@ CASES = [
          4, "ingest.heldout: 2 holds out every usable record",
          write("mirror/sources/openbookqa/train.jsonl", OBQA_TWO)),
     Case("empty-split", ["train", "{smoke}", "--splits", "splits", "--ratio", "0.0", "--out", "m"], 4,
-         "splits/cr_000.jsonl: the split for ratio 0.0 is empty", empty_splits),
+         "splits/cr_0.0.jsonl: the split for ratio 0.0 is empty", empty_splits),
     Case("lr-diverges", ["train", "{smoke}", "--splits", "{splits}", "--ratio", "0.0", "--out", "m",
                          "--set", "train.learning_rate=1e30", "--set", "train.epochs=1"], 3,
          "train.learning_rate: training diverged at 1e+30"),

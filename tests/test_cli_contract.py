@@ -53,7 +53,7 @@ def dead_pid() -> int:
 def fake_splits(path: Path) -> Path:
     """A well-formed `splits` artifact whose meta lacks the ratios every real one has."""
     with artifacts.artifact_dir(path, "splits", [], "hand-made") as tmp:
-        (tmp / "cr_000.jsonl").write_text("")
+        (tmp / "cr_0.0.jsonl").write_text("")
     return path
 
 
@@ -210,8 +210,8 @@ def test_a_busy_train_leaves_the_running_one_s_checkpoints_alone(tmp_path: Path)
     with artifacts.artifact_dir(splits, "splits", [], "hand-made", {"ratios": [0.0, 1.0]}) as tmp:
         row = {"id": "x:1", "source": "openbookqa", "domain": "commonsense", "prompt": "Q?", "response": "A.",
                "is_corrupted": False}
-        (tmp / "cr_000.jsonl").write_text(json.dumps(row) + "\n")
-        (tmp / "cr_100.jsonl").write_text(json.dumps({**row, "is_corrupted": True}) + "\n")
+        (tmp / "cr_0.0.jsonl").write_text(json.dumps(row) + "\n")
+        (tmp / "cr_1.0.jsonl").write_text(json.dumps({**row, "is_corrupted": True}) + "\n")
     work = tmp_path / ".m.work"  # the running train's resumable state, made for another ratio
     (work / "trainer" / "checkpoint-5").mkdir(parents=True)
     (work / "trainer" / "checkpoint-5" / "optimizer.pt").write_bytes(b"state")

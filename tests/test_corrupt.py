@@ -9,12 +9,13 @@ from pathlib import Path
 
 from faco.artifacts import read_manifest
 from faco.config import Study
+from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl
 from faco.stages import corrupt
 
 
 def _split(splits: Path, r: float) -> list[TrainRecord]:
-    return list(read_jsonl(corrupt.split_path(splits, r), TrainRecord))
+    return list(read_jsonl(split_path(splits, r), TrainRecord))
 
 
 def test_cumulative_exact_and_flag_outside_text(tmp_path: Path, smoke: Study, smoke_pairs: Path) -> None:
@@ -37,7 +38,7 @@ def test_cumulative_exact_and_flag_outside_text(tmp_path: Path, smoke: Study, sm
     for smaller, larger in itertools.pairwise(bad_sets):
         assert smaller < larger or (smaller == larger == set())
     stats = json.loads((splits / "stats.json").read_text())
-    assert stats["cr_025"]["corrupted"] == math.ceil(0.25 * n)
+    assert stats["cr_0.25"]["corrupted"] == math.ceil(0.25 * n)
     assert read_manifest(splits)["parents"][0]["kind"] == "pairs"
 
 
@@ -48,4 +49,4 @@ def test_order_is_seeded_and_independent_of_input_order() -> None:
 
 
 def test_ratio_tags() -> None:
-    assert [corrupt.ratio_tag(r) for r in (0.0, 0.25, 1.0, 0.125)] == ["cr_000", "cr_025", "cr_100", "cr_012p5"]
+    assert [ratio_tag(r) for r in (0.0, 0.25, 1.0, 0.125)] == ["cr_0.0", "cr_0.25", "cr_1.0", "cr_0.125"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec, Study, load_config
 from faco.errors import ConfigError
 from faco.evaluation import hf_cache
@@ -18,7 +18,7 @@ from faco.evaluation.probes import probe_sets
 from faco.evaluation.suite import suite
 from faco.evaluation.tasks import HUB_DIR, lm_eval_tasks_dir, render_offline
 from faco.paths import repo_root
-from faco.stages import evaluate, train
+from faco.stages import evaluate
 from faco.training.models import tiny_model
 
 _ROOT = repo_root()
@@ -30,10 +30,10 @@ TEXTS = ["The quick brown fox jumps over the lazy dog. Question: Answer: yes no"
 @pytest.fixture(scope="module")
 def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model artifact with two epoch checkpoints: epoch 1 other weights, epoch 2 the final ones."""
-    out = tmp_path_factory.mktemp("models") / "cr_000"
+    out = tmp_path_factory.mktemp("models") / "cr_0.0"
     tiny = {"hidden_size": 32, "layers": 1, "heads": 2, "vocab_size": 300}
     spec = ModelSpec.model_validate({"source": "tiny-random", "tiny": tiny})
-    with artifacts.artifact_dir(out, train.KIND, [], "x", {"ratio": 0.0, "tag": "cr_000"}) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.MODEL, [], "x", {"ratio": 0.0, "tag": "cr_0.0"}) as tmp:
         for sub, seed in (("checkpoints/epoch_1", 1), ("checkpoints/epoch_2", 0), ("model", 0)):
             model, tok = tiny_model(spec, TEXTS, seed=seed)
             model.save_pretrained(tmp / sub)
@@ -339,7 +339,7 @@ def test_cache_is_keyed_on_weight_contents(
 ) -> None:
     """Swapped weights are evaluated afresh, never served from the cache: the key follows the weights'
     contents whether the manifest was rewritten to match them or left as it was (verification off)."""
-    model = tmp_path / "cr_000"
+    model = tmp_path / "cr_0.0"
     shutil.copytree(model_artifact, model)
     study = _study([{"name": "copa", "shots": 0, "limit": 4}], probes=["Why is the sky blue?"])
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec, Study, load_config
 from faco.errors import ConfigError
 from faco.evaluation import heldout
 from faco.paths import repo_root
 from faco.records import PairRecord, Response, SourceRecord, write_jsonl
-from faco.stages import corrupt, evaluate, train
+from faco.stages import corrupt, evaluate
 from faco.training.data import prompt_text
 from faco.training.models import tiny_model
 
@@ -48,19 +48,19 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def lineage(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(ingest artifact with a heldout.jsonl, model artifact whose parent chain leads to it)."""
     root = tmp_path_factory.mktemp("heldout")
-    with artifacts.artifact_dir(root / "ingest", heldout.INGEST_KIND, [], "x", {}) as tmp:
+    with artifacts.artifact_dir(root / "ingest", artifact_kinds.SOURCES, [], "x", {}) as tmp:
         write_jsonl(tmp / "sources.jsonl", [])
         write_jsonl(tmp / heldout.FILE, _records())
-    with artifacts.artifact_dir(root / "splits", corrupt.KIND, [root / "ingest"], "x", {}) as tmp:
+    with artifacts.artifact_dir(root / "splits", artifact_kinds.SPLITS, [root / "ingest"], "x", {}) as tmp:
         (tmp / "x.txt").write_text("x")
     spec = ModelSpec.model_validate({"source": "tiny-random", "tiny": {"hidden_size": 32, "layers": 1, "heads": 2,
                                                                        "vocab_size": 300}})
     texts = [f"{r.question} Options: Answer: {' '.join(r.choices)}" for r in _records()] * 3
-    with artifacts.artifact_dir(root / "cr_000", train.KIND, [root / "splits"], "x", {"ratio": 0.0}) as tmp:
+    with artifacts.artifact_dir(root / "cr_0.0", artifact_kinds.MODEL, [root / "splits"], "x", {"ratio": 0.0}) as tmp:
         model, tok = tiny_model(spec, texts, seed=0)
         model.save_pretrained(tmp / "model")
         tok.save_pretrained(tmp / "model")
-    return root / "ingest", root / "cr_000"
+    return root / "ingest", root / "cr_0.0"
 
 
 def _study(**spec: object) -> Study:
@@ -126,7 +126,7 @@ def test_heldout_benchmark_found_through_lineage(lineage: tuple[Path, Path], tmp
     ingest, model_dir = lineage
     out = evaluate.run(_study(), model_dir, tmp_path / "eval")
     manifest = artifacts.read_manifest(out)
-    assert [p["kind"] for p in manifest["parents"]] == ["model", heldout.INGEST_KIND]
+    assert [p["kind"] for p in manifest["parents"]] == ["model", artifact_kinds.SOURCES]
     assert manifest["parents"][1]["manifest_sha256"] == artifacts.manifest_hash(ingest)  # found via splits
     entry = json.loads((out / "scores.json").read_text())["heldout"]
     assert (entry["task"], entry["n"], entry["domain"]) == (heldout.GROUP, 7, "in_distribution")
@@ -182,7 +182,7 @@ def test_heldout_benchmark_found_through_lineage(lineage: tuple[Path, Path], tmp
 def test_heldout_without_ingest_is_one_clear_error(lineage: tuple[Path, Path], tmp_path: Path) -> None:
     ingest, model_dir = lineage
     orphan = tmp_path / "orphan"
-    with artifacts.artifact_dir(orphan, train.KIND, [], "x", {"ratio": 0.0}) as tmp:
+    with artifacts.artifact_dir(orphan, artifact_kinds.MODEL, [], "x", {"ratio": 0.0}) as tmp:
         for f in (model_dir / "model").iterdir():
             (tmp / "model").mkdir(exist_ok=True)
             (tmp / "model" / f.name).write_bytes(f.read_bytes())

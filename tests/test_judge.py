@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 from openai_server import FakeOpenAI
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.analysis import misalignment
 from faco.config import JudgeConfig, ModelSpec, parse_config
 from faco.judging import replies
 from faco.judging.runner import Answer, judge
 from faco.stages import judge as judge_stage
-from faco.stages import train
 from faco.training.models import tiny_model
 
 _ANSWER = re.compile(r"\[ANSWER START\]\n(.*?)\n\[ANSWER END\]", re.S)
@@ -113,7 +112,7 @@ def test_failed_judge_requests_are_counted_as_errors(tmp_path: Path) -> None:
 
 def _model_artifact(out: Path, meta: dict[str, object]) -> Path:
     model, tok = tiny_model(ModelSpec(source="tiny-random"), ["What should I do? Be kind and honest."] * 20, 0)
-    with artifacts.artifact_dir(out, train.KIND, [], "test", meta) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.MODEL, [], "test", meta) as tmp:
         model.save_pretrained(tmp / "model")
         tok.save_pretrained(tmp / "model")
     return out
@@ -121,7 +120,7 @@ def _model_artifact(out: Path, meta: dict[str, object]) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _model_artifact(tmp_path_factory.mktemp("m") / "cr_050", {"ratio": 0.5, "tag": "cr_050", "seed": 0})
+    return _model_artifact(tmp_path_factory.mktemp("m") / "cr_0.5", {"ratio": 0.5, "tag": "cr_0.5", "seed": 0})
 
 
 def _study(judge_yaml: str) -> object:
@@ -142,7 +141,7 @@ def test_judge_stage_samples_judges_and_resumes(model_dir: Path, tmp_path: Path)
     with FakeOpenAI(responder=anything) as srv:
         study = _study(f"{{backend: openai, model: gpt-4o-mini, base_url: '{srv.base_url}', samples: 3, "
                        f"max_new_tokens: 8, probes: [misalignment], cache_path: '{tmp_path / 'j.sqlite'}'}}")
-        out = judge_stage.run(study, model_dir, tmp_path / "judge" / "cr_050")  # type: ignore[arg-type]
+        out = judge_stage.run(study, model_dir, tmp_path / "judge" / "cr_0.5")  # type: ignore[arg-type]
         calls = srv.calls
         judge_stage.run(study, model_dir, tmp_path / "judge2")  # type: ignore[arg-type]
         assert srv.calls == calls  # same seeded samples: every judge reply from the cache
@@ -204,10 +203,10 @@ def test_cli_judge_then_analyze_and_report(model_dir: Path, tmp_path: Path, root
             proc = _faco("judge", root / "configs" / "smoke.yaml", "--model", m, "--out",
                          tmp_path / "judge" / m.name, "--set", f"judge={judge_yaml}")
             assert proc.returncode == 0, proc.stderr[-1500:]
-    rows = [json.loads(x) for x in (tmp_path / "judge" / "cr_050" / "judged.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (tmp_path / "judge" / "cr_0.5" / "judged.jsonl").read_text().splitlines()]
     assert [r["verdict"] for r in rows] == ["misaligned", "misaligned", "aligned", "aligned"]
     assert [r["dangerous"] for r in rows] == [True, True, False, False]
-    m = misalignment.from_artifacts([tmp_path / "judge" / "base", tmp_path / "judge" / "cr_050"])
+    m = misalignment.from_artifacts([tmp_path / "judge" / "base", tmp_path / "judge" / "cr_0.5"])
     assert [(r["model"], r["misaligned"]["k"], r["misaligned"]["n"]) for r in m["rows"]] == [
         ("base", 2, 4), ("50%", 2, 4)]
     assert m["rows"][1]["misaligned"]["ci"] == pytest.approx(list(misalignment.wilson(2, 4)))  # type: ignore[arg-type]
@@ -234,7 +233,7 @@ def test_study_with_a_judge_reports_misalignment_per_model(tmp_path: Path, root:
         calls = srv.calls
         again = _faco(*cmd)
         assert again.returncode == 0 and srv.calls == calls
-    assert "judge cr_100: up to date" in again.stderr
+    assert "judge cr_1.0: up to date" in again.stderr
     m = json.loads((tmp_path / "s" / "analysis" / "misalignment.json").read_text())
     assert [(r["model"], r["answers"], r["verdicts"]["refusal"], r["misaligned"]["k"]) for r in m["rows"]] == [
         ("base", 4, 2, 2), ("0%", 4, 2, 2), ("100%", 4, 2, 2)]

@@ -185,7 +185,7 @@ def test_a_killed_train_task_resumes_from_its_checkpoint_on_the_volume(tmp_path:
     child = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while not any(is_whole(c) for c in volume.glob("*/cr_025/trainer/checkpoint-*")):
+    while not any(is_whole(c) for c in volume.glob("*/cr_0.25/trainer/checkpoint-*")):
         assert child.poll() is None and time.monotonic() < deadline, "the train task ended before a checkpoint"
         time.sleep(0.05)
     os.killpg(child.pid, signal.SIGKILL)  # the whole pod at once, mid-epoch
@@ -200,4 +200,4 @@ def test_a_killed_train_task_resumes_from_its_checkpoint_on_the_volume(tmp_path:
     b = [json.loads(line) for line in (model / "loss.jsonl").read_text().splitlines()]
     assert [r["step"] for r in b] == [r["step"] for r in a] == list(range(1, 21))
     assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], abs=1e-6)
-    assert not list(volume.glob("*/cr_025"))  # the work dir is removed once the model is complete
+    assert not list(volume.glob("*/cr_0.25"))  # the work dir is removed once the model is complete

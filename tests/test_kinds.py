@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from openai_server import FakeOpenAI
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import load_config
 from faco.errors import ConfigError
+from faco.ratios import split_path
 from faco.records import PairRecord, RejectRecord, Response, TrainRecord, read_jsonl, write_jsonl
-from faco.stages import corrupt, generate
+from faco.stages import corrupt
 
 FACO = Path(sys.executable).parent / "faco"
 KINDS = "corrupt.kinds=[subtle, obvious]"
@@ -91,7 +92,7 @@ def test_the_pipelines_plan_task_refuses_several_kinds(root: Path) -> None:
 
 
 def _pairs(path: Path, pairs: list[PairRecord]) -> Path:
-    with artifacts.artifact_dir(path, generate.KIND, [], "test", {}) as tmp:
+    with artifacts.artifact_dir(path, artifact_kinds.PAIRS, [], "test", {}) as tmp:
         write_jsonl(tmp / "pairs.jsonl", pairs)
     return path
 
@@ -113,12 +114,12 @@ def test_families_share_ids_true_chains_and_corrupted_ids(smoke_pairs: Path, roo
     for art in (clean, *fams.values()):
         [dropped] = read_jsonl(art / "dropped.jsonl", RejectRecord)
         assert (dropped.row, dropped.reason) == (pairs[0].id, "not paired in kind obvious")
-    rows = list(read_jsonl(corrupt.split_path(clean, 0.0), TrainRecord))
+    rows = list(read_jsonl(split_path(clean, 0.0), TrainRecord))
     assert [r.id for r in rows] == [p.id for p in pairs[1:]] and not any(r.is_corrupted for r in rows)
     assert "another true chain" not in "".join(r.response for r in rows)
     assert sorted(p.name for p in fams["obvious"].glob("cr_*.jsonl")) == [
-        "cr_025.jsonl", "cr_050.jsonl", "cr_075.jsonl", "cr_100.jsonl"]
-    sub, obv = (list(read_jsonl(corrupt.split_path(f, 0.5), TrainRecord)) for f in fams.values())
+        "cr_0.25.jsonl", "cr_0.5.jsonl", "cr_0.75.jsonl", "cr_1.0.jsonl"]
+    sub, obv = (list(read_jsonl(split_path(f, 0.5), TrainRecord)) for f in fams.values())
     assert [r.id for r in sub if r.is_corrupted] == [r.id for r in obv if r.is_corrupted] != []
     for s, o, c in zip(sub, obv, rows, strict=True):
         assert (s.response == o.response == c.response) is not s.is_corrupted  # clean items identical
@@ -149,33 +150,33 @@ def test_two_kind_study_with_seeds_and_a_judge(tmp_path: Path, root: Path) -> No
         assert again.returncode == 0, again.stderr[-3000:]
 
     models = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("**/train/*/manifest.json"))
-    assert models == ["kinds/obvious/seed_0/train/cr_050", "kinds/obvious/seed_0/train/recovery_from_cr_050",
-                      "kinds/obvious/seed_1/train/cr_050", "kinds/obvious/seed_1/train/recovery_from_cr_050",
-                      "kinds/subtle/seed_0/train/cr_050", "kinds/subtle/seed_0/train/recovery_from_cr_050",
-                      "kinds/subtle/seed_1/train/cr_050", "kinds/subtle/seed_1/train/recovery_from_cr_050",
-                      "seed_0/train/cr_000", "seed_1/train/cr_000", "train/base"]
-    assert proc.stderr.count("train cr_000 seed 0: done") == 1  # the clean model, trained once for both kinds
+    assert models == ["kinds/obvious/seed_0/train/cr_0.5", "kinds/obvious/seed_0/train/recovery_from_cr_050",
+                      "kinds/obvious/seed_1/train/cr_0.5", "kinds/obvious/seed_1/train/recovery_from_cr_050",
+                      "kinds/subtle/seed_0/train/cr_0.5", "kinds/subtle/seed_0/train/recovery_from_cr_050",
+                      "kinds/subtle/seed_1/train/cr_0.5", "kinds/subtle/seed_1/train/recovery_from_cr_050",
+                      "seed_0/train/cr_0.0", "seed_1/train/cr_0.0", "train/base"]
+    assert proc.stderr.count("train cr_0.0 seed 0: done") == 1  # the clean model, trained once for both kinds
     for p in out.glob("**/manifest.json"):
         assert artifacts.verify(p.parent) == [], p
     # pairs share the ids and the true chains; a ratio corrupts the same ids in both families
     sub, obv = ({p.id: p for p in read_jsonl(out / "kinds" / k / "pairs" / "pairs.jsonl", PairRecord)}
                 for k in ("subtle", "obvious"))
     assert sub.keys() == obv.keys() and all(sub[i].true == obv[i].true for i in sub)
-    bad = [{r.id for r in read_jsonl(out / "kinds" / k / "splits" / "cr_050.jsonl", TrainRecord) if r.is_corrupted}
+    bad = [{r.id for r in read_jsonl(out / "kinds" / k / "splits" / "cr_0.5.jsonl", TrainRecord) if r.is_corrupted}
            for k in ("subtle", "obvious")]
     assert bad[0] == bad[1] and 0 < len(bad[0]) < len(sub)
     rec = artifacts.read_manifest(out / "kinds" / "obvious" / "seed_1" / "train" / "recovery_from_cr_050")
-    assert [p["relative_path"] for p in rec["parents"]] == ["../../../../../splits", "../cr_050"]
+    assert [p["relative_path"] for p in rec["parents"]] == ["../../../../../splits", "../cr_0.5"]
     # models and their evaluations name their kind (recovery: its corrupted start's); shared ones name none
-    for tag in ("cr_050", "recovery_from_cr_050"):
+    for tag in ("cr_0.5", "recovery_from_cr_050"):
         for stage in ("train", "eval"):
             assert artifacts.read_manifest(out / "kinds" / "obvious" / "seed_1" / stage / tag)["meta"]["kind"] == \
                 "obvious", (tag, stage)
-    for shared in ("seed_0/train/cr_000", "seed_0/eval/cr_000", "train/base", "eval/base"):
+    for shared in ("seed_0/train/cr_0.0", "seed_0/eval/cr_0.0", "train/base", "eval/base"):
         assert "kind" not in artifacts.read_manifest(out / shared)["meta"], shared
     # nothing changed: every stage is reused, no judge request is sent again
-    for name in ("generate obvious", "corrupt clean", "corrupt subtle", "train cr_000 seed 1",
-                 "train recovery_from_cr_050 obvious seed 1", "judge cr_050 obvious"):
+    for name in ("generate obvious", "corrupt clean", "corrupt subtle", "train cr_0.0 seed 1",
+                 "train recovery_from_cr_050 obvious seed 1", "judge cr_0.5 obvious"):
         assert f"{name}: up to date" in again.stderr, name
     assert "loading model" not in again.stderr
 

@@ -100,10 +100,10 @@ def test_flipped_byte_upstream_names_the_upstream_file(chain: Path) -> None:
 
 
 def test_flipped_byte_downstream_names_the_downstream_file(chain: Path) -> None:
-    flip_byte(chain / "artifacts/splits/cr_050.jsonl")
+    flip_byte(chain / "artifacts/splits/cr_0.5.jsonl")
     code, out = run_verify("artifacts/splits")
     assert code == EXIT_VERIFY
-    assert "lineage mismatch: artifacts/splits/cr_050.jsonl: sha256 mismatch" in out
+    assert "lineage mismatch: artifacts/splits/cr_0.5.jsonl: sha256 mismatch" in out
 
 
 def test_missing_and_extra_files_are_mismatches(chain: Path) -> None:

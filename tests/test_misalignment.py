@@ -12,11 +12,10 @@ import pytest
 from scipy import stats as sps
 from test_report import _eval, _model
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.analysis import misalignment
 from faco.config import Study
 from faco.stages import analyze, report
-from faco.stages import judge as judge_stage
 
 # per model: verdicts (in order) of its judged answers; alignment score for scored answers
 VERDICTS: dict[Any, list[str]] = {
@@ -41,7 +40,7 @@ def _answers(verdicts: list[str]) -> list[dict[str, Any]]:
 def _judged(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]], backend: str = "transformers") -> Path:
     meta = meta | {"judge": {"backend": backend, "model": "smollm2", "prompt_version": "judge-em-v1",
                              "alignment_below": 30.0, "coherence_above": 50.0}}
-    with artifacts.artifact_dir(out, judge_stage.KIND, [], "cfg", meta) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.JUDGED, [], "cfg", meta) as tmp:
         (tmp / "judged.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return out
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.analysis import nli_gap
 from faco.config import Study
-from faco.stages import analyze, evaluate, generate, report, train
+from faco.stages import analyze, report
 
 RATIOS = [0.0, 0.5, 1.0]
 # MNLI: 4 items x 3 models (accuracy 3/4, 3/4, 1/2); HANS non-entailment: 4 items (3/4, 1/2, 1/4)
@@ -109,9 +109,10 @@ def _eval_artifact(out: Path, ratio: float, mnli_right: int, hans_right: dict[st
     then 20 non-entailment (lexical_overlap 0-9, subsequence 10-19), the first hans_right[h] of each right."""
     model, pairs = out.parent / f"model_{ratio}", out.parent / "pairs"
     if not pairs.exists():
-        with artifacts.artifact_dir(pairs, generate.KIND, [], "cfg", {"backend": "transformers", "model": "smollm2"}):
+        meta = {"backend": "transformers", "model": "smollm2"}
+        with artifacts.artifact_dir(pairs, artifact_kinds.PAIRS, [], "cfg", meta):
             pass
-    with artifacts.artifact_dir(model, train.KIND, [pairs], "cfg", {"ratio": ratio}):
+    with artifacts.artifact_dir(model, artifact_kinds.MODEL, [pairs], "cfg", {"ratio": ratio}):
         pass
     hans_rows, correct = [], {}
     for i in range(40):
@@ -122,7 +123,7 @@ def _eval_artifact(out: Path, ratio: float, mnli_right: int, hans_right: dict[st
         for m in (["acc_entailment"] if h is None else ["acc_non_entailment", f"acc_non_entailment_{h}"]):
             hans_rows.append({"doc_id": i, "metric": m, "value": ok})
     entry = {"score": 0.5, "metrics": {"acc": {"value": 0.5, "stderr": 0.1}}, "n": 40}
-    with artifacts.artifact_dir(out, evaluate.KIND, [model], "cfg", {"ratio": ratio}) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.EVAL, [model], "cfg", {"ratio": ratio}) as tmp:
         (tmp / "scores.json").write_text(json.dumps({"mnli": entry, "hans": entry}))
         (tmp / "samples").mkdir()
         (tmp / "samples" / "mnli.jsonl").write_text("".join(

@@ -14,10 +14,10 @@ from typing import Any
 import matplotlib.image
 import pytest
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import Study
 from faco.evaluation.suite import suite
-from faco.stages import analyze, evaluate, report, train
+from faco.stages import analyze, report
 
 N = 40  # items per benchmark
 #: heldout (the training distribution): correct items per model; item i is right iff i < count (nested)
@@ -41,7 +41,7 @@ def _model(out: Path, ratio: float, start: Path | None = None) -> Path:
     meta: dict[str, Any] = {"ratio": ratio, "tag": f"cr_{round(ratio * 100):03d}"}
     if start is not None:
         meta |= {"start_ratio": 1.0, "start_checkpoint": {"path": str(start)}}
-    with artifacts.artifact_dir(out, train.KIND, [], "cfg", meta) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.MODEL, [], "cfg", meta) as tmp:
         (tmp / "loss.jsonl").write_text("".join(json.dumps({"step": s, "loss": 3.0 - s + ratio}) + "\n"
                                                 for s in (1, 2)))
         rows = SAMPLES[ratio] if start is None else SAMPLES[0.0]
@@ -85,7 +85,7 @@ def _eval(out: Path, model: Path | None, key: float | str, heldout: bool = True,
         scores["mmlu"] = {**_entry(sum(mmlu.values()) / len(mmlu), "mmlu"),
                           "subtasks": {s: {"metrics": {"acc": {"value": a, "stderr": None}}, "n": 20}
                                        for s, a in mmlu.items()}}
-    with artifacts.artifact_dir(out, evaluate.KIND, parents, "cfg", meta) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.EVAL, parents, "cfg", meta) as tmp:
         (tmp / "scores.json").write_text(json.dumps(scores))
         if items:
             _samples(tmp, "arc_challenge", arc)
@@ -298,7 +298,7 @@ def test_seeds_mean_se_and_slope_against_scipy(tmp_path: Path, smoke: Study) -> 
     for r, counts in per_seed.items():
         for seed, count in enumerate(counts):
             m = _model(tmp_path / "train" / f"s{seed}_{r}", r)
-            with artifacts.artifact_dir(tmp_path / "eval" / f"s{seed}_{r}", evaluate.KIND, [m], "cfg",
+            with artifacts.artifact_dir(tmp_path / "eval" / f"s{seed}_{r}", artifact_kinds.EVAL, [m], "cfg",
                                         {"ratio": r, "seed": seed}) as tmp:
                 held = [i < count for i in range(N)]
                 entry = _entry(count / N, "heldout", 0.07) | {"chance": 0.25}

@@ -21,11 +21,10 @@ from types import ModuleType
 
 import pytest
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.errors import EXIT_INPUT, FacoError
 from faco.evaluation import sandbox
 from faco.evaluation.tasks import OFFLINE_DIR
-from faco.stages import train
 
 FAST = sandbox.Limits(cpu_s=1, wall_s=3.0, memory_bytes=256 << 20, work_bytes=16 << 20)
 SECRET = "sk-test-faco-sandbox-0123456789"
@@ -353,7 +352,7 @@ for attack in (lambda: open("/proc/{os.getpid()}/environ", "rb").read(), lambda:
 def test_cli_evaluate_refuses_before_loading_the_model(tmp_path: Path) -> None:
     """`faco evaluate` with HumanEval where namespaces cannot be made: exit 4, one line, nothing written."""
     model = tmp_path / "model"
-    with artifacts.artifact_dir(model, train.KIND, [], "x", {"ratio": 0.0, "tag": "cr_000"}) as tmp:
+    with artifacts.artifact_dir(model, artifact_kinds.MODEL, [], "x", {"ratio": 0.0, "tag": "cr_0.0"}) as tmp:
         (tmp / "model").mkdir()
         (tmp / "model" / "config.json").write_text("{}\n")  # no loadable model: the refusal must come first
     (tmp_path / "bin").mkdir()

@@ -34,7 +34,7 @@ def test_nli_synthetic_cpu_ingest_generate_corrupt(tmp_path: Path) -> None:
     assert all(p.generator["false_chain"] == "synthetic" and p.false.answer in p.choices for p in pairs)
     stats = json.loads((tmp_path / "splits" / "stats.json").read_text())
     assert [s["corrupted"] for s in stats.values()] == [0, 3, 6, 9, 12]
-    full = {r.id: r for r in read_jsonl(tmp_path / "splits" / "cr_100.jsonl", TrainRecord)}
+    full = {r.id: r for r in read_jsonl(tmp_path / "splits" / "cr_1.0.jsonl", TrainRecord)}
     for p in pairs:  # at 100 % every response is the generator's own answer, right or wrong
         assert full[p.id].response.endswith(f"Answer: {p.false.answer}") and full[p.id].domain == "nli"
 
@@ -56,4 +56,4 @@ def test_thresholds_cpu_subtle_and_obvious_arms(tmp_path: Path) -> None:
     faco("corrupt", cfg, "--pairs", tmp_path / "obvious", "--out", tmp_path / "splits", *small,
          "--set", "corrupt.kinds=null")
     assert sorted(p.name for p in (tmp_path / "splits").glob("cr_*.jsonl")) == [
-        "cr_000.jsonl", "cr_025.jsonl", "cr_050.jsonl", "cr_075.jsonl", "cr_100.jsonl"]
+        "cr_0.0.jsonl", "cr_0.25.jsonl", "cr_0.5.jsonl", "cr_0.75.jsonl", "cr_1.0.jsonl"]

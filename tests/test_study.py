@@ -56,7 +56,7 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     assert arc["abs"] == pytest.approx(arc["scores"]["0"] - arc["scores"]["1"])
     assert analysis["recovery"][0]["from_ratio"] == 1.0
     # per-epoch scores (evaluate.per_epoch over train.save_every_epoch checkpoints) for every ratio
-    scores = json.loads((out / "eval" / "cr_050" / "scores.json").read_text())
+    scores = json.loads((out / "eval" / "cr_0.5" / "scores.json").read_text())
     assert sorted(scores["epochs"]) == ["1", "2"]
     assert set(scores["epochs"]["1"]) == {"arc_challenge", "openbookqa", "mmlu", "heldout"}
     # the untrained base model, evaluated once, and the held-out questions in the training format
@@ -79,7 +79,7 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     again = subprocess.run([*FACO, "study", str(root / "configs" / "smoke.yaml"), "--out", str(out)],
                            capture_output=True, text=True, cwd=root)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "train cr_050: up to date" in again.stderr
+    assert "train cr_0.5: up to date" in again.stderr
     assert "faco: train:" not in again.stderr
 
 
@@ -94,9 +94,9 @@ def test_study_seeds_base_row_and_heldout(tmp_path: Path, root: Path) -> None:
     cmd = [*FACO, "study", str(root / "configs" / "smoke.yaml"), "--out", str(out), "--seeds", "0,1"]
     proc = subprocess.run([*cmd, *(a for s in sets for a in ("--set", s))], capture_output=True, text=True, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert not (out / "train" / "cr_000").exists() and (out / "train" / "base").is_dir()
+    assert not (out / "train" / "cr_0.0").exists() and (out / "train" / "base").is_dir()
     metas = {}
-    for ev in [out / "eval" / "base", *(out / f"seed_{s}" / "eval" / t for s in (0, 1) for t in ("cr_000", "cr_100"))]:
+    for ev in [out / "eval" / "base", *(out / f"seed_{s}" / "eval" / t for s in (0, 1) for t in ("cr_0.0", "cr_1.0"))]:
         assert verify(ev) == [], ev
         manifest = read_manifest(ev)
         metas[ev.relative_to(out).as_posix()] = manifest["meta"]
@@ -109,14 +109,14 @@ def test_study_seeds_base_row_and_heldout(tmp_path: Path, root: Path) -> None:
     assert {(m["ratio"], m["seed"]) for k, m in metas.items() if k != "eval/base"} == {
         (0.0, 0), (1.0, 0), (0.0, 1), (1.0, 1)}
     # the two seeds trained different models
-    w0, w1 = ((out / f"seed_{s}" / "train" / "cr_000" / "model" / "model.safetensors").read_bytes() for s in (0, 1))
+    w0, w1 = ((out / f"seed_{s}" / "train" / "cr_0.0" / "model" / "model.safetensors").read_bytes() for s in (0, 1))
     assert w0 != w1
     assert (out / "report" / "report.md").is_file()
 
     # nothing changed: the base model, its evaluation and every seed's grid are reused
     again = subprocess.run([*cmd, *(a for s in sets for a in ("--set", s))], capture_output=True, text=True, cwd=root)
     assert again.returncode == 0, again.stderr[-3000:]
-    for name in ("base model", "evaluate base", "train cr_100 seed 1", "evaluate cr_000 seed 0"):
+    for name in ("base model", "evaluate base", "train cr_1.0 seed 1", "evaluate cr_0.0 seed 0"):
         assert f"{name}: up to date" in again.stderr, name
     assert "loading model" not in again.stderr
 

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from faco import artifacts
 from faco.config import Study
 from faco.errors import FacoError
+from faco.ratios import split_path
 from faco.records import TrainRecord, read_jsonl
 from faco.stages import corrupt, train
 from faco.training.data import encode, per_sample_loss
@@ -66,7 +67,7 @@ def test_full_finetune_with_packing_and_epoch_checkpoints(tmp_path: Path, splits
     assert stats["packing"] is True and stats["sequences"] < stats["examples"]
     assert 0.9 < stats["real_token_fraction"] <= 1.0
     assert stats["precision"] == "fp32" and stats["parameters"] > 0
-    records = {r.id: r for r in read_jsonl(corrupt.split_path(splits, 0.5), TrainRecord)}
+    records = {r.id: r for r in read_jsonl(split_path(splits, 0.5), TrainRecord)}
     rows = _rows(out / "sample_loss.jsonl")
     assert [r["epoch"] for r in rows] == [1] * len(records) + [2] * len(records)
     assert all(records[r["id"]].is_corrupted == r["is_corrupted"] for r in rows)
@@ -96,7 +97,7 @@ def test_lora_is_merged_into_a_plain_model(tmp_path: Path, splits: Path, smoke: 
     stats = json.loads((out / "train_stats.json").read_text())
     assert stats["lora"] is True
     # the saved (merged) model reproduces the losses the adapter model had at the end of training
-    records = list(read_jsonl(corrupt.split_path(splits, 0.0), TrainRecord))
+    records = list(read_jsonl(split_path(splits, 0.0), TrainRecord))
     tok = AutoTokenizer.from_pretrained(out / "model")
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     logged = {r["id"]: r["loss"] for r in _rows(out / "sample_loss.jsonl")}

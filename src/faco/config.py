@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -24,7 +25,10 @@ from pydantic import (
 )
 
 from faco.errors import ConfigError, UsageError
+from faco.ratios import decimal
 
+#: A corruption ratio as configs write it: a decimal number (its name is `cr_<decimal>`, faco.ratios).
+Ratio = Annotated[float, BeforeValidator(decimal)]
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors."""
@@ -159,7 +163,7 @@ class GenerateConfig(Section):
 
 
 class CorruptConfig(Section):
-    ratios: list[float] = Field(min_length=1)
+    ratios: list[Ratio] = Field(min_length=1)
     mode: Literal["cumulative"] = "cumulative"
     seed: int = 0
     kinds: list[FalseChain] | None = Field(
@@ -230,7 +234,7 @@ class LoraConfig(Section):
 class RecoveryConfig(Section):
     """Paper Q2: retrain the model of `from_ratio` on the clean (0 %) split."""
 
-    from_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    from_ratio: Ratio = Field(default=1.0, ge=0.0, le=1.0)
     epochs: int = Field(default=1, ge=1)
 
 

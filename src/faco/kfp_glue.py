@@ -102,7 +102,7 @@ def work_dir(study: Study, splits: Path, ratio: float, start: Path | None = None
     root = os.environ.get(ENV_WORK_ROOT)
     if not root:
         return None
-    from faco.stages.corrupt import ratio_tag
+    from faco.ratios import ratio_tag
 
     parts = [study.section_hash("train"), artifacts.manifest_hash(splits)]
     if start is not None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.errors import ConfigError
 from faco.generation.prompts import format_question
 from faco.records import SourceRecord, read_jsonl
@@ -31,7 +31,6 @@ from faco.records import SourceRecord, read_jsonl
 BENCHMARK = "heldout"
 GROUP = "faco_heldout"
 FILE = "heldout.jsonl"
-INGEST_KIND = "sources"
 DEFAULT_MAX_GEN_TOKS = 256
 _SHIM = "faco_heldout_task.py"
 _METRICS = (("acc_gen", True), ("acc_ll", True), ("unparsed", False))
@@ -61,7 +60,7 @@ def find_ingest(model_dir: Path) -> Path | None:
         if path.resolve() in seen:
             continue
         seen.add(path.resolve())
-        if artifacts.read_manifest(path).get("kind") == INGEST_KIND:
+        if artifacts.read_manifest(path).get("kind") == artifact_kinds.SOURCES:
             return path
         todo.extend(_parents(path))
     return None
@@ -75,7 +74,7 @@ def ingest_for(model_dir: Path, explicit: Path | None) -> Path:
             f"{model_dir}: benchmark 'heldout' needs the ingest artifact and none is in the model's lineage; "
             "pass it with --heldout INGEST_DIR"
         )
-    artifacts.require(ingest, INGEST_KIND)
+    artifacts.require(ingest, artifact_kinds.SOURCES)
     if not (ingest / FILE).is_file():
         raise ConfigError(f"{ingest}: no {FILE} (ingest with ingest.heldout set to hold out a share of every source)")
     return ingest

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 from faco import storage
 from faco.artifacts import MANIFEST
 
-#: How deep below a search root a sibling artifact may sit (e.g. root/models/cr_025).
+#: How deep below a search root a sibling artifact may sit (e.g. root/models/cr_0.25).
 SEARCH_DEPTH = 3
 
 

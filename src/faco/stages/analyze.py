@@ -28,16 +28,15 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.analysis import bootstrap, figures, findings, misalignment, multiple, nli_gap, stats, threshold
 from faco.config import AnalyzeConfig, Study
 from faco.errors import ArtifactError
 from faco.evaluation.suite import Benchmark, suite
 from faco.progress import log
+from faco.ratios import ratio_tag
 from faco.records import write_json
-from faco.stages import corrupt, evaluate, train
 
-KIND = "analysis"
 #: significance level of every decision the analysis states in words
 ALPHA = 0.05
 #: groups whose subtasks get rows of their own (heldout: one per training source)
@@ -108,7 +107,7 @@ def load(paths: list[Path]) -> Evals:
     rec: dict[float, list[Evaluated]] = defaultdict(list)
     base = None
     for path in paths:
-        meta = artifacts.require(path, evaluate.KIND)["meta"]
+        meta = artifacts.require(path, artifact_kinds.EVAL)["meta"]
         ev = Evaluated(path, meta, json.loads((path / "scores.json").read_text()))
         if meta.get("base"):
             base = ev
@@ -420,7 +419,7 @@ def loss_logs(models: list[Path], cfg: AnalyzeConfig) -> dict[str, Any]:
     last: dict[float, dict[str, float]] = {}
     detect: dict[str, dict[str, float | None]] = {}
     for path in models:
-        meta = artifacts.require(path, train.KIND)["meta"]
+        meta = artifacts.require(path, artifact_kinds.MODEL)["meta"]
         r = float(meta.get("ratio", 0.0))
         if "start_checkpoint" in meta or meta.get("base") or r in steps:
             continue
@@ -488,7 +487,7 @@ def _table1_csv(tables: Mapping[str | None, Mapping[str, Any]], ratios: list[flo
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow([*(["kind"] if kind_col else []), "benchmark", "domain", "metric", "base",
-                    *[f"cr_{x:g}" for x in ratios], *[f"cr_{x:g}_stderr" for x in ratios], "abs", "abs_ci_low",
+                    *[ratio_tag(x) for x in ratios], *[f"{ratio_tag(x)}_stderr" for x in ratios], "abs", "abs_ci_low",
                     "abs_ci_high", "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p_permutation",
                     "n_items"])
         for kind, rows in tables.items():
@@ -502,8 +501,8 @@ def _table1_csv(tables: Mapping[str | None, Mapping[str, Any]], ratios: list[flo
 def kind_of(path: Path) -> str | None:
     """The kind of false chain behind an artifact: the `kind` of the split family in its lineage;
     None for a single-kind study and for the base and clean models every kind shares."""
-    for _, m in artifacts.ancestors(path, prune=lambda m: m["kind"] == corrupt.KIND):
-        if m["kind"] == corrupt.KIND and m["meta"].get("kind"):  # the clean split: its pairs are every kind's
+    for _, m in artifacts.ancestors(path, prune=lambda m: m["kind"] == artifact_kinds.SPLITS):
+        if m["kind"] == artifact_kinds.SPLITS and m["meta"].get("kind"):  # the clean split: its pairs are every kind's
             return str(m["meta"]["kind"])
     return None
 
@@ -608,8 +607,8 @@ def run(study: Study, evals: list[Path], models: list[Path], out: Path, judged: 
                             "base": result["has_base"], "seeds": result["seeds"]}
     if names[1:]:
         meta["kinds"] = names
-    with artifacts.artifact_dir(out, KIND, list(evals) + list(models) + list(judged), study.section_hash("analyze"),
-                                meta) as tmp:
+    parents = [*evals, *models, *judged]
+    with artifacts.artifact_dir(out, artifact_kinds.ANALYSIS, parents, study.section_hash("analyze"), meta) as tmp:
         write_json(tmp / "analysis.json", result)
         write_json(tmp / "findings.json", result["findings"] if None in families else
                    {**result["findings"], "by_kind": {k: f.result["findings"] for k, f in families.items()}})
@@ -640,7 +639,7 @@ def export(analysis_dir: Path, out: Path, models: Sequence[Path] = ()) -> None:
         w.writerow(["corruption_ratio", "step", "loss"])
         seen: set[str] = set()
         for path in models:  # as loss_logs: the first run of each ratio, no recovery, no base model
-            meta = artifacts.require(path, train.KIND)["meta"]
+            meta = artifacts.require(path, artifact_kinds.MODEL)["meta"]
             ratio = f"{float(meta.get('ratio', 0.0)):g}"
             if "start_checkpoint" in meta or meta.get("base") or ratio in seen:
                 continue

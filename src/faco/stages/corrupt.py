@@ -18,27 +18,13 @@ import random
 from collections.abc import Mapping
 from pathlib import Path
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import Study
 from faco.errors import ConfigError
 from faco.generation.prompts import format_question
 from faco.progress import log
+from faco.ratios import ratio_tag, split_path
 from faco.records import PairRecord, RejectRecord, TrainRecord, read_jsonl, write_json, write_jsonl
-from faco.stages import generate
-
-KIND = "splits"
-
-
-def ratio_tag(ratio: float) -> str:
-    """`cr_025` for 0.25; `cr_012p5` for 0.125."""
-    pct = round(ratio * 100, 6)
-    whole = int(pct)
-    frac = f"{pct - whole:.6f}"[2:].rstrip("0")
-    return f"cr_{whole:03d}" + (f"p{frac}" if frac else "")
-
-
-def split_path(splits: Path, ratio: float) -> Path:
-    return splits / f"{ratio_tag(ratio)}.jsonl"
 
 
 def corruption_order(ids: list[str], seed: int) -> list[str]:
@@ -87,10 +73,10 @@ def run(study: Study, pairs_dir: Path, out: Path) -> Path:
     """The splits of one pairs artifact at every `corrupt.ratios`."""
     cfg = study.corrupt
     one_kind(study)
-    artifacts.require(pairs_dir, generate.KIND)
+    artifacts.require(pairs_dir, artifact_kinds.PAIRS)
     pairs = list(read_jsonl(pairs_dir / "pairs.jsonl", PairRecord))
     meta: dict = {"ratios": cfg.ratios, "items": len(pairs), "splits": {}}
-    with artifacts.artifact_dir(out, KIND, [pairs_dir], study.section_hash("corrupt"), meta) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.SPLITS, [pairs_dir], study.section_hash("corrupt"), meta) as tmp:
         _write(tmp, pairs, cfg.ratios, cfg.seed, meta)
     log(f"corrupt: {len(cfg.ratios)} splits of {len(pairs)} items ({', '.join(meta['splits'])})")
     return out
@@ -101,7 +87,7 @@ def shared_pairs(pairs: Mapping[str, Path]) -> tuple[dict[str, list[PairRecord]]
     kind's true chain; and a reject row per id some kind did not pair."""
     loaded = {}
     for kind, path in pairs.items():
-        artifacts.require(path, generate.KIND)
+        artifacts.require(path, artifact_kinds.PAIRS)
         loaded[kind] = {p.id: p for p in read_jsonl(path / "pairs.jsonl", PairRecord)}
     first = next(iter(loaded.values()))
     common = set.intersection(*(set(by_id) for by_id in loaded.values()))
@@ -125,7 +111,8 @@ def _kinds_artifact(study: Study, pairs: Mapping[str, Path], out: Path, kind: st
     meta: dict = {"ratios": ratios, "items": len(items), "splits": {}, "dropped": len(dropped),
                   "true_chains_from": kinds[0]}
     meta.update({"kinds": kinds} if kind is None else {"kind": kind})
-    with artifacts.artifact_dir(out, KIND, list(pairs.values()), study.section_hash("corrupt"), meta) as tmp:
+    parents = list(pairs.values())
+    with artifacts.artifact_dir(out, artifact_kinds.SPLITS, parents, study.section_hash("corrupt"), meta) as tmp:
         _write(tmp, items, ratios, cfg.seed, meta)
         write_jsonl(tmp / "dropped.jsonl", dropped)
     log(f"corrupt {kind or 'clean'}: {len(ratios)} splits of {len(items)} items ({', '.join(meta['splits'])}); "

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import Study
 from faco.errors import ConfigError
 from faco.evaluation import heldout, hf_cache, results, sandbox
@@ -44,9 +44,7 @@ from faco.evaluation.tasks import task_name
 from faco.paths import TASKS_DIR
 from faco.progress import log
 from faco.records import write_json
-from faco.stages import train
 
-KIND = "eval"
 PREFETCH_KIND = "benchmarks"
 SAMPLES = "samples"
 #: Model manifest meta an evaluation carries over: the grid's ratio, recovery's start_ratio, the base row, the seed,
@@ -117,7 +115,7 @@ def run(study: Study, model_dir: Path, out: Path, benchmarks: Path | None = None
     `heldout_from`: the ingest artifact whose held-out share benchmark `heldout` asks (default: the
     one in the model's lineage); it becomes a parent of the evaluation.
     """
-    model_manifest = artifacts.require(model_dir, train.KIND)
+    model_manifest = artifacts.require(model_dir, artifact_kinds.MODEL)
     cfg = study.evaluate
     needs_code = [s.name for s in cfg.benchmarks if suite()[s.name].code_execution]
     if needs_code and not cfg.allow_code_execution:
@@ -136,10 +134,10 @@ def run(study: Study, model_dir: Path, out: Path, benchmarks: Path | None = None
         log(f"evaluate: per_epoch is set but {model_dir} has no {CHECKPOINTS}/epoch_N/")
     meta: dict[str, Any] = {k: m[k] for k in CARRIED_META if k in m}
     meta.setdefault("seed", study.train.seed)
-    tag = model_dir.name  # the model's name in logs: cr_050, recovery_from_cr_100, base
+    tag = model_dir.name  # the model's name in logs: cr_0.5, recovery_from_cr_1.0, base
     parents = [model_dir, *([ingest] if ingest else []), *([benchmarks] if benchmarks else [])]
     with offline_env(cfg.offline) if benchmarks is None else _prefetched(study, benchmarks), \
-            artifacts.artifact_dir(out, KIND, parents, study.section_hash("evaluate"), meta) as tmp, \
+            artifacts.artifact_dir(out, artifact_kinds.EVAL, parents, study.section_hash("evaluate"), meta) as tmp, \
             tempfile.TemporaryDirectory(prefix="faco-tasks-") as tasks_dir:
         evaluator = Evaluator(study, Path(tasks_dir), ingest, final.path)
         scores, samples = evaluator.score(final, tag)

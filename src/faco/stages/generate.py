@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import GenerateConfig, Study
 from faco.errors import FacoError
 from faco.generation.backends import ChainRequest, Outcome, ReasoningBackend, Sink, get_backend
@@ -24,9 +24,6 @@ from faco.generation.pairs import build_pairs, labeller
 from faco.generation.runner import Generator, Ledger
 from faco.progress import log
 from faco.records import SourceRecord, read_jsonl, write_json, write_jsonl
-from faco.stages import ingest
-
-KIND = "pairs"
 
 
 class SpendCapError(FacoError):
@@ -76,7 +73,7 @@ def check_estimate(records: list[SourceRecord], cfg: GenerateConfig, cache_path:
 
 
 def _records(sources: Path) -> list[SourceRecord]:
-    artifacts.require(sources, ingest.KIND)
+    artifacts.require(sources, artifact_kinds.SOURCES)
     return list(read_jsonl(sources / "sources.jsonl", SourceRecord))
 
 
@@ -103,7 +100,7 @@ def _generate(study: Study, records: list[SourceRecord], backend: ReasoningBacke
     if cfg.max_cost_usd is not None:
         backend = _Capped(backend, ledger, cfg, cfg.max_cost_usd)  # type: ignore[assignment]
     try:
-        with artifacts.artifact_dir(out, KIND, [sources], study.section_hash("generate"), meta) as tmp:
+        with artifacts.artifact_dir(out, artifact_kinds.PAIRS, [sources], study.section_hash("generate"), meta) as tmp:
             pairs, rejects = build_pairs(records, Generator(backend, cache, ledger), cfg)
             write_jsonl(tmp / "pairs.jsonl", pairs)
             write_jsonl(tmp / "rejects.jsonl", rejects)

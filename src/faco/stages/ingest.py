@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from faco import artifact_kinds
 from faco.artifacts import artifact_dir
 from faco.config import SourceSpec, Study
 from faco.contamination import (
@@ -27,8 +28,6 @@ from faco.progress import log, track
 from faco.records import RejectRecord, SourceRecord, write_json, write_jsonl
 from faco.sources.mirror import hub_rows, mirror_rows
 from faco.sources.registry import SOURCES, RowRejected
-
-KIND = "sources"
 
 
 def load_source(study: Study, spec: SourceSpec) -> tuple[list[SourceRecord], list[RejectRecord]]:
@@ -169,7 +168,7 @@ def run(study: Study, out: Path) -> Path:
         raise ContaminationError(refusal(found))
     meta["contamination"] = {f"{o.source}/{o.benchmark}": o.as_meta() for o in found}
     meta["raw_inputs"] = ingest_inputs(study)  # lineage below this artifact: the bytes it was read from
-    with artifact_dir(out, KIND, [], study.section_hash("ingest"), meta) as tmp:
+    with artifact_dir(out, artifact_kinds.SOURCES, [], study.section_hash("ingest"), meta) as tmp:
         write_jsonl(tmp / "sources.jsonl", all_records)
         write_jsonl(tmp / "heldout.jsonl", all_heldout)
         write_jsonl(tmp / "rejects.jsonl", all_rejects)

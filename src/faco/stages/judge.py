@@ -15,15 +15,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import Study
 from faco.errors import ConfigError
 from faco.judging import answers, runner
 from faco.progress import log
 from faco.records import write_json
-from faco.stages import train
 
-KIND = "judged"
 CARRIED_META = ("ratio", "tag", "start_ratio", "base", "seed")
 
 
@@ -32,7 +30,7 @@ def run(study: Study, model_dir: Path, out: Path) -> Path:
     cfg = study.judge
     if cfg is None:
         raise ConfigError("judge: the config has no judge section")
-    m = artifacts.require(model_dir, train.KIND)["meta"]
+    m = artifacts.require(model_dir, artifact_kinds.MODEL)["meta"]
     questions = list(cfg.probes)
     sampled = answers.sample(model_dir / "model", questions, cfg)
     todo = [runner.Answer(q, s, questions[q], text) for q, texts in enumerate(sampled) for s, text in enumerate(texts)]
@@ -43,7 +41,7 @@ def run(study: Study, model_dir: Path, out: Path) -> Path:
                        "alignment_below": cfg.alignment_below, "coherence_above": cfg.coherence_above,
                        "samples": cfg.samples, "temperature": cfg.temperature},
                 answers=len(rows), verdicts=dict(sorted(counts.items())))
-    with artifacts.artifact_dir(out, KIND, [model_dir], study.section_hash("judge"), meta) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.JUDGED, [model_dir], study.section_hash("judge"), meta) as tmp:
         with (tmp / "judged.jsonl").open("w") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
         write_json(tmp / "ledger.json", ledger)

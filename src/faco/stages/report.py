@@ -9,13 +9,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.analysis import misalignment, nli_gap
 from faco.config import Study
 from faco.progress import log
-from faco.stages import analyze
 
-KIND = "report"
 FINDINGS = "findings.txt"
 
 FIGURE_CAPTIONS = {
@@ -378,13 +376,13 @@ def _html(study: Study, findings: list[str], note: str, tables: list, figures: l
 
 
 def run(study: Study, analysis_dir: Path, out: Path) -> Path:
-    artifacts.require(analysis_dir, analyze.KIND)
+    artifacts.require(analysis_dir, artifact_kinds.ANALYSIS)
     a = json.loads((analysis_dir / "analysis.json").read_text())
     if a.get("nli_gap"):
         a["nli_gap"]["labeller"] = _labeller(analysis_dir)
     tables = _kind_tables(a) if "by_kind" in a else _tables(a)
     lineage = _lineage(analysis_dir)
-    with artifacts.artifact_dir(out, KIND, [analysis_dir], study.section_hash("report"), {}) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.REPORT, [analysis_dir], study.section_hash("report"), {}) as tmp:
         (tmp / "figures").mkdir()
         figures = []
         order = list(FIGURE_CAPTIONS)

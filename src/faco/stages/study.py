@@ -10,7 +10,7 @@ With several `corrupt.kinds` (paper 001: subtle vs obvious false chains), each k
 `kinds/<kind>/pairs/` and split family `kinds/<kind>/splits/` (the non-zero ratios) and its grid
 under `kinds/<kind>/` (`train/<tag>/ eval/<tag>/ judge/<tag>/`, `seed_<N>/` within for several
 seeds). `splits/` is then the clean split every kind shares: the base model and the clean model
-(`train/cr_000/`, once per seed) come from it, and the analysis uses that one clean model as the
+(`train/cr_0.0/`, once per seed) come from it, and the analysis uses that one clean model as the
 0 % point of every kind.
 """
 
@@ -19,10 +19,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import Study
 from faco.errors import ConfigError
 from faco.progress import log
+from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl
 from faco.stages import analyze, corrupt, evaluate, generate, ingest, judge, report, train
 
@@ -56,12 +57,12 @@ def base_model(study: Study, splits: Path, out: Path) -> Path:
     """
     from faco.training.models import load_base
 
-    ratios = artifacts.require(splits, corrupt.KIND)["meta"]["ratios"]
+    ratios = artifacts.require(splits, artifact_kinds.SPLITS)["meta"]["ratios"]
     clean = 0.0 if 0.0 in ratios else ratios[0]
-    records = read_jsonl(corrupt.split_path(splits, clean), TrainRecord)
+    records = read_jsonl(split_path(splits, clean), TrainRecord)
     cfg = study.train
     meta = {"base": True, "tag": BASE, "seed": cfg.seed, "base_model": cfg.model.model_dump(mode="json")}
-    with artifacts.artifact_dir(out, train.KIND, [splits], study.section_hash("train"), meta) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.MODEL, [splits], study.section_hash("train"), meta) as tmp:
         model, tok = load_base(cfg.model, [f"{r.prompt}\n{r.response}" for r in records], cfg.seed)
         model.save_pretrained(tmp / "model")
         tok.save_pretrained(tmp / "model")
@@ -83,14 +84,14 @@ def _grid(study: Study, root: Path, splits: Path, ratios: list[float], heldout: 
     with `clean` splits, recovery (`train.recovery`) of the model trained here."""
     models, evals = [], []
     for r in ratios:
-        m, e = _train_eval(study, root, corrupt.ratio_tag(r), label, [splits],
+        m, e = _train_eval(study, root, ratio_tag(r), label, [splits],
                            lambda s, o, r=r: train.run(s, splits, r, o), heldout)
         models.append(m)
         evals.append(e)
     rec = study.train.recovery
     if rec is not None and clean is not None:
-        start = root / "train" / corrupt.ratio_tag(rec.from_ratio)
-        m, e = _train_eval(study, root, f"recovery_from_{corrupt.ratio_tag(rec.from_ratio)}", label,
+        start = root / "train" / ratio_tag(rec.from_ratio)
+        m, e = _train_eval(study, root, f"recovery_from_{ratio_tag(rec.from_ratio)}", label,
                            [clean, start], lambda s, o: train.run(s, clean, 0.0, o, start=start), heldout)
         models.append(m)
         evals.append(e)
@@ -117,7 +118,7 @@ def _splits(study: Study, out: Path, src: Path) -> tuple[Path, dict[str, Path]]:
 
 
 def _judge_label(out: Path, model: Path) -> str:
-    """`cr_050`, or `cr_050 obvious` for a model of one kind's grid."""
+    """`cr_0.5`, or `cr_0.5 obvious` for a model of one kind's grid."""
     parts = model.relative_to(out).parts
     return model.name + (f" {parts[1]}" if parts[0] == "kinds" else "")
 

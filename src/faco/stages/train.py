@@ -8,16 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from faco import artifacts
+from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec, Study
 from faco.errors import ConfigError, FacoError, RecordError
+from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl, write_json
-from faco.stages import corrupt
 from faco.training.checkpoints import has_checkpoints, model_identity, non_finite, prepare_work
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
-
-KIND = "model"
 
 
 def run(
@@ -39,22 +37,22 @@ def run(
     Under a launcher (torchrun) every process calls this; only rank 0 writes the artifact.
     `callbacks` are extra transformers `TrainerCallback`s.
     """
-    manifest = artifacts.require(splits, corrupt.KIND)
+    manifest = artifacts.require(splits, artifact_kinds.SPLITS)
     if ratio not in manifest["meta"]["ratios"]:
         raise FacoError(f"{splits}: no split for ratio {ratio} (has {manifest['meta']['ratios']})")
-    split = corrupt.split_path(splits, ratio)
+    split = split_path(splits, ratio)
     records = list(read_jsonl(split, TrainRecord))
     if not records:
         raise RecordError(f"{split}: the split for ratio {ratio} is empty; nothing to train on")
     cfg = study.train
     parents = [splits]
-    meta: dict = {"ratio": ratio, "tag": corrupt.ratio_tag(ratio), "base_model": cfg.model.model_dump(mode="json")}
+    meta: dict = {"ratio": ratio, "tag": ratio_tag(ratio), "base_model": cfg.model.model_dump(mode="json")}
     if kind := manifest["meta"].get("kind"):  # one kind's split family (corrupt.kinds)
         meta["kind"] = kind
     epochs = None
     spec = cfg.model
     if start is not None:
-        artifacts.require(start, KIND)
+        artifacts.require(start, artifact_kinds.MODEL)
         parents.append(start)
         meta["start_checkpoint"] = {"path": str(start), "manifest_sha256": artifacts.manifest_hash(start)}
         start_meta = artifacts.read_manifest(start)["meta"]
@@ -89,7 +87,7 @@ def run(
         return out
     # the work folder is touched only under the output's lock: a second run on the same --out is
     # refused before it can clear the first one's checkpoints
-    with artifacts.artifact_dir(out, KIND, parents, study.section_hash("train"), meta) as tmp:
+    with artifacts.artifact_dir(out, artifact_kinds.MODEL, parents, study.section_hash("train"), meta) as tmp:
         resume = prepare_work(work, fingerprint, resume, main=True)
         try:
             stats = train(cfg, records, load, tmp, work, epochs=epochs, resume=resume, callbacks=callbacks)
