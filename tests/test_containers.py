@@ -63,61 +63,18 @@ def faco(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 
 # --- what a task can see -------------------------------------------------------------------------
 
-PROBE = '''
-from kfp import compiler, dsl
-from kfp.dsl import Dataset, Input, Output
-
-IMAGE = {image!r}
-
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
-def write(data: Output[Dataset]):
-    from pathlib import Path
-    Path(data.path).write_text("declared")
-
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
-def look(checkout: str, data: Input[Dataset], seen: Output[Dataset]):
-    """What this task sees: its declared input, the other task's output by path, the host."""
-    import json, os, socket
-    from pathlib import Path
-    own_root = Path(seen.path).parents[1]
-    undeclared = own_root / "write-2" / "data"   # the second writer's output, not an input here
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=3).close()
-        network = True
-    except OSError:
-        network = False
-    try:
-        Path("/opt/faco/probe").write_text("x")
-        root_writable = True
-    except OSError:
-        root_writable = False
-    Path(seen.path).write_text(json.dumps({{
-        "declared": Path(data.path).read_text(), "undeclared": undeclared.exists(),
-        "checkout": os.path.exists(checkout), "network": network, "uid": os.getuid(),
-        "root_writable": root_writable, "checkpoints": os.access("/mnt/checkpoints", os.W_OK)}}))
-
-@dsl.pipeline(name="probe")
-def probe(checkout: str):
-    first = write()
-    second = write().after(first)
-    task = look(checkout=checkout, data=first.outputs["data"]).after(second)
-    from kfp import kubernetes
-    kubernetes.mount_pvc(task, pvc_name="faco-checkpoints", mount_path="/mnt/checkpoints")
-    kubernetes.set_security_context(task, run_as_user=10001, run_as_group=10001, run_as_non_root=True)
-
-compiler.Compiler().compile(probe, {out!r})
-'''
 
 
-def test_a_task_sees_its_declared_inputs_and_nothing_else(engine_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_task_sees_its_declared_inputs_and_nothing_else(engine_env: dict[str, str], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The same compiled pipeline in kfp.local's shared root sees the other task's output; isolated, only
     what it declares: not the undeclared output, the checkout, the network or a writable root."""
     from faco import kfp_docker
 
     package = tmp_path / "probe.yaml"
-    subprocess.run([sys.executable, "-c", PROBE.format(image=images.CPU.ref, out=str(package))], check=True,
-                   cwd=tmp_path)
-    os.environ["DOCKER_HOST"] = engine_env["DOCKER_HOST"]
+    subprocess.run([sys.executable, str(ROOT / "tests" / "probe_pipeline.py"), images.CPU.ref, str(package)],
+                   check=True, cwd=tmp_path)
+    monkeypatch.setenv("DOCKER_HOST", engine_env["DOCKER_HOST"])
     run = kfp_docker.run_package(package, {"checkout": str(ROOT)}, tmp_path / "isolated")
     seen = json.loads(next(run.rglob("look/seen")).read_text())
     assert seen == {"declared": "declared", "undeclared": False, "checkout": False, "network": False,

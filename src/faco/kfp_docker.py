@@ -15,7 +15,6 @@ Docker's API: Docker, or podman's `podman system service` (docs/kubeflow.md).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import shutil
@@ -26,6 +25,11 @@ from typing import Any
 from faco import images
 from faco.errors import FacoError
 from faco.pod_spec import Pod, pods, task_images
+
+
+#: Label of every task container, valued with the run's pipeline root (find leftovers of a killed run with
+#: `podman ps -a --filter label=faco.dev/kfp-local-root=<root>`).
+RUN_LABEL = "faco.dev/kfp-local-root"
 
 
 def local_images() -> dict[str, str]:
@@ -143,7 +147,8 @@ def container_args(pod: Pod, home: str, volumes_dir: Path, network: bool) -> dic
         binds[str(host)] = {"bind": mount, "mode": "rw"}
     tmpfs = {"/tmp": "", home: "", **{m: "" for m in pod.memory if m != "/dev/shm"}}
     args: dict[str, Any] = {"volumes": binds, "tmpfs": tmpfs, "read_only": True, "cap_drop": ["ALL"],
-                            "security_opt": ["no-new-privileges"], "labels": dict(pod.labels),
+                            "security_opt": ["no-new-privileges"],
+                            "labels": {**pod.labels, RUN_LABEL: str(volumes_dir.parents[1])},
                             "shm_size": _shm_bytes(pod.memory.get("/dev/shm", ""))}
     if pod.user:
         args["user"] = pod.user
@@ -207,18 +212,6 @@ class Isolation:
             client.close()
 
 
-def _handler(isolation: Isolation, **kwargs: Any) -> Any:
-    """A kfp.local task handler (DockerTaskHandler's interface) that runs the task isolated."""
-    from kfp.local import docker_task_handler, status
-
-    class Isolated(docker_task_handler.DockerTaskHandler):  # type: ignore[misc]
-        def run(self) -> status.Status:
-            code = isolation.run_task(self.image, self.full_command, Path(self.pipeline_root), self.env_vars)
-            return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
-
-    return Isolated(**kwargs)
-
-
 @contextlib.contextmanager
 def isolated_tasks(isolation: Isolation) -> Iterator[None]:
     """While open, kfp.local's DockerRunner runs tasks through `isolation`.
@@ -227,10 +220,16 @@ def isolated_tasks(isolation: Isolation) -> Iterator[None]:
     (`task_dispatcher.run_single_task_implementation`), with no hook: the module attribute it reads
     is swapped here and restored after.
     """
-    from kfp.local import docker_task_handler
+    from kfp.local import docker_task_handler, status
 
     original = docker_task_handler.DockerTaskHandler
-    docker_task_handler.DockerTaskHandler = functools.partial(_handler, isolation)
+
+    class Isolated(original):  # type: ignore[misc,valid-type]
+        def run(self) -> status.Status:
+            code = isolation.run_task(self.image, self.full_command, Path(self.pipeline_root), self.env_vars)
+            return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
+
+    docker_task_handler.DockerTaskHandler = Isolated
     try:
         yield
     finally:
