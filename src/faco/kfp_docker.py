@@ -26,7 +26,6 @@ from faco import images
 from faco.errors import FacoError
 from faco.pod_spec import Pod, pods, task_images
 
-
 #: Label of every task container, valued with the run's pipeline root (find leftovers of a killed run with
 #: `podman ps -a --filter label=faco.dev/kfp-local-root=<root>`).
 RUN_LABEL = "faco.dev/kfp-local-root"
