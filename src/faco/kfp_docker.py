@@ -136,18 +136,18 @@ def _shm_bytes(limit: str) -> int:
     return int(limit) if limit.isdigit() else 2**30
 
 
-def container_args(pod: Pod, home: str, volumes_dir: Path, network: bool) -> dict[str, Any]:
-    """docker-py `containers.run` arguments that shape a task's container like its pod."""
+def container_args(pod: Pod, home: str, claims: Path, network: bool, run: str) -> dict[str, Any]:
+    """docker-py `containers.run` arguments that shape a task's container like its pod; each PVC is a
+    folder under `claims`; `run` labels the container (RUN_LABEL)."""
     binds = {}
     for claim, mount in pod.claims.items():
-        host = volumes_dir / claim
+        host = claims / claim
         host.mkdir(parents=True, exist_ok=True)
         _chown(host, _owner(pod.user))
         binds[str(host)] = {"bind": mount, "mode": "rw"}
     tmpfs = {"/tmp": "", home: "", **{m: "" for m in pod.memory if m != "/dev/shm"}}
     args: dict[str, Any] = {"volumes": binds, "tmpfs": tmpfs, "read_only": True, "cap_drop": ["ALL"],
-                            "security_opt": ["no-new-privileges"],
-                            "labels": {**pod.labels, RUN_LABEL: str(volumes_dir.parents[1])},
+                            "security_opt": ["no-new-privileges"], "labels": {**pod.labels, RUN_LABEL: run},
                             "shm_size": _shm_bytes(pod.memory.get("/dev/shm", ""))}
     if pod.user:
         args["user"] = pod.user
@@ -178,14 +178,17 @@ def run_container(client: Any, image: str, command: list[str], env: dict[str, st
 
 
 class Isolation:
-    """One run's settings: which local image runs each pipeline image, each task's pod, where the
-    PVCs' folders live, and whether tasks get a network."""
+    """One run's settings: its pipeline root, which local image runs each pipeline image, each task's
+    pod and whether tasks get a network. Under `<root>/.volumes/`: `claims/<claim>` (the PVCs) and
+    `tasks/` (the tasks' private roots)."""
 
-    def __init__(self, image_map: dict[str, str], task_pods: dict[str, Pod], volumes_dir: Path,
-                 network: bool = False) -> None:
-        self.image_map, self.pods, self.volumes_dir, self.network = image_map, task_pods, volumes_dir, network
+    def __init__(self, root: Path, image_map: dict[str, str], task_pods: dict[str, Pod], network: bool = False
+                 ) -> None:
+        self.root, self.image_map, self.pods, self.network = root, image_map, task_pods, network
+        self.claims, self.tasks = root / ".volumes" / "claims", root / ".volumes" / "tasks"
+        self.tasks.mkdir(parents=True, exist_ok=True)
 
-    def run_task(self, image: str, command: list[str], root: Path, env: dict[str, str]) -> int:
+    def run_task(self, image: str, command: list[str], env: dict[str, str]) -> int:
         """Run one task in a private pipeline root holding only its declared inputs; returns its exit code."""
         import tempfile
 
@@ -195,14 +198,14 @@ class Isolation:
         client = engine()
         try:
             local = self.image_map.get(image, image)
-            args = container_args(pod, _home(client, local), self.volumes_dir, self.network)
-            private = Path(tempfile.mkdtemp(prefix=f"{task}-", dir=self.volumes_dir.parent))
+            args = container_args(pod, _home(client, local), self.claims, self.network, str(self.root))
+            private = Path(tempfile.mkdtemp(prefix=f"{task}-", dir=self.tasks))
             private.chmod(0o755)  # the mount point of the task's root: its user must enter it
-            args["volumes"].update(stage(root, private, inputs, outputs, _owner(pod.user)))
-            args["volumes"][str(private)] = {"bind": str(root), "mode": "rw"}
+            args["volumes"].update(stage(self.root, private, inputs, outputs, _owner(pod.user)))
+            args["volumes"][str(private)] = {"bind": str(self.root), "mode": "rw"}
             code = run_container(client, local, command, env, args)
             if code == 0:
-                collect(root, private, outputs)
+                collect(self.root, private, outputs)
                 shutil.rmtree(private)
             else:
                 print(f"task {task} failed; its private pipeline root is kept: {private}")
@@ -225,7 +228,7 @@ def isolated_tasks(isolation: Isolation) -> Iterator[None]:
 
     class Isolated(original):  # type: ignore[misc,valid-type]
         def run(self) -> status.Status:
-            code = isolation.run_task(self.image, self.full_command, Path(self.pipeline_root), self.env_vars)
+            code = isolation.run_task(self.image, self.full_command, self.env_vars)
             return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
 
     docker_task_handler.DockerTaskHandler = Isolated
@@ -254,7 +257,7 @@ def run_package(package: Path, arguments: dict[str, Any], pipeline_root: Path, *
     """Run a compiled pipeline with every task isolated in a container; returns the run's folder.
 
     `image_map`: pipeline image -> local image (default `local_images()`); images are never pulled.
-    The PVCs' folders are `<pipeline_root>/.volumes/<claim>`; tasks' private roots live beside them.
+    The PVCs' folders and the tasks' private roots are under `<pipeline_root>/.volumes/` (`Isolation`).
     """
     from kfp import components, local
 
@@ -267,11 +270,10 @@ def run_package(package: Path, arguments: dict[str, Any], pipeline_root: Path, *
         raise FacoError(f"{package}: image(s) {', '.join(missing)} not built here (nothing is pulled): "
                         "run `make images`")
     root = pipeline_root.resolve()
-    volumes = root / ".volumes"
-    volumes.mkdir(parents=True, exist_ok=True)
+    isolation = Isolation(root, image_map, pods(text), network)
     before = set(root.iterdir())
     local.init(runner=local.DockerRunner(), pipeline_root=str(root), enable_caching=caching)
-    with isolated_tasks(Isolation(image_map, pods(text), volumes / "claims", network)):
+    with isolated_tasks(isolation):
         try:
             components.load_component_from_text(text)(**arguments)
         except RuntimeError as e:
