@@ -299,17 +299,21 @@ def kfp_run(
     package: Annotated[Path | None, typer.Option(help="with --docker: the compiled pipeline YAML "
                                                  "(default: pipelines/corruption_study.yaml)")] = None,
     network: Annotated[bool, typer.Option("--network", help="with --docker: give tasks a network")] = False,
+    seeds: Annotated[str | None, typer.Option(
+        help="training seeds, comma-separated (0,1,2): the grid once per seed, as `faco study --seeds`")] = None,
 ) -> None:
     """Run the corruption-study pipeline locally (kfp.local), in this venv or, with --docker, in containers."""
     from faco import kfp_cli
+    from faco.stages.study import parse_seeds
 
     if not local:
         raise FacoError("kfp run: only --local is supported; use `faco kfp submit` for a cluster")
     if (package or network) and not docker:
         raise UsageError("kfp run: --package and --network go with --docker")
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     with stdout_to_stderr():
         run = kfp_cli.run_local(config, ratio or None, set_ or [], root, docker=docker, package=package,
-                                network=network)
+                                network=network, seeds=seed_list)
     typer.echo(run)
 
 

@@ -83,16 +83,19 @@ def _checked(text: str, config_path: Path, overrides: list[str] | None) -> None:
 
 def run_local(config_path: Path, ratios: list[float] | None = None, overrides: list[str] | None = None,
               pipeline_root: Path = Path("kfp-local"), *, docker: bool = False, package: Path | None = None,
-              network: bool = False) -> Path:
+              network: bool = False, seeds: list[int] | None = None) -> Path:
     """Run the corruption study with kfp.local; returns the report directory.
 
     In this environment, or with `docker` as a cluster runs it: every task of the compiled `package`
     (default: the checkout's pipelines/corruption_study.yaml) in a container of its image that sees
-    only its declared inputs (`faco.kfp_docker`), with a network only when `network`.
+    only its declared inputs (`faco.kfp_docker`), with a network only when `network`. `seeds`: the
+    pipeline's `seeds` argument (the grid once per seed), passed only when given.
     """
     text = config_path.read_text()
     _checked(text, config_path, overrides)
-    args = {"config_yaml": text, "ratios": list(ratios or []), "overrides": list(overrides or [])}
+    args: dict[str, Any] = {"config_yaml": text, "ratios": list(ratios or []), "overrides": list(overrides or [])}
+    if seeds:
+        args["seeds"] = list(seeds)
     if not docker:
         run_pipeline_local("corruption_study", args, pipeline_root)
         return report_dir(pipeline_root.resolve())
