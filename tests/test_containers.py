@@ -127,3 +127,35 @@ def test_cluster_smoke_in_containers_ends_as_faco_study(engine_env: dict[str, st
     assert _table(analysis) == _table(study / "analysis")
     assert json.loads((analysis / "analysis.json").read_text()) == json.loads(
         (study / "analysis" / "analysis.json").read_text())
+
+
+def test_ctrl_c_ends_the_run_and_leaves_no_container(engine_env: dict[str, str], tmp_path: Path) -> None:
+    """Ctrl-C while a task's container runs: exit 130 with one line, and none of the run's containers
+    (label faco.dev/kfp-local-root) is left running or stopped."""
+    import signal
+
+    from docker.client import DockerClient
+
+    from faco.kfp_docker import RUN_LABEL
+
+    root = (tmp_path / "kfp").resolve()
+    run = subprocess.Popen([FACO, "kfp", "run", "--local", "--docker", str(ROOT / "configs" / "smoke.yaml"),
+                            "--root", str(root)], env=engine_env, cwd=tmp_path, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    client = DockerClient(base_url=engine_env["DOCKER_HOST"])
+    mine = {"label": f"{RUN_LABEL}={root}"}
+    try:
+        for _ in range(600):  # until a task's container runs (the first, plan, within seconds)
+            if client.containers.list(filters=mine) or run.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert run.poll() is None, run.communicate()[1][-3000:]
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 130, err[-3000:]
+        assert err.strip().splitlines()[-1] == "error: interrupted"
+        assert client.containers.list(all=True, filters=mine) == []
+    finally:
+        if run.poll() is None:
+            run.kill()
+        client.close()

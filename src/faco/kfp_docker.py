@@ -168,13 +168,16 @@ def run_container(client: Any, image: str, command: list[str], env: dict[str, st
     and exit code, which podman 4.3 answers for a removed container with HTTP 500 where Docker says
     404, so kfp crashes (no upstream issue found). Removed here once both are read.
     """
+    from docker.errors import APIError
+
     container = client.containers.run(image=image, command=command, environment=env, detach=True, **args)
     try:
         for chunk in container.logs(stream=True, follow=True):
             print(chunk.decode(errors="replace"), end="")
         return int(container.wait()["StatusCode"])
     finally:
-        container.remove(force=True)
+        with contextlib.suppress(APIError):  # already removed (Ctrl-C: `remove_containers`)
+            container.remove(force=True)
 
 
 class Isolation:
@@ -187,6 +190,7 @@ class Isolation:
         self.root, self.image_map, self.pods, self.network = root, image_map, task_pods, network
         self.claims, self.tasks = root / ".volumes" / "claims", root / ".volumes" / "tasks"
         self.tasks.mkdir(parents=True, exist_ok=True)
+        self.stopped = False  # set on Ctrl-C: no task starts after it
 
     def run_task(self, image: str, command: list[str], env: dict[str, str]) -> int:
         """Run one task in a private pipeline root holding only its declared inputs; returns its exit code."""
@@ -203,7 +207,11 @@ class Isolation:
             private.chmod(0o755)  # the mount point of the task's root: its user must enter it
             args["volumes"].update(stage(self.root, private, inputs, outputs, _owner(pod.user)))
             args["volumes"][str(private)] = {"bind": str(self.root), "mode": "rw"}
+            if self.stopped:  # raised, not returned: kfp.local would retry a failed task after a pause
+                raise KeyboardInterrupt
             code = run_container(client, local, command, env, args)
+            if self.stopped:
+                raise KeyboardInterrupt
             if code == 0:
                 collect(self.root, private, outputs)
                 shutil.rmtree(private)
@@ -252,6 +260,43 @@ def missing_images(client: Any, package_text: str, image_map: dict[str, str]) ->
     return missing
 
 
+def remove_containers(root: Path) -> int:
+    """Remove every container of the run under pipeline root `root` (RUN_LABEL); returns how many."""
+    client = engine()
+    try:
+        found = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={root}"})
+        for container in found:
+            container.remove(force=True)
+        return len(found)
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def removed_on_interrupt(isolation: Isolation) -> Iterator[None]:
+    """Ctrl-C (SIGINT) stops the run: no task starts any more and the running tasks' containers are
+    removed, so kfp.local's threads end, then interrupts as usual (exit 130); without this the run
+    would wait for its running tasks."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous)
+        isolation.stopped = True
+        remove_containers(isolation.root)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_package(package: Path, arguments: dict[str, Any], pipeline_root: Path, *,
                 image_map: dict[str, str] | None = None, network: bool = False, caching: bool = False) -> Path:
     """Run a compiled pipeline with every task isolated in a container; returns the run's folder.
@@ -273,7 +318,7 @@ def run_package(package: Path, arguments: dict[str, Any], pipeline_root: Path, *
     isolation = Isolation(root, image_map, pods(text), network)
     before = set(root.iterdir())
     local.init(runner=local.DockerRunner(), pipeline_root=str(root), enable_caching=caching)
-    with isolated_tasks(isolation):
+    with isolated_tasks(isolation), removed_on_interrupt(isolation):
         try:
             components.load_component_from_text(text)(**arguments)
         except RuntimeError as e:
