@@ -161,8 +161,9 @@ def _home(client: Any, image: str) -> str:
     return env.get("HOME", "/root")
 
 
-def run_container(client: Any, image: str, command: list[str], env: dict[str, str], args: dict[str, Any]) -> int:
-    """Run one task's container to its end, its log streamed to stdout; returns the exit code.
+def run_container(client: Any, image: str, command: list[str], env: dict[str, str], args: dict[str, Any],
+                  log: Path) -> int:
+    """Run one task's container to its end, its log streamed to stdout and into `log`; returns the exit code.
 
     Without auto-remove: kfp 2.17 starts containers with `auto_remove=True` and then asks for logs
     and exit code, which podman 4.3 answers for a removed container with HTTP 500 where Docker says
@@ -172,8 +173,11 @@ def run_container(client: Any, image: str, command: list[str], env: dict[str, st
 
     container = client.containers.run(image=image, command=command, environment=env, detach=True, **args)
     try:
-        for chunk in container.logs(stream=True, follow=True):
-            print(chunk.decode(errors="replace"), end="")
+        with log.open("w") as fh:
+            for chunk in container.logs(stream=True, follow=True):
+                text = chunk.decode(errors="replace")
+                print(text, end="")
+                fh.write(text)
         return int(container.wait()["StatusCode"])
     finally:
         with contextlib.suppress(APIError):  # already removed (Ctrl-C: `remove_containers`)
@@ -209,14 +213,14 @@ class Isolation:
             args["volumes"][str(private)] = {"bind": str(self.root), "mode": "rw"}
             if self.stopped:  # raised, not returned: kfp.local would retry a failed task after a pause
                 raise KeyboardInterrupt
-            code = run_container(client, local, command, env, args)
+            code = run_container(client, local, command, env, args, private / "task.log")
             if self.stopped:
                 raise KeyboardInterrupt
             if code == 0:
                 collect(self.root, private, outputs)
                 shutil.rmtree(private)
             else:
-                print(f"task {task} failed; its private pipeline root is kept: {private}")
+                print(f"task {task} failed; its private pipeline root and task.log are kept: {private}")
             return code
         finally:
             client.close()
