@@ -106,3 +106,17 @@ def test_compile_and_submit_without_a_checkout(venv: Path, tmp_path: Path) -> No
     committed = next(yaml.safe_load_all((ROOT / "pipelines" / "corruption_study.yaml").read_text()))
     assert request["pipeline_name"] == committed["pipelineInfo"]["name"]
     assert request["arguments"]["config_yaml"] == (ROOT / "configs" / "smoke.yaml").read_text()
+
+
+def test_docker_run_uses_the_shipped_pipeline(venv: Path, tmp_path: Path) -> None:
+    """`faco kfp run --local --docker` runs the compiled YAML shipped in the package, so from an unrelated
+    cwd without a checkout it gets as far as the container engine (none here: one line, exit 4)."""
+    sock = tmp_path / "no-engine.sock"
+    env_cwd = tmp_path / "elsewhere"
+    env_cwd.mkdir()
+    done = _run(venv, env_cwd, "env", f"DOCKER_HOST=unix://{sock}", str(venv / "faco"), "kfp", "run", "--local",
+                "--docker", str(ROOT / "configs" / "smoke.yaml"), "--root", str(tmp_path / "kfp"))
+    assert done.returncode == 4, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: no container engine answers at unix://{sock}"), line
+    assert sorted(p.name for p in env_cwd.iterdir()) == []

@@ -18,7 +18,16 @@ from typer.exceptions import TyperException
 from faco import artifact_kinds as kinds
 from faco import progress
 from faco.config import Study, load_config
-from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError, Terminated
+from faco.errors import (
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    FacoError,
+    Terminated,
+    UsageError,
+)
 from faco.progress import close_displays, stdout_to_stderr
 
 if TYPE_CHECKING:
@@ -364,14 +373,26 @@ def kfp_run(
     ratio: Annotated[list[float] | None, typer.Option(help="override the ratio grid")] = None,
     set_: SetOpt = None,
     root: Annotated[Path, typer.Option(help="local pipeline root")] = Path("kfp-local"),
+    docker: Annotated[bool, typer.Option("--docker", help="as a cluster runs it: each task of the compiled "
+                                         "pipeline in its image, seeing only its declared inputs")] = False,
+    package: Annotated[Path | None, typer.Option(help="with --docker: the compiled pipeline YAML "
+                                                 "(default: the packaged corruption_study.yaml)")] = None,
+    network: Annotated[bool, typer.Option("--network", help="with --docker: give tasks a network")] = False,
+    seeds: Annotated[str | None, typer.Option(
+        help="training seeds, comma-separated (0,1,2): the grid once per seed, as `faco study --seeds`")] = None,
 ) -> None:
-    """Run the corruption-study pipeline locally (kfp.local SubprocessRunner)."""
+    """Run the corruption-study pipeline locally (kfp.local), in this venv or, with --docker, in containers."""
     from faco import kfp_cli
+    from faco.stages.study import parse_seeds
 
     if not local:
         raise FacoError("kfp run: only --local is supported; use `faco kfp submit` for a cluster")
+    if (package or network) and not docker:
+        raise UsageError("kfp run: --package and --network go with --docker")
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     with stdout_to_stderr():
-        run = kfp_cli.run_local(config, ratio or None, set_ or [], root)
+        run = kfp_cli.run_local(config, ratio or None, set_ or [], root, docker=docker, package=package,
+                                network=network, seeds=seed_list)
     typer.echo(run)
 
 

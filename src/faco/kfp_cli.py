@@ -84,13 +84,36 @@ def _checked(text: str, config_path: Path, overrides: list[str] | None) -> None:
 
 
 def run_local(config_path: Path, ratios: list[float] | None = None, overrides: list[str] | None = None,
-              pipeline_root: Path = Path("kfp-local")) -> Path:
-    """Run the corruption study with kfp.local in this environment; returns the report directory."""
+              pipeline_root: Path = Path("kfp-local"), *, docker: bool = False, package: Path | None = None,
+              network: bool = False, seeds: list[int] | None = None) -> Path:
+    """Run the corruption study with kfp.local; returns the report directory.
+
+    In this environment, or with `docker` as a cluster runs it: every task of the compiled `package`
+    (default: the packaged one, `packaged("corruption_study")`) in a container of its image that sees
+    only its declared inputs (`faco.kfp_docker`), with a network only when `network`. `seeds`: the
+    pipeline's `seeds` argument (the grid once per seed), passed only when given.
+    """
     text = config_path.read_text()
     _checked(text, config_path, overrides)
-    run_pipeline_local("corruption_study", {"config_yaml": text, "ratios": list(ratios or []),
-                                            "overrides": list(overrides or [])}, pipeline_root)
-    return report_dir(pipeline_root.resolve())
+    args: dict[str, Any] = {"config_yaml": text, "ratios": list(ratios or []), "overrides": list(overrides or [])}
+    if seeds:
+        args["seeds"] = list(seeds)
+    if not docker:
+        run_pipeline_local("corruption_study", args, pipeline_root)
+        return report_dir(pipeline_root.resolve())
+    from faco import kfp_docker
+
+    package = package or packaged("corruption_study")
+    return report_dir(kfp_docker.run_package(package, args, pipeline_root, network=network))
+
+
+def packaged(name: str) -> Path:
+    """The compiled YAML of pipeline `name` shipped in the package (default settings, as committed)."""
+    if name not in PIPELINES:
+        raise FacoError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    import faco.pipelines
+
+    return Path(faco.pipelines.__file__).parent / f"{name}.yaml"
 
 
 def run_pipeline_local(name: str, arguments: dict[str, Any], pipeline_root: Path = Path("kfp-local"),

@@ -328,6 +328,10 @@ def train(
     seconds = time.perf_counter() - start
     tokens = TokenCount.find(trainer.callback_handler.callbacks)
     save_model(trainer, tok, out / "model", expected_params, main, tied)
+    if ds_path:  # transformers keeps the Trainer's ZeRO settings process-wide: a later stage in this process
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config  # (faco study's evaluate)
+
+        unset_hf_deepspeed_config()  # would load its model as ZeRO-3 partitions and refuse a device_map
     if not main:
         return {}
     steps = [e for e in trainer.state.log_history if "loss" in e]
