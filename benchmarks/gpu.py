@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: Dense bf16 tensor-core peak per GPU, TFLOP/s, by a substring of the device name.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
-SETTINGS = ["train.precision=bf16", "train.deepspeed=configs/deepspeed/zero2.json", "train.epochs=4",
+SETTINGS = ["train.precision=bf16", "train.deepspeed=zero2", "train.epochs=4",
             "train.global_batch_size=32", "train.per_device_batch_size=4", "corrupt.ratios=[0.0]",
             "train.recovery=null", "evaluate.batch_size=32"]
 
