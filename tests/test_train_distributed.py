@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
+from faco import ds_config
 from faco.config import Study
 from faco.stages import corrupt, train
-from faco.training import ds_config
 
 pytestmark = pytest.mark.slow
 
