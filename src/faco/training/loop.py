@@ -14,6 +14,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from faco.config import TrainConfig
 from faco.errors import ConfigError, FacoError
 from faco.progress import log
 from faco.records import TrainRecord
+from faco.training.callbacks import StopOnTerm, TokenCount, resumed_tokens
 from faco.training.checkpoints import count_params, count_saved_params, last_checkpoint, save_model, tied_keys
 from faco.training.data import (
     Collator,
@@ -32,8 +34,6 @@ from faco.training.data import (
     encode,
     pack,
     packed_row,
-    per_sample_loss,
-    response_only_loss,
 )
 
 Loader = Callable[[], tuple[Any, Any]]
@@ -158,50 +158,6 @@ def _single_process_env() -> None:
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
-class _Rows(torch.utils.data.Dataset):
-    def __init__(self, rows: list[dict[str, list[int]]]) -> None:
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        return self.rows[i]
-
-
-class _Counting:
-    """Wraps a collator; tags each batch with its real and processed token slots (`TokenCount` adds
-    them up as the batches are trained on)."""
-
-    def __init__(self, inner: Callable[[list[dict[str, Any]]], dict[str, Any]], key: str) -> None:
-        self.inner = inner
-        self.key = key
-
-    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
-        out = self.inner(batch)
-        out[self.key] = torch.tensor([sum(len(b["input_ids"]) for b in batch), out["input_ids"].numel()])
-        return out
-
-
-def _sharded_sample_loss(model: Any, examples: list[Example], pad_id: int, batch: int, packing: bool) -> list[float]:
-    """Per-sample losses, the work split over all processes (each runs the same number of forwards,
-    which ZeRO-3's collective parameter gathers require)."""
-    world = world_size()
-    if world == 1 or not torch.distributed.is_initialized():
-        return per_sample_loss(model, examples, pad_id, batch, packing)
-    me = rank()
-    share = -(-len(examples) // world)
-    mine = examples[me::world]
-    padded = mine + [examples[0]] * (share - len(mine))
-    losses = per_sample_loss(model, padded, pad_id, batch, packing)[: len(mine)]
-    gathered: list[Any] = [None] * world
-    torch.distributed.all_gather_object(gathered, losses)
-    out = [0.0] * len(examples)
-    for r, part in enumerate(gathered):
-        out[r::world] = part
-    return out
-
-
 def check_context(cfg: TrainConfig, model: Any) -> None:
     """Refuse sequences longer than the model's context (its max_position_embeddings)."""
     limit = getattr(model.config, "max_position_embeddings", None)
@@ -215,6 +171,103 @@ def check_context(cfg: TrainConfig, model: Any) -> None:
 def work_dir_for(out: Path) -> Path:
     """Default work directory of a train output: a hidden sibling, stable across restarts."""
     return out.parent / f".{out.name}.work"
+
+
+def _deepspeed_setup(cfg: TrainConfig) -> str | None:
+    """The DeepSpeed config file of the run, if any, with a process group's variables set when alone."""
+    ds_path, zero_stage = deepspeed_config(cfg)
+    if ds_path:
+        _single_process_env()
+    if cfg.lora is not None and zero_stage == 3:
+        raise FacoError("train.lora with a ZeRO-3 DeepSpeed config is not supported: use train.deepspeed: zero2")
+    return ds_path
+
+
+def _arguments(cfg: TrainConfig, work: Path, epochs: int, per_device: int, accumulation: int, rows: int) -> Any:
+    """The run's TrainingArguments; one line naming the refusal when transformers refuses them."""
+    from transformers import TrainingArguments
+
+    kwargs = trainer_arguments(cfg, work / "trainer", epochs, per_device, accumulation,
+                               warmup_steps(cfg, rows, per_device, accumulation, world_size(), epochs))
+    try:
+        return TrainingArguments(**kwargs)
+    except (TypeError, ValueError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FacoError(f"train: transformers TrainingArguments refused the settings: {msg}") from None
+
+
+@dataclass
+class _Run:
+    """What a run trains: the model and tokenizer, the encoded examples, the rows the Trainer batches
+    (packed or one example each) and the batch plan its TrainingArguments hold."""
+
+    model: Any
+    tok: Any
+    examples: list[Example]
+    rows: list[dict[str, list[int]]]
+    per_device: int
+    accumulation: int
+    args: Any
+
+
+def _prepare(cfg: TrainConfig, records: list[TrainRecord], load: Loader, work: Path, epochs: int) -> _Run:
+    """Load, encode and plan. The TrainingArguments exist before the model loads (under ZeRO-3 the
+    model is then partitioned while it loads); packing, whose plan needs the token lengths, replaces
+    them once the tokenizer has encoded the rows."""
+    world = world_size()
+    per_device, accumulation = batch_plan(cfg, world)
+    args = _arguments(cfg, work, epochs, per_device, accumulation, len(records))
+    model, tok = load()
+    check_context(cfg, model)
+    if cfg.lora is not None:
+        from faco.training.models import add_lora
+
+        model = add_lora(model, cfg.lora)
+    examples = [encode(r, tok, cfg.max_seq_len) for r in records]
+    if not cfg.packing:
+        rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+        return _Run(model, tok, examples, rows, per_device, accumulation, args)
+    lengths = [len(e.input_ids) for e in examples]
+    rows = [packed_row([examples[i] for i in row]) for row in pack(lengths, pack_length(cfg))]
+    per_device, accumulation = batch_plan(cfg, world, packed_batch_rows(cfg, lengths, world))
+    args = _arguments(cfg, work, epochs, per_device, accumulation, len(rows))
+    return _Run(model, tok, examples, rows, per_device, accumulation, args)
+
+
+def _write_logs(trainer: Any, out: Path, work: Path, epochs: int) -> list[dict[str, Any]]:
+    """`loss.jsonl` (every logged step) and `sample_loss.jsonl` (every epoch's) in `out`; the steps."""
+    steps = [e for e in trainer.state.log_history if "loss" in e]
+    with (out / "loss.jsonl").open("w") as fh:
+        for entry in steps:
+            fh.write(json.dumps({"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"],
+                                 "learning_rate": entry.get("learning_rate")}) + "\n")
+    with (out / "sample_loss.jsonl").open("w") as fh:
+        for epoch in range(1, epochs + 1):
+            fh.write((work / "sample_loss" / f"epoch_{epoch}.jsonl").read_text())
+    return steps
+
+
+def _stats(cfg: TrainConfig, run: _Run, trainer: Any, result: Any, steps: list[dict[str, Any]], epochs: int,
+           seconds: float, last: Path | None, parameters: int) -> dict[str, Any]:
+    """The training statistics recorded in the model's manifest (`meta.train`)."""
+    tokens = TokenCount.find(trainer.callback_handler.callbacks)
+    # the mean over every step, also those before a resume (the Trainer's own covers the resumed ones)
+    train_loss = (sum(e["loss"] for e in steps) / len(steps) if steps and len(steps) == trainer.state.global_step
+                  else result.training_loss)
+    log(f"train: {len(run.examples)} examples x {epochs} epochs in {seconds:.0f}s, loss {train_loss:.4f}")
+    return {
+        "examples": len(run.examples), "epochs": epochs, "precision": precision(cfg), "world_size": world_size(),
+        "per_device_batch_size": run.per_device, "gradient_accumulation_steps": run.accumulation,
+        "global_batch_size": cfg.global_batch_size, "packing": cfg.packing, "sequences": len(run.rows),
+        "lora": cfg.lora is not None,
+        "deepspeed_zero_stage": deepspeed_config(cfg)[1], "parameters": parameters,
+        "resumed_from": last.name if last else None,
+        "train_loss": train_loss, "final_step_loss": steps[-1]["loss"] if steps else None,
+        "seconds": round(seconds, 2),
+        "real_tokens": tokens.real, "token_slots": tokens.slots,
+        "real_token_fraction": round(tokens.real / tokens.slots, 4) if tokens.slots else None,
+        "tokens_per_second": round(tokens.session_real / seconds, 1) if seconds else None,
+    }
 
 
 def train(
@@ -235,87 +288,29 @@ def train(
     `work/epochs/`) under `out` on the main process; resumes from the last Trainer checkpoint in
     `work` when `resume` is true. Returns the training statistics.
     """
-    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import set_seed
 
-    from faco.training.callbacks import StopOnTerm, TokenCount, resumed_tokens
+    from faco.training.trainer import Counting, EpochEnd, FacoTrainer, Rows
 
-    ds_path, zero_stage = deepspeed_config(cfg)
-    if ds_path:
-        _single_process_env()
-    if cfg.lora is not None and zero_stage == 3:
-        raise FacoError("train.lora with a ZeRO-3 DeepSpeed config is not supported: use train.deepspeed: zero2")
+    ds_path = _deepspeed_setup(cfg)
     set_seed(cfg.seed)
-    prec = precision(cfg)
-    world = world_size()
-    n_epochs = epochs or cfg.epochs
-    main = rank() == 0
+    n_epochs, main = epochs or cfg.epochs, rank() == 0
     work.mkdir(parents=True, exist_ok=True)
     if not resume:
         shutil.rmtree(work / "trainer", ignore_errors=True)
-    def arguments(per_device: int, accumulation: int, rows: int) -> Any:
-        kwargs = trainer_arguments(cfg, work / "trainer", n_epochs, per_device, accumulation,
-                                   warmup_steps(cfg, rows, per_device, accumulation, world, n_epochs))
-        try:
-            return TrainingArguments(**kwargs)
-        except (TypeError, ValueError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise FacoError(f"train: transformers TrainingArguments refused the settings: {msg}") from None
+    run = _prepare(cfg, records, load, work, n_epochs)
+    expected_params, tied = count_params(run.model), tied_keys(run.model)
 
-    per_device, accumulation = batch_plan(cfg, world)
-    args = arguments(per_device, accumulation, len(records))  # before loading: ZeRO-3 then partitions while loading
-    model, tok = load()
-    check_context(cfg, model)
-    if cfg.lora is not None:
-        from faco.training.models import add_lora
+    def snapshot(epoch: int) -> None:
+        save_model(trainer, run.tok, work / "epochs" / f"epoch_{epoch}", expected_params, main, tied)
 
-        model = add_lora(model, cfg.lora)
-    expected_params, tied = count_params(model), tied_keys(model)
-    examples = [encode(r, tok, cfg.max_seq_len) for r in records]
-    if cfg.packing:
-        lengths = [len(e.input_ids) for e in examples]
-        rows = [packed_row([examples[i] for i in row]) for row in pack(lengths, pack_length(cfg))]
-        per_device, accumulation = batch_plan(cfg, world, packed_batch_rows(cfg, lengths, world))
-        args = arguments(per_device, accumulation, len(rows))
-    else:
-        rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
-    (work / "sample_loss").mkdir(exist_ok=True)
-    holder: dict[str, Any] = {}
-
-    class EpochEnd(TrainerCallback):  # type: ignore[misc]
-        """After each epoch's last step: every sample's loss with its corruption flag; a model snapshot
-        if asked. At the step's end, not at `on_epoch_end`: the Trainer saves a checkpoint that falls on
-        the epoch's last step before `on_epoch_end`, and a run resumed from it never ends that epoch."""
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if not float(state.epoch or 0).is_integer() or signals.stop_requested():
-                return
-            epoch = round(state.epoch)
-            losses = _sharded_sample_loss(kw["model"], examples, tok.pad_token_id, cfg.per_device_batch_size,
-                                          cfg.packing)
-            if main:
-                rows = [json.dumps({"epoch": epoch, "id": e.id, "is_corrupted": e.is_corrupted, "loss": loss})
-                        for e, loss in zip(examples, losses, strict=True)]
-                (work / "sample_loss" / f"epoch_{epoch}.jsonl").write_text("".join(r + "\n" for r in rows))
-            if cfg.save_every_epoch:
-                save_model(holder["trainer"], tok, work / "epochs" / f"epoch_{epoch}", expected_params, main, tied)
-
-    class FacoTrainer(Trainer):  # type: ignore[misc]
-        """Alone and without DeepSpeed, logits only for labelled positions (the same loss, less work);
-        wrapped models (DDP, DeepSpeed engines) go through their own forward."""
-
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
-            TokenCount.add(self.callback_handler.callbacks, inputs)
-            if return_outputs or world > 1 or ds_path:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return response_only_loss(model, inputs, num_items_in_batch)
-
-    collate = _Counting(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id),
-                        TokenCount.KEY)
+    collate = Counting(PackedCollator(run.tok.pad_token_id) if cfg.packing else Collator(run.tok.pad_token_id))
     tokens = TokenCount()
-    trainer = FacoTrainer(model=model, args=args, train_dataset=_Rows(rows), data_collator=collate,
-                          callbacks=[EpochEnd(), tokens, StopOnTerm(), *callbacks])
-    holder["trainer"] = trainer
+    epoch_end = EpochEnd(cfg, run.examples, run.tok.pad_token_id, work, main,
+                         snapshot if cfg.save_every_epoch else None)
+    trainer = FacoTrainer(model=run.model, args=run.args, train_dataset=Rows(run.rows), data_collator=collate,
+                          callbacks=[epoch_end, tokens, StopOnTerm(), *callbacks],
+                          full_forward=world_size() > 1 or ds_path is not None)
     last = last_checkpoint(work / "trainer", main) if resume else None
     if last:
         log(f"train: resuming from {last}")
@@ -325,40 +320,13 @@ def train(
         result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     signals.raise_if_requested()  # SIGTERM stopped training early: its last whole checkpoint is kept
     seconds = time.perf_counter() - start
-    tokens = TokenCount.find(trainer.callback_handler.callbacks)
-    save_model(trainer, tok, out / "model", expected_params, main, tied)
+    save_model(trainer, run.tok, out / "model", expected_params, main, tied)
     if ds_path:  # transformers keeps the Trainer's ZeRO settings process-wide: a later stage in this process
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config  # (faco study's evaluate)
-
         unset_hf_deepspeed_config()  # would load its model as ZeRO-3 partitions and refuse a device_map
     if not main:
         return {}
-    steps = [e for e in trainer.state.log_history if "loss" in e]
-    # the mean over every step, also those before a resume (the Trainer's own covers the resumed ones)
-    train_loss = (sum(e["loss"] for e in steps) / len(steps) if steps and len(steps) == trainer.state.global_step
-                  else result.training_loss)
-    with (out / "loss.jsonl").open("w") as fh:
-        for entry in steps:
-            fh.write(json.dumps({"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"],
-                                 "learning_rate": entry.get("learning_rate")}) + "\n")
-    with (out / "sample_loss.jsonl").open("w") as fh:
-        for epoch in range(1, n_epochs + 1):
-            fh.write((work / "sample_loss" / f"epoch_{epoch}.jsonl").read_text())
+    steps = _write_logs(trainer, out, work, n_epochs)
     if cfg.save_every_epoch and snapshots_in_out:
         shutil.copytree(work / "epochs", out / "checkpoints")
-    on_disk = count_saved_params(out / "model", tied)
-    stats = {
-        "examples": len(examples), "epochs": n_epochs, "precision": prec, "world_size": world,
-        "per_device_batch_size": per_device, "gradient_accumulation_steps": accumulation,
-        "global_batch_size": cfg.global_batch_size, "packing": cfg.packing, "sequences": len(rows),
-        "lora": cfg.lora is not None,
-        "deepspeed_zero_stage": zero_stage, "parameters": on_disk,
-        "resumed_from": last.name if last else None,
-        "train_loss": train_loss, "final_step_loss": steps[-1]["loss"] if steps else None,
-        "seconds": round(seconds, 2),
-        "real_tokens": tokens.real, "token_slots": tokens.slots,
-        "real_token_fraction": round(tokens.real / tokens.slots, 4) if tokens.slots else None,
-        "tokens_per_second": round(tokens.session_real / seconds, 1) if seconds else None,
-    }
-    log(f"train: {len(examples)} examples x {n_epochs} epochs in {seconds:.0f}s, loss {train_loss:.4f}")
-    return stats
+    return _stats(cfg, run, trainer, result, steps, n_epochs, seconds, last, count_saved_params(out / "model", tied))
