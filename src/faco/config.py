@@ -348,17 +348,40 @@ class BenchmarkSpec(Section):
         default=None, ge=1, description="samples per document of a faco twin (HumanEval: 20; pass@10 needs >= 10)"
     )
     max_gen_toks: int | None = Field(default=None, ge=1, description="generation length cap of generative tasks")
+    format: Literal["standard", "trained", "both"] = Field(
+        default="standard",
+        description="standard: lm-eval's own prompt and scoring; trained: the questions asked as training asks "
+        "(chat template, options listing, greedy reply, `Answer:` line), scored as <name>@trained; both",
+    )
 
     @field_validator("name")
     @classmethod
     def _known_benchmark(cls, v: str) -> str:
-        from faco.evaluation.suite import renamed, suite
+        from faco.evaluation.suite import TRAINED, renamed, suite
 
         if v in renamed():
             raise ValueError(f"benchmark {v!r} is now {renamed()[v]!r}")
+        if v.endswith(TRAINED) and v in suite():
+            raise ValueError(f"benchmark {v!r}: ask for it as {{name: {v.removesuffix(TRAINED)}, format: trained}}")
         if v not in suite():
-            raise ValueError(f"unknown benchmark {v!r}; known: {', '.join(sorted(suite()))}")
+            raise ValueError(f"unknown benchmark {v!r}; known: "
+                             f"{', '.join(sorted(n for n in suite() if not n.endswith(TRAINED)))}")
         return v
+
+    @model_validator(mode="after")
+    def _trained_format(self) -> BenchmarkSpec:
+        from faco.evaluation.suite import TRAINED, suite
+
+        if self.format == "standard":
+            return self
+        if self.name + TRAINED not in suite():
+            able = sorted(n.removesuffix(TRAINED) for n in suite() if n.endswith(TRAINED))
+            raise ValueError(f"{self.name!r} has no trained format (multiple choice with a `trained:` entry in "
+                             f"tasks/suite.yaml): {', '.join(able)}")
+        if self.format == "trained" and self.shots:
+            raise ValueError(f"{self.name!r}: the trained format asks as training does, without examples; "
+                             "shots applies to format standard or both")
+        return self
 
 
 class EvaluateConfig(Section):

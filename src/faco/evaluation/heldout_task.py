@@ -1,4 +1,5 @@
-"""The lm-eval task class of benchmark `heldout` (imported by the rendered task YAMLs)."""
+"""The lm-eval task class of the trained format (`heldout` and `<benchmark>@trained`; imported by the rendered
+task YAMLs)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
-from faco.evaluation.heldout import process_results
+from faco.evaluation.trained import process_results
 
 __all__ = ["HeldoutTask", "process_results"]
 

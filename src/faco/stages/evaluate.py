@@ -75,7 +75,7 @@ def prefetch(study: Study, out: Path) -> Path:
         from lm_eval.tasks import get_task_dict
 
         evaluator = Evaluator(study, Path(tasks_dir))
-        names = evaluator.task_names(with_heldout=False)
+        names = evaluator.fetched_tasks()
         log(f"prefetch: building {', '.join(names)} ({'offline twins' if cfg.offline else 'hub'})")
         leaves = leaf_tasks(get_task_dict(names, evaluator.manager()))
         hf_cache.prune(tmp)
