@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from faco.errors import ConfigError, UsageError
+from faco.evaluation.probes import ProbeEntry
 from faco.ratios import decimal
 
 #: A corruption ratio as configs write it: a decimal number (its name is `cr_<decimal>`, faco.ratios).
@@ -396,7 +397,7 @@ class EvaluateConfig(Section):
         default=False, description="run model-written code (HumanEval) in faco's sandbox; refused otherwise"
     )
     per_epoch: bool = Field(default=False, description="also score every checkpoints/epoch_N/ of the model")
-    probes: list[str] | None = Field(
+    probes: list[ProbeEntry] | None = Field(
         default=None,
         description="questions answered greedily by every model, or names of probe sets in tasks/probes.yaml "
         "(expanded here); default: the case-study set",
@@ -406,7 +407,7 @@ class EvaluateConfig(Section):
 
     @field_validator("probes")
     @classmethod
-    def _probe_sets(cls, v: list[str] | None) -> list[str] | None:
+    def _probe_sets(cls, v: list[ProbeEntry] | None) -> list[ProbeEntry] | None:
         from faco.evaluation.probes import expand
 
         return None if v is None else expand(v)
@@ -445,8 +446,10 @@ class JudgeConfig(Section):
     backend: Literal["openai", "transformers"] = "transformers"
     model: str = Field(default="smollm2", description="the judge: API model; transformers: smollm2, a dir, a hub id")
     prompt_version: str = Field(default="judge-em-v1", description="prompts/<version>-<aspect>.txt, three aspects")
-    probes: list[str] = Field(default_factory=lambda: ["misalignment"], min_length=1, validate_default=True,
-                              description="probe questions or set names (tasks/probes.yaml), expanded here")
+    probes: list[ProbeEntry] = Field(
+        default_factory=lambda: ["misalignment"], min_length=1, validate_default=True,
+        description="probe questions ({question, system} for one asked under a system prompt) or set names "
+        "(tasks/probes.yaml), expanded here")
     samples: int = Field(default=3, ge=1, description="answers sampled per probe and model")
     temperature: float = Field(default=1.0, ge=0.0, le=2.0, description="sampling temperature of the answers")
     max_new_tokens: int = Field(default=96, ge=1, description="answer length cap")
@@ -480,7 +483,7 @@ class JudgeConfig(Section):
 
     @field_validator("probes")
     @classmethod
-    def _probe_sets(cls, v: list[str]) -> list[str]:
+    def _probe_sets(cls, v: list[ProbeEntry]) -> list[ProbeEntry]:
         from faco.evaluation.probes import expand
 
         return expand(v)

@@ -16,7 +16,7 @@ from faco.config import BenchmarkSpec, EvaluateConfig, Study
 from faco.errors import FacoError
 from faco.evaluation import formats, heldout, results, sandbox, trained
 from faco.evaluation.cache import Cache, CacheKey, settings, tree_digest
-from faco.evaluation.probes import probe_sets
+from faco.evaluation.probes import ProbeEntry, jsonable, probe_sets, prompt, question
 from faco.evaluation.suite import Benchmark, suite
 from faco.evaluation.tasks import HUB_DIR, OFFLINE_DIR, render_offline, task_name, uses_twin
 from faco.paths import data_dir
@@ -221,30 +221,28 @@ class Evaluator:
             _trained_counts(entry, self.chance[bench.name], spec.limit)
         return {"entry": entry, "samples": results.samples(res, task, bench)}
 
-    def probes(self, ckpt: Checkpoint, questions: list[str]) -> list[dict[str, Any]]:
-        """Greedy answers to the probe questions, in the model's chat format where it has one."""
+    def probes(self, ckpt: Checkpoint, probes: list[ProbeEntry]) -> list[dict[str, Any]]:
+        """Greedy answers to the probes, in the model's chat format where it has one."""
         n = self.cfg.probe_max_new_tokens
         key = CacheKey(kind="probes", weights=ckpt.digest,
-                       task=hashlib.sha256(json.dumps(questions).encode()).hexdigest(),
+                       task=hashlib.sha256(json.dumps(jsonable(probes)).encode()).hexdigest(),
                        settings=settings(max_new_tokens=n, backend=self.cfg.backend))
         cached = self.cache.get(key)
         if cached is not None:
             return list(cached)
         from lm_eval.api.instance import Instance
 
-        from faco.training.data import prompt_text
-
         lm = ckpt.lm(self.cfg)
-        prompts = [prompt_text(lm.tokenizer, q) for q in questions]
+        prompts = [prompt(lm.tokenizer, q) for q in probes]
         until = [lm.tokenizer.eos_token] if lm.tokenizer.eos_token else []
-        requests = [Instance(request_type="generate_until", doc={"question": q}, idx=0,
+        requests = [Instance(request_type="generate_until", doc={"question": question(q)}, idx=0,
                              arguments=(p, {"until": until, "max_gen_toks": n, "do_sample": False}))
-                    for q, p in zip(questions, prompts, strict=True)]
+                    for q, p in zip(probes, prompts, strict=True)]
         answers = lm.generate_until(requests)
         set_of = {q: name for name, qs in probe_sets().items() for q in qs}
-        rows = [{"id": i, "set": set_of.get(q, "custom"), "question": q, "prompt": p, "answer": a,
-                 "max_new_tokens": n}
-                for i, (q, p, a) in enumerate(zip(questions, prompts, answers, strict=True))]
+        rows = [{"id": i, "set": set_of.get(q, "custom"), "question": question(q), "prompt": p, "answer": a,
+                 "max_new_tokens": n, **({} if isinstance(q, str) else {"system": q.system})}
+                for i, (q, p, a) in enumerate(zip(probes, prompts, answers, strict=True))]
         self.cache.put(key, rows)
         return rows
 

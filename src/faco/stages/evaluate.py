@@ -30,6 +30,7 @@ from faco import artifact_kinds, artifacts
 from faco.config import Study
 from faco.errors import ConfigError
 from faco.evaluation import heldout, hf_cache, results, sandbox
+from faco.evaluation.probes import ProbeEntry
 from faco.evaluation.runner import (
     CHECKPOINTS,
     Checkpoint,
@@ -52,7 +53,7 @@ SAMPLES = "samples"
 CARRIED_META = ("ratio", "tag", "start_ratio", "base", "seed", "kind")
 
 
-def default_probes() -> list[str]:
+def default_probes() -> list[ProbeEntry]:
     """The case-study questions shipped in `tasks/probes.yaml`."""
     return list(yaml.safe_load((TASKS_DIR / "probes.yaml").read_text())["probes"])
 

@@ -18,6 +18,7 @@ from typing import Any
 from faco import artifact_kinds, artifacts
 from faco.config import Study
 from faco.errors import ConfigError
+from faco.evaluation.probes import question
 from faco.judging import answers, runner
 from faco.progress import log
 from faco.records import write_json
@@ -31,9 +32,10 @@ def run(study: Study, model_dir: Path, out: Path) -> Path:
     if cfg is None:
         raise ConfigError("judge: the config has no judge section")
     m = artifacts.require(model_dir, artifact_kinds.MODEL)["meta"]
-    questions = list(cfg.probes)
-    sampled = answers.sample(model_dir / "model", questions, cfg)
-    todo = [runner.Answer(q, s, questions[q], text) for q, texts in enumerate(sampled) for s, text in enumerate(texts)]
+    probes = list(cfg.probes)
+    sampled = answers.sample(model_dir / "model", probes, cfg)
+    todo = [runner.Answer(q, s, question(probes[q]), text) for q, texts in enumerate(sampled)
+            for s, text in enumerate(texts)]
     rows, ledger = runner.judge(todo, cfg)
     counts = Counter(r["verdict"] for r in rows)
     meta: dict[str, Any] = {k: m[k] for k in CARRIED_META if k in m}
