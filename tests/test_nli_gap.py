@@ -158,3 +158,39 @@ def test_analyze_writes_nli_gap_and_the_report_states_it(tmp_path: Path, smoke: 
     assert "| gap (non_entailment) | -0.050 [" in section and "| MNLI acc | 0.750 | 0.750 | 0.750 |" in section
     assert "| HANS entailment acc | 1.000 | 1.000 | 1.000 | 0.000 [" in section
     assert "| HANS acc (both labels) | 0.900 | 0.750 | 0.600 | -0.300 [" in section
+
+
+def test_gap_trend_against_seed_noise_by_hand() -> None:
+    """Three seeds' gaps per share: the OLS slope over the 15 (share, seed) points and its two-sided t-test, by
+    hand; the per-seed change from 0 % to 100 % with its t interval."""
+    import math
+
+    from faco.analysis import seed_noise
+
+    ratios = [0.0, 0.25, 0.5, 0.75, 1.0]
+    per_seed = {"0": [0.10, 0.15, 0.22, 0.24, 0.31], "1": [0.05, 0.12, 0.14, 0.26, 0.28],
+                "2": [0.12, 0.11, 0.20, 0.21, 0.33]}
+    t = seed_noise.seed_test("MNLI-HANS gap", ratios, per_seed)
+    xs = np.array(ratios * 3)
+    ys = np.array([y for v in per_seed.values() for y in v])
+    sxx = float(((xs - xs.mean()) ** 2).sum())
+    slope = float(((xs - xs.mean()) * (ys - ys.mean())).sum()) / sxx
+    resid = ys - (ys.mean() + slope * (xs - xs.mean()))
+    se = math.sqrt(float((resid**2).sum()) / (15 - 2) / sxx)
+    p = 2 * float(sps.t.sf(abs(slope / se), 13))
+    assert (t.slope, t.slope_stderr, t.slope_p) == pytest.approx((slope, se, p))
+    assert t.exceeds_seed_noise is True and t.n_points == 15
+    assert [c.mean for c in t.cells] == pytest.approx([sum(v[j] for v in per_seed.values()) / 3 for j in range(5)])
+    diffs = [v[4] - v[0] for v in per_seed.values()]
+    d_mean, d_sd = sum(diffs) / 3, math.sqrt(sum((d - sum(diffs) / 3) ** 2 for d in diffs) / 2)
+    assert t.change is not None and t.change.mean == pytest.approx(d_mean)
+    assert t.change.ci == pytest.approx((d_mean - 4.302652729911275 * d_sd / math.sqrt(3),
+                                         d_mean + 4.302652729911275 * d_sd / math.sqrt(3)))
+    assert t.sentence.startswith("Across 3 seeds the trend of the MNLI-HANS gap exceeds seed-to-seed noise: slope")
+    # seeds that disagree more than the share moves them: the trend does not exceed their noise
+    noisy = seed_noise.seed_test("MNLI-HANS gap", ratios, {"0": [0.1, 0.5, 0.0, 0.4, 0.2],
+                                                           "1": [0.5, 0.0, 0.45, 0.1, 0.3],
+                                                           "2": [0.2, 0.3, 0.1, 0.5, 0.15]})
+    assert noisy.exceeds_seed_noise is False and "does not exceed seed-to-seed noise" in noisy.sentence
+    one = seed_noise.seed_test("MNLI-HANS gap", ratios, {"0": per_seed["0"]})
+    assert one.slope is None and one.sentence.startswith("Seed-to-seed noise of the MNLI-HANS gap is not measured")

@@ -1,0 +1,95 @@
+"""The spread finding's statistics (`faco.analysis.spread`) against hand computation and scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from faco.analysis import bootstrap, spread
+from faco.analysis.spread import Answered
+
+RATIOS = [0.0, 0.5, 1.0]
+
+
+def _binom_cdf(k: int, n: int, q: float) -> float:
+    return sum(math.comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(k + 1))
+
+
+def test_below_chance_counts_answered_items_by_hand() -> None:
+    b = spread.below_chance(1.0, [Answered(correct=3, parsed=40, unparsed=10)], 0.25)
+    assert (b.correct, b.parsed, b.unparsed, b.acc) == (3, 40, 10, 3 / 40)
+    assert b.p == pytest.approx(_binom_cdf(3, 40, 0.25))
+    # Clopper-Pearson: the beta quantiles that define the exact interval
+    assert b.ci == pytest.approx((sps.beta.ppf(0.025, 3, 38), sps.beta.ppf(0.975, 4, 37)))
+    # several seeds: the least significant is kept, and none answered is not tested
+    two = spread.below_chance(1.0, [Answered(correct=3, parsed=40, unparsed=0),
+                                    Answered(correct=8, parsed=40, unparsed=0)], 0.25)
+    assert (two.correct, two.seeds) == (8, 2) and two.p == pytest.approx(_binom_cdf(8, 40, 0.25))
+    none = spread.below_chance(1.0, [Answered(correct=0, parsed=0, unparsed=12)], 0.25)
+    assert none.p is None and none.acc is None and none.unparsed == 12
+
+
+def _items(means: list[float], n: int, seed: int) -> np.ndarray:
+    """n items x models of 0/1 values whose column means are close to `means`."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, len(means))) < np.array(means)).astype(float)
+
+
+def test_row_is_the_item_trend_and_the_most_corrupted_model() -> None:
+    values = _items([0.6, 0.4, 0.1], 120, 0)
+    r = spread.row("arc_challenge@trained", RATIOS, values, [Answered(correct=5, parsed=90, unparsed=30)], 0.25,
+                   n_boot=200, seed=3)
+    tr = bootstrap.trend(RATIOS, values, 200, 3)
+    assert (r.r, *r.r_ci, r.p) == pytest.approx((tr.r, tr.ci.low, tr.ci.high, tr.p))
+    assert r.r == pytest.approx(float(sps.pearsonr(RATIOS, values.mean(axis=0)).statistic))
+    assert r.scores == pytest.approx({"0": values[:, 0].mean(), "0.5": values[:, 1].mean(), "1": values[:, 2].mean()})
+    assert (r.n_items, r.at_max.ratio, r.at_max.correct) == (120, 1.0, 5)
+
+
+def test_pool_stacks_items_and_sums_answers() -> None:
+    a, b = _items([0.5, 0.4, 0.2], 50, 1), _items([0.3, 0.3, 0.3], 30, 2)
+    pool = spread.pooled(RATIOS, [a, b], [[Answered(correct=4, parsed=40, unparsed=10)],
+                                         [Answered(correct=6, parsed=20, unparsed=10)]], [0.25, 0.5], 100, 0)
+    assert pool.n_items == 80 and pool.scores["0"] == pytest.approx(np.vstack([a, b])[:, 0].mean())
+    assert (pool.at_max.correct, pool.at_max.parsed, pool.at_max.unparsed) == (10, 60, 20)
+    assert pool.at_max.chance == pytest.approx((40 * 0.25 + 20 * 0.5) / 60)
+
+
+def test_family_is_holm_and_bh_corrected() -> None:
+    rows = [spread.row(f"b{i}", RATIOS, _items([0.5, 0.5, 0.5], 10, i), [Answered(correct=1, parsed=10, unparsed=0)],
+                       0.25, 50, i) for i in range(3)]
+    rows = [r.model_copy(update={"p": p, "r": -0.9, "at_max": r.at_max.model_copy(update={"p": q})})
+            for r, p, q in zip(rows, [0.01, 0.04, 0.03], [0.001, 0.2, 0.02], strict=True)]
+    out = spread.correct(rows, alpha=0.05)
+    # Holm: sorted 0.01, 0.03, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
+    assert [r.p_holm for r in out] == pytest.approx([0.03, 0.06, 0.06])
+    assert [r.q_bh for r in out] == pytest.approx(list(sps.false_discovery_control([0.01, 0.04, 0.03])))
+    assert [r.trend for r in out] == ["falls", "no significant trend", "no significant trend"]
+    assert [r.at_max.p_holm for r in out] == pytest.approx([0.003, 0.2, 0.04])
+    assert [r.at_max.below for r in out] == [True, False, True]
+
+
+def test_the_sentence_says_what_the_numbers_say() -> None:
+    falls = _items([0.7, 0.4, 0.05], 200, 5)
+    flat = _items([0.3, 0.3, 0.3], 200, 6)
+    rows = [spread.row("arc_challenge@trained", RATIOS, falls, [Answered(correct=8, parsed=150, unparsed=50)], 0.25,
+                       300, 0),
+            spread.row("mmlu@trained", RATIOS, flat, [Answered(correct=45, parsed=180, unparsed=20)], 0.25, 300, 1)]
+    pool = spread.pooled(RATIOS, [falls, flat], [[Answered(correct=8, parsed=150, unparsed=50)],
+                                                 [Answered(correct=45, parsed=180, unparsed=20)]], [0.25, 0.25], 300, 2)
+    s = spread.build(rows, pool, {"arc_challenge": "no significant trend", "mmlu": "no significant trend"}, 0.05)
+    assert s.rows[0].trend == "falls" and s.rows[0].at_max.below
+    assert s.rows[1].trend == "no significant trend" and not s.rows[1].at_max.below
+    text = s.sentence
+    assert text.startswith("Beyond the training distribution, asked in the training format (2 benchmarks, 400 items")
+    assert "arc_challenge@trained (200 items): acc_gen falls with the ratio" in text
+    assert "the CR 100 % model is below chance: it names the correct option in 8 of the 150 items it answered" in text
+    assert "mmlu@trained (200 items): acc_gen shows no significant trend" in text
+    assert "is not significantly below chance: it names the correct option in 45 of the 180" in text
+    assert "50 unparseable replies left out" in text
+    assert text.endswith("Scored the lm-eval way (cloze log-likelihood), the same benchmarks: arc_challenge no "
+                         "significant trend; mmlu no significant trend.")
+    assert spread.build([], None, {}, 0.05).sentence.startswith("No out-of-distribution benchmark")
