@@ -168,8 +168,8 @@ def test_gap_trend_against_seed_noise_by_hand() -> None:
     from faco.analysis import seed_noise
 
     ratios = [0.0, 0.25, 0.5, 0.75, 1.0]
-    per_seed = {"0": [0.10, 0.15, 0.22, 0.24, 0.31], "1": [0.05, 0.12, 0.14, 0.26, 0.28],
-                "2": [0.12, 0.11, 0.20, 0.21, 0.33]}
+    per_seed = {0: [0.10, 0.15, 0.22, 0.24, 0.31], 1: [0.05, 0.12, 0.14, 0.26, 0.28],
+                2: [0.12, 0.11, 0.20, 0.21, 0.33]}
     t = seed_noise.seed_test("MNLI-HANS gap", ratios, per_seed)
     xs = np.array(ratios * 3)
     ys = np.array([y for v in per_seed.values() for y in v])
@@ -188,9 +188,9 @@ def test_gap_trend_against_seed_noise_by_hand() -> None:
                                          d_mean + 4.302652729911275 * d_sd / math.sqrt(3)))
     assert t.sentence.startswith("Across 3 seeds the trend of the MNLI-HANS gap exceeds seed-to-seed noise: slope")
     # seeds that disagree more than the share moves them: the trend does not exceed their noise
-    noisy = seed_noise.seed_test("MNLI-HANS gap", ratios, {"0": [0.1, 0.5, 0.0, 0.4, 0.2],
-                                                           "1": [0.5, 0.0, 0.45, 0.1, 0.3],
-                                                           "2": [0.2, 0.3, 0.1, 0.5, 0.15]})
+    noisy = seed_noise.seed_test("MNLI-HANS gap", ratios, {0: [0.1, 0.5, 0.0, 0.4, 0.2],
+                                                           1: [0.5, 0.0, 0.45, 0.1, 0.3],
+                                                           2: [0.2, 0.3, 0.1, 0.5, 0.15]})
     assert noisy.exceeds_seed_noise is False and "does not exceed seed-to-seed noise" in noisy.sentence
-    one = seed_noise.seed_test("MNLI-HANS gap", ratios, {"0": per_seed["0"]})
+    one = seed_noise.seed_test("MNLI-HANS gap", ratios, {0: per_seed[0]})
     assert one.slope is None and one.sentence.startswith("Seed-to-seed noise of the MNLI-HANS gap is not measured")

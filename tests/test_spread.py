@@ -45,7 +45,8 @@ def test_row_is_the_item_trend_and_the_most_corrupted_model() -> None:
     tr = bootstrap.trend(RATIOS, values, 200, 3)
     assert (r.r, *r.r_ci, r.p) == pytest.approx((tr.r, tr.ci.low, tr.ci.high, tr.p))
     assert r.r == pytest.approx(float(sps.pearsonr(RATIOS, values.mean(axis=0)).statistic))
-    assert r.scores == pytest.approx({"0": values[:, 0].mean(), "0.5": values[:, 1].mean(), "1": values[:, 2].mean()})
+    assert [c.ratio for c in r.scores] == RATIOS
+    assert [c.score for c in r.scores] == pytest.approx(list(values.mean(axis=0)))
     assert (r.n_items, r.at_max.ratio, r.at_max.correct) == (120, 1.0, 5)
 
 
@@ -53,7 +54,7 @@ def test_pool_stacks_items_and_sums_answers() -> None:
     a, b = _items([0.5, 0.4, 0.2], 50, 1), _items([0.3, 0.3, 0.3], 30, 2)
     pool = spread.pooled(RATIOS, [a, b], [[Answered(correct=4, parsed=40, unparsed=10)],
                                          [Answered(correct=6, parsed=20, unparsed=10)]], [0.25, 0.5], 100, 0)
-    assert pool.n_items == 80 and pool.scores["0"] == pytest.approx(np.vstack([a, b])[:, 0].mean())
+    assert pool.n_items == 80 and pool.scores[0].score == pytest.approx(np.vstack([a, b])[:, 0].mean())
     assert (pool.at_max.correct, pool.at_max.parsed, pool.at_max.unparsed) == (10, 60, 20)
     assert pool.at_max.chance == pytest.approx((40 * 0.25 + 20 * 0.5) / 60)
 

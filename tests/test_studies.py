@@ -57,3 +57,22 @@ def test_thresholds_cpu_subtle_and_obvious_arms(tmp_path: Path) -> None:
          "--set", "corrupt.kinds=null")
     assert sorted(p.name for p in (tmp_path / "splits").glob("cr_*.jsonl")) == [
         "cr_0.0.jsonl", "cr_0.25.jsonl", "cr_0.5.jsonl", "cr_0.75.jsonl", "cr_1.0.jsonl"]
+
+
+def test_a_config_names_its_seeds(tmp_path: Path) -> None:
+    """`seeds:` in a config: the NLI CPU study runs three (a HANS trend is tested against seed noise); a repeated
+    seed is one line; `faco study` trains the grid once per configured seed."""
+    from faco.config import load_config
+
+    assert load_config(ROOT / "configs" / "nli-synthetic-cpu.yaml").seeds == [0, 1, 2]
+    cfg = ROOT / "configs" / "smoke.yaml"
+    bad = subprocess.run([sys.executable, "-m", "faco", "validate", str(cfg), "--set", "seeds=[1, 1]"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 3
+    assert bad.stderr.strip().splitlines() == [f"error: {cfg}: seeds: a seed is repeated: [1, 1]"]
+    faco("study", cfg, "--out", tmp_path / "s", "--set", "seeds=[3, 4]", "--set", "corrupt.ratios=[0.0, 1.0]",
+         "--set", "train.recovery=null", "--set", "train.epochs=1", "--set", "evaluate.per_epoch=false",
+         "--set", "evaluate.probes=[]", "--set", "evaluate.benchmarks=[{name: arc_challenge, limit: 2}]")
+    for seed in (3, 4):
+        assert (tmp_path / "s" / f"seed_{seed}" / "eval" / "cr_1.0" / "scores.json").is_file()
+    assert json.loads((tmp_path / "s" / "analysis" / "analysis.json").read_text())["seeds"] == [3, 4]

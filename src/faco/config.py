@@ -521,6 +521,17 @@ class Study(Section):
     analyze: AnalyzeConfig = AnalyzeConfig()
     report: ReportConfig = ReportConfig()
     judge: JudgeConfig | None = Field(default=None, description="paper 001: judge sampled probe answers")
+    seeds: list[int] | None = Field(
+        default=None, min_length=1,
+        description="training seeds `faco study` runs the grid with (each into seed_N/; --seeds overrides); "
+        "default: train.seed alone")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"a seed is repeated: {v}")
+        return v
 
     @model_validator(mode="after")
     def _recovery_needs_clean(self) -> Study:

@@ -26,7 +26,7 @@ class Cell(BaseModel):
     ratio: float
     mean: float
     se: float | None  # s / sqrt(k), ddof 1; None for one seed
-    per_seed: dict[str, float]
+    per_seed: dict[int, float]
 
 
 class Change(BaseModel):
@@ -57,7 +57,7 @@ def _mean_se(values: Sequence[float]) -> tuple[float, float | None]:
     return float(v.mean()), (float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else None)
 
 
-def _change(ratios: Sequence[float], per_seed: Mapping[str, Sequence[float]]) -> Change | None:
+def _change(ratios: Sequence[float], per_seed: Mapping[int, Sequence[float]]) -> Change | None:
     lo, hi = int(np.argmin(ratios)), int(np.argmax(ratios))
     diffs = [vals[hi] - vals[lo] for vals in per_seed.values()]
     if lo == hi or not diffs:
@@ -70,7 +70,7 @@ def _change(ratios: Sequence[float], per_seed: Mapping[str, Sequence[float]]) ->
     return Change(mean=mean, se=se, ci=ci, n_seeds=len(diffs))
 
 
-def seed_test(what: str, ratios: Sequence[float], per_seed: Mapping[str, Sequence[float]], alpha: float = 0.05
+def seed_test(what: str, ratios: Sequence[float], per_seed: Mapping[int, Sequence[float]], alpha: float = 0.05
               ) -> SeedTest:
     """`per_seed`: seed -> the value at each of `ratios` (in that order)."""
     cells = []

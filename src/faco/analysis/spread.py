@@ -56,12 +56,19 @@ class BelowChance(BaseModel):
     seeds: int = 1
 
 
+class Point(BaseModel):
+    """A grid model's item-mean score."""
+
+    ratio: float
+    score: float
+
+
 class SpreadRow(BaseModel):
     """One out-of-distribution benchmark (or their pool) in the training format."""
 
     benchmark: str
     n_items: int
-    scores: dict[str, float]  # ratio ("0.5") -> item-mean acc_gen
+    scores: list[Point]  # item-mean acc_gen per grid ratio
     r: float | None
     r_ci: tuple[float | None, float | None]
     p: float | None  # permutation p of the trend
@@ -109,7 +116,8 @@ def row(benchmark: str, ratios: Sequence[float], values: np.ndarray, answered: S
     tr = bootstrap.trend(ratios, values, n_boot, seed)
     top = max(range(len(ratios)), key=lambda i: ratios[i])
     return SpreadRow(benchmark=benchmark, n_items=int(values.shape[0]),
-                     scores={f"{x:g}": float(v) for x, v in zip(ratios, values.mean(axis=0), strict=True)},
+                     scores=[Point(ratio=float(x), score=float(v)) for x, v in zip(ratios, values.mean(axis=0),
+                                                                                   strict=True)],
                      r=_finite(tr.r), r_ci=(_finite(tr.ci.low), _finite(tr.ci.high)), p=_finite(tr.p),
                      at_max=below_chance(ratios[top], answered, chance))
 
@@ -170,9 +178,9 @@ def _cr(ratio: str | float) -> str:
 
 
 def _trend(r: SpreadRow) -> str:
-    lo, hi = min(r.scores, key=float), max(r.scores, key=float)
+    lo, hi = min(r.scores, key=lambda c: c.ratio), max(r.scores, key=lambda c: c.ratio)
     verb = {"falls": "falls", "rises": "rises"}.get(r.trend, "shows no significant trend")
-    return (f"acc_gen {verb} with the ratio ({_n(r.scores[lo])} at {_cr(lo)} to {_n(r.scores[hi])} at {_cr(hi)}; "
+    return (f"acc_gen {verb} with the ratio ({_n(lo.score)} at {_cr(lo.ratio)} to {_n(hi.score)} at {_cr(hi.ratio)}; "
             f"r = {_n(r.r, True)} [{_n(r.r_ci[0], True)}, {_n(r.r_ci[1], True)}], permutation p = {_p(r.p)}, "
             f"Holm p = {_p(r.p_holm)})")
 
