@@ -70,9 +70,13 @@ def test_a_config_names_its_seeds(tmp_path: Path) -> None:
                          capture_output=True, text=True)
     assert bad.returncode == 3
     assert bad.stderr.strip().splitlines() == [f"error: {cfg}: seeds: a seed is repeated: [1, 1]"]
-    faco("study", cfg, "--out", tmp_path / "s", "--set", "seeds=[3, 4]", "--set", "corrupt.ratios=[0.0, 1.0]",
-         "--set", "train.recovery=null", "--set", "train.epochs=1", "--set", "evaluate.per_epoch=false",
-         "--set", "evaluate.probes=[]", "--set", "evaluate.benchmarks=[{name: arc_challenge, limit: 2}]")
+    sets = {"seeds": "[3, 4]", "corrupt.ratios": "[0.0, 1.0]", "train.recovery": "null", "train.epochs": "1",
+            "train.save_every_epoch": "false", "ingest.per_source_cap": "4", "evaluate.per_epoch": "false",
+            "evaluate.probes": "[]", "evaluate.benchmarks": "[{name: arc_challenge, limit: 2}]"}
+    proc = subprocess.run([sys.executable, "-m", "faco", "study", str(cfg), "--out", str(tmp_path / "s"),
+                           *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     for seed in (3, 4):
         assert (tmp_path / "s" / f"seed_{seed}" / "eval" / "cr_1.0" / "scores.json").is_file()
     assert json.loads((tmp_path / "s" / "analysis" / "analysis.json").read_text())["seeds"] == [3, 4]
