@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from faco.records import PairRecord, TrainRecord, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +61,7 @@ def test_thresholds_cpu_subtle_and_obvious_arms(tmp_path: Path) -> None:
         "cr_0.0.jsonl", "cr_0.25.jsonl", "cr_0.5.jsonl", "cr_0.75.jsonl", "cr_1.0.jsonl"]
 
 
+@pytest.mark.slow
 def test_a_config_names_its_seeds(tmp_path: Path) -> None:
     """`seeds:` in a config: the NLI CPU study runs three (a HANS trend is tested against seed noise); a repeated
     seed is one line; `faco study` trains the grid once per configured seed."""
