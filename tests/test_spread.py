@@ -94,3 +94,20 @@ def test_the_sentence_says_what_the_numbers_say() -> None:
     assert text.endswith("Scored the lm-eval way (cloze log-likelihood), the same benchmarks: arc_challenge no "
                          "significant trend; mmlu no significant trend.")
     assert spread.build([], None, {}, 0.05).sentence.startswith("No out-of-distribution benchmark")
+
+
+def test_from_items_reads_item_maps() -> None:
+    """Item maps (doc_id -> value) per ratio and the top model's unparsed flags become rows and a pool; the counts
+    are of the items whose reply named an option."""
+    rng = np.random.default_rng(9)
+    acc = {b: [{f"{i}": float(rng.random() < m) for i in range(60)} for m in means]
+           for b, means in (("arc_challenge@trained", [0.6, 0.4, 0.1]), ("mmlu@trained", [0.3, 0.3, 0.3]))}
+    unparsed = {b: {f"{i}": float(i % 4 == 0) for i in range(60)} for b in acc}
+    top = {b: [(acc[b][2], unparsed[b])] for b in acc}
+    s = spread.from_items(RATIOS, acc, top, {b: 0.25 for b in acc}, {"arc_challenge": "falls"}, 100, 0, 0.05)
+    assert [r.benchmark for r in s.rows] == ["arc_challenge@trained", "mmlu@trained"] and s.pool is not None
+    named = [k for k in acc["mmlu@trained"][2] if unparsed["mmlu@trained"][k] == 0.0]
+    at = s.rows[1].at_max
+    assert (at.parsed, at.unparsed, at.correct) == (45, 15, round(sum(acc["mmlu@trained"][2][k] for k in named)))
+    assert s.pool.n_items == 120 and s.pool.at_max.parsed == 90
+    assert spread.answered({"a": 1.0, "b": 0.0, "c": 0.0}, {"c": 1.0}) == Answered(correct=1, parsed=2, unparsed=1)

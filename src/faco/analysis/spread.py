@@ -20,7 +20,7 @@ the verdicts read the Holm values at `alpha`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -163,6 +163,35 @@ def build(rows: Sequence[SpreadRow], pool: SpreadRow | None, standard: dict[str,
     out = Spread(alpha=alpha, rows=family[: len(rows)], pool=family[len(rows)] if pool is not None else None,
                  standard=dict(standard))
     return out.model_copy(update={"sentence": sentence(out)})
+
+
+def answered(acc_gen: Mapping[str, float], unparsed: Mapping[str, float]) -> Answered:
+    """One model's per-item results (doc_id -> 0/1) as counts: correct among the items whose reply named an option."""
+    named = [k for k in acc_gen if unparsed.get(k, 0.0) == 0.0]
+    return Answered(correct=round(sum(acc_gen[k] for k in named)), parsed=len(named),
+                    unparsed=len(acc_gen) - len(named))
+
+
+def from_items(ratios: Sequence[float], acc: Mapping[str, Sequence[Mapping[str, float]]],
+               top: Mapping[str, Sequence[tuple[Mapping[str, float], Mapping[str, float]]]],
+               chance: Mapping[str, float], standard: Mapping[str, str], n_boot: int, seed: int, alpha: float
+               ) -> Spread:
+    """The spread from per-item results. `acc`: benchmark -> one item map (doc_id -> acc_gen, seeds averaged) per
+    grid ratio; `top`: benchmark -> per seed the most corrupted model's (acc_gen, unparsed) item maps; `chance`:
+    benchmark -> mean 1/options; `standard`: the lm-eval trend verdicts of the same benchmarks. A benchmark without
+    items every grid model has is left out; with several, their pool is added."""
+    rows, mats, tops, chances = [], [], [], []
+    for k, bench in enumerate(sorted(acc)):
+        _, values = bootstrap.align(list(acc[bench]))
+        if not values.size:
+            continue
+        counts = [answered(a, u) for a, u in top[bench]]
+        rows.append(row(bench, ratios, values, counts, chance[bench], n_boot, seed + k))
+        mats.append(values)
+        tops.append(counts)
+        chances.append(chance[bench])
+    pool = pooled(ratios, mats, tops, chances, n_boot, seed + len(acc)) if len(rows) > 1 else None
+    return build(rows, pool, dict(standard), alpha)
 
 
 def _n(x: float | None, sign: bool = False) -> str:
