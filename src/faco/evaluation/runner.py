@@ -16,11 +16,12 @@ from faco.config import BenchmarkSpec, EvaluateConfig, Study
 from faco.errors import FacoError
 from faco.evaluation import formats, heldout, results, sandbox, trained
 from faco.evaluation.cache import Cache, CacheKey, settings, tree_digest
-from faco.evaluation.probes import ProbeEntry, jsonable, probe_sets, prompt, question
+from faco.evaluation.probes import jsonable, prompt, question
 from faco.evaluation.suite import Benchmark, suite
 from faco.evaluation.tasks import HUB_DIR, OFFLINE_DIR, render_offline, task_name, uses_twin
 from faco.paths import data_dir
 from faco.progress import log, track
+from faco.registry import ProbeEntry, probe_sets
 
 CHECKPOINTS = "checkpoints"
 _EPOCH = re.compile(r"epoch_(\d+)")

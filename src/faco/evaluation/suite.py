@@ -1,18 +1,16 @@
-"""The benchmark suite, read from `tasks/suite.yaml`, with the trained-format variant of every benchmark
-that has one (`<name>@trained`, `faco.evaluation.formats`)."""
+"""The benchmark suite, read from `tasks/suite.yaml` (through `faco.registry`, which the config validates
+against), with the trained-format variant of every benchmark that has one (`<name>@trained`,
+`faco.evaluation.formats`)."""
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
-from faco.paths import TASKS_DIR
+from faco.registry import TRAINED, suite_yaml
 
-#: The name suffix and task prefix of a benchmark asked in the training format
-TRAINED = "@trained"
+#: The task prefix of a benchmark asked in the training format (`registry.TRAINED`: its name suffix)
 TRAINED_TASK = "faco_trained_"
 TRAINED_METRICS = "acc_gen,acc_ll,unparsed"
 
@@ -59,21 +57,11 @@ def trained_variant(bench: Benchmark) -> Benchmark:
 
 
 @cache
-def _suite_yaml() -> dict[str, Any]:
-    return dict(yaml.safe_load((TASKS_DIR / "suite.yaml").read_text()))
-
-
-@cache
 def suite() -> dict[str, Benchmark]:
     """All benchmarks faco knows, by name, each trained-format variant after its benchmark."""
     out: dict[str, Benchmark] = {}
-    for name, spec in _suite_yaml()["benchmarks"].items():
+    for name, spec in suite_yaml()["benchmarks"].items():
         out[name] = Benchmark(name=name, **spec)
         if out[name].trained is not None:
             out[name + TRAINED] = trained_variant(out[name])
     return out
-
-
-def renamed() -> dict[str, str]:
-    """Old benchmark names -> their new names (an old name in a config is an error naming the new one)."""
-    return dict(_suite_yaml().get("renamed") or {})

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from faco.config import JudgeConfig
-from faco.evaluation.probes import ProbeEntry, prompt
+from faco.evaluation.probes import prompt
 from faco.progress import log
+from faco.registry import ProbeEntry
 
 
 def sample(model_path: Path, probes: list[ProbeEntry], cfg: JudgeConfig) -> list[list[str]]:

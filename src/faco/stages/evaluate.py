@@ -30,7 +30,6 @@ from faco import artifact_kinds, artifacts
 from faco.config import Study
 from faco.errors import ConfigError
 from faco.evaluation import heldout, hf_cache, results, sandbox
-from faco.evaluation.probes import ProbeEntry
 from faco.evaluation.runner import (
     CHECKPOINTS,
     Checkpoint,
@@ -45,12 +44,13 @@ from faco.evaluation.tasks import task_name
 from faco.paths import TASKS_DIR
 from faco.progress import log
 from faco.records import write_json
+from faco.registry import ProbeEntry
 
 PREFETCH_KIND = "benchmarks"
 SAMPLES = "samples"
-#: Model manifest meta an evaluation carries over: the grid's ratio, recovery's start_ratio, the base row, the seed,
-#: the kind of false chain (corrupt.kinds).
-CARRIED_META = ("ratio", "tag", "start_ratio", "base", "seed", "kind")
+#: Model manifest meta an evaluation carries over: the grid's ratio, recovery's start_ratio, the base row, the
+#: model's role (faco.roles), the seed, the kind of false chain (corrupt.kinds).
+CARRIED_META = ("ratio", "tag", "start_ratio", "base", "role", "seed", "kind")
 
 
 def default_probes() -> list[ProbeEntry]:

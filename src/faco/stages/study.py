@@ -25,6 +25,7 @@ from faco.errors import ConfigError
 from faco.progress import log
 from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl
+from faco.roles import Role
 from faco.stages import analyze, corrupt, evaluate, generate, ingest, judge, report, train
 
 BASE = "base"
@@ -51,7 +52,7 @@ def _stage(name: str, out: Path, study: Study, section: str, parents: list[Path]
 
 
 def base_model(study: Study, splits: Path, out: Path) -> Path:
-    """The untrained base model (`train.model`, `train.seed`) as a model artifact, meta `{"base": true}`.
+    """The untrained base model (`train.model`, `train.seed`) as a model artifact, meta `{"role": "base"}`.
 
     A tiny random model's tokenizer is trained on the clean split's texts, as `train` does for it.
     """
@@ -61,7 +62,8 @@ def base_model(study: Study, splits: Path, out: Path) -> Path:
     clean = 0.0 if 0.0 in ratios else ratios[0]
     records = read_jsonl(split_path(splits, clean), TrainRecord)
     cfg = study.train
-    meta = {"base": True, "tag": BASE, "seed": cfg.seed, "base_model": cfg.model.model_dump(mode="json")}
+    meta = {"base": True, "role": Role.BASE.value, "tag": BASE, "seed": cfg.seed,
+            "base_model": cfg.model.model_dump(mode="json")}
     with artifacts.artifact_dir(out, artifact_kinds.MODEL, [splits], study.section_hash("train"), meta) as tmp:
         model, tok = load_base(cfg.model, [f"{r.prompt}\n{r.response}" for r in records], cfg.seed)
         model.save_pretrained(tmp / "model")

@@ -13,6 +13,7 @@ from faco.config import ModelSpec, Study
 from faco.errors import ConfigError, FacoError, RecordError
 from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl, write_json
+from faco.roles import Role
 from faco.training.checkpoints import has_checkpoints, model_identity, non_finite, prepare_work
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
@@ -46,7 +47,8 @@ def run(
         raise RecordError(f"{split}: the split for ratio {ratio} is empty; nothing to train on")
     cfg = study.train
     parents = [splits]
-    meta: dict = {"ratio": ratio, "tag": ratio_tag(ratio), "base_model": cfg.model.model_dump(mode="json")}
+    meta: dict = {"ratio": ratio, "tag": ratio_tag(ratio), "role": Role.GRID.value,
+                  "base_model": cfg.model.model_dump(mode="json")}
     if kind := manifest["meta"].get("kind"):  # one kind's split family (corrupt.kinds)
         meta["kind"] = kind
     epochs = None
@@ -57,6 +59,7 @@ def run(
         meta["start_checkpoint"] = {"path": str(start), "manifest_sha256": artifacts.manifest_hash(start)}
         start_meta = artifacts.read_manifest(start)["meta"]
         meta["start_ratio"] = start_meta["ratio"]
+        meta["role"] = Role.RECOVERY.value
         if "kind" in start_meta:  # recovery of one kind's corrupted model
             meta["kind"] = start_meta["kind"]
         epochs = cfg.recovery.epochs if cfg.recovery else None
