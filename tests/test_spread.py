@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from scipy import stats as sps
+from study_fixture import N, entry, model, samples
 
-from faco.analysis import bootstrap, spread
+from faco import artifact_kinds, artifacts
+from faco.analysis import bootstrap, schema, spread
+from faco.analysis.schema import StudyAnalysis
 from faco.analysis.spread import Answered
+from faco.config import Study
+from faco.stages import analyze, report
 
 RATIOS = [0.0, 0.5, 1.0]
 
@@ -111,3 +119,69 @@ def test_from_items_reads_item_maps() -> None:
     assert (at.parsed, at.unparsed, at.correct) == (45, 15, round(sum(acc["mmlu@trained"][2][k] for k in named)))
     assert s.pool.n_items == 120 and s.pool.at_max.parsed == 90
     assert spread.answered({"a": 1.0, "b": 0.0, "c": 0.0}, {"c": 1.0}) == Answered(correct=1, parsed=2, unparsed=1)
+
+
+def _trained_eval(out: Path, model_dir: Path | None, correct: dict[str, list[float]],
+                  unparsed: dict[str, list[float]]) -> Path:
+    """An eval artifact with `<name>@trained` benchmarks (acc_gen and unparsed per item) and the lm-eval
+    arc_challenge at noise."""
+    meta: dict[str, Any] = {"base": True} if model_dir is None else {
+        k: v for k, v in artifacts.read_manifest(model_dir)["meta"].items() if k in ("ratio", "tag", "start_ratio")}
+    scores: dict[str, Any] = {}
+    with artifacts.artifact_dir(out, artifact_kinds.EVAL, [model_dir] if model_dir else [], "cfg", meta) as tmp:
+        (tmp / "samples").mkdir()
+        for bench, acc in correct.items():
+            n = len(acc)
+            scores[bench] = entry(sum(acc) / n, bench) | {"n": n, "chance": 0.25,
+                                                         "unparsed": sum(unparsed[bench])}
+            rows = [{"doc_id": i, "metric": m, "value": v} for m, vals in (("acc_gen", acc),
+                                                                           ("unparsed", unparsed[bench]))
+                    for i, v in enumerate(vals)]
+            (tmp / "samples" / f"{bench}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        arc = [float((i + len(out.name)) % 4 == 0) for i in range(N)]  # noise: a quarter right, items shift
+        scores["arc_challenge"] = entry(sum(arc) / N, "arc_challenge")
+        samples(tmp, "arc_challenge", [bool(v) for v in arc])
+        (tmp / "scores.json").write_text(json.dumps(scores))
+    return out
+
+
+def test_analyze_and_report_state_the_spread_from_the_items(tmp_path: Path, smoke: Study) -> None:
+    """Through analyze and report: the spread finding rests on the training-format benchmarks (arc falls and its
+    CR 100 % model names the right option in 2 of the 30 items it answered; mmlu stays at chance), with the
+    family's Holm correction, the lm-eval score of the same benchmark beside it, and a table."""
+    right = {0.0: 20, 0.5: 12, 1.0: 2, "base": 0}
+    models, evals = [], []
+    for key in (0.0, 0.5, 1.0, "base"):
+        m = None if key == "base" else model(tmp_path / "train" / f"cr_{key}", float(key))
+        arc = [float(i < right[key]) for i in range(N)]
+        mmlu = [float(i % 4 == 0) for i in range(N)]  # 10 of 40 at every ratio
+        miss = {"arc_challenge@trained": [float(key == 1.0 and i >= 30) for i in range(N)],
+                "mmlu@trained": [float(key == 1.0 and i % 4 == 1) for i in range(N)]}
+        evals.append(_trained_eval(tmp_path / "eval" / f"{key}", m, {"arc_challenge@trained": arc,
+                                                                    "mmlu@trained": mmlu}, miss))
+        models += [m] if m else []
+    out = analyze.run(smoke, evals, models, tmp_path / "analysis")
+    a = schema.read(out)
+    assert isinstance(a, StudyAnalysis) and a.spread is not None and a.spread.pool is not None
+    arc, mmlu = a.spread.rows
+    assert (arc.benchmark, arc.at_max.correct, arc.at_max.parsed, arc.at_max.unparsed) == (
+        "arc_challenge@trained", 2, 30, 10)
+    assert arc.at_max.p == pytest.approx(sps.binomtest(2, 30, 0.25, alternative="less").pvalue)
+    assert (mmlu.at_max.correct, mmlu.at_max.parsed) == (10, 30) and not mmlu.at_max.below
+    ps = [arc.at_max.p, mmlu.at_max.p, a.spread.pool.at_max.p]
+    ranked = sorted(range(3), key=lambda i: ps[i])  # Holm by hand over the three
+    holm = [0.0] * 3
+    running = 0.0
+    for rank, i in enumerate(ranked):
+        running = max(running, min(1.0, (3 - rank) * ps[i]))  # type: ignore[operator]
+        holm[i] = running
+    assert [arc.at_max.p_holm, mmlu.at_max.p_holm, a.spread.pool.at_max.p_holm] == pytest.approx(holm)
+    assert arc.trend == "falls" and arc.at_max.below and mmlu.trend == "no significant trend"
+    assert a.spread.standard == {"arc_challenge": a.table["arc_challenge"].trend}
+    finding = next(f for f in a.findings.findings if f.id == "spread")
+    assert finding.sentence == a.spread.sentence and finding.claim["below chance"] == 1  # type: ignore[index]
+    text = (report.run(smoke, out, tmp_path / "report") / "report.md").read_text()
+    assert f"- **Spread.** {a.spread.sentence}" in text
+    assert "arc_challenge@trained (40 items): acc_gen falls with the ratio" in text
+    assert "Spread beyond the training data: out-of-distribution benchmarks asked in the training format" in text
+    assert "| arc_challenge@trained | 40 |" in text and "2/30 = 0.067" in text
