@@ -161,7 +161,22 @@ def test_both_formats_score_side_by_side(model_dir: Path, tmp_path: Path) -> Non
     assert not (out / "samples" / "mmlu.jsonl").exists()  # format trained alone: no lm-eval score
 
 
+def test_without_likelihood_only_the_reply_is_asked(model_dir: Path, tmp_path: Path) -> None:
+    """`likelihood: false`: no answer-line likelihoods (no acc_ll anywhere), the reply scored as before."""
+    study = _study([{"name": "arc_challenge", "format": "trained", "limit": 3, "max_gen_toks": 4,
+                     "likelihood": False}])
+    out = evaluate.run(study, model_dir, tmp_path / "eval")
+    asked = json.loads((out / "scores.json").read_text())["arc_challenge@trained"]
+    assert asked["metrics"]["acc_ll"]["value"] is None and asked["metrics"]["acc_gen"]["value"] is not None
+    rows = [json.loads(x) for x in (out / "samples" / "arc_challenge@trained.jsonl").read_text().splitlines()]
+    assert {r["metric"] for r in rows} == {"acc_gen", "unparsed"} and len(rows) == 6
+    assert trained.process_results({"options": ["a", "b"], "gold": 1}, ["Answer: b"]) == {
+        "acc_gen": 1.0, "unparsed": 0.0}
+
+
 @pytest.mark.parametrize(("override", "message"), [
+    ('evaluate.benchmarks=[{"name": "arc_challenge", "likelihood": false}]',
+     "evaluate.benchmarks.0: 'arc_challenge': likelihood applies to the training format"),
     ('evaluate.benchmarks=[{"name": "humaneval", "format": "trained"}]',
      "evaluate.benchmarks.0: 'humaneval' has no trained format"),
     ('evaluate.benchmarks=[{"name": "arc_challenge@trained"}]',

@@ -347,6 +347,9 @@ class BenchmarkSpec(Section):
         default=None, ge=1, description="samples per document of a faco twin (HumanEval: 20; pass@10 needs >= 10)"
     )
     max_gen_toks: int | None = Field(default=None, ge=1, description="generation length cap of generative tasks")
+    likelihood: bool = Field(
+        default=True, description="the training format (heldout, format trained or both) also scores acc_ll, the "
+        "likelihood of each option's answer line (one forward pass per option); false: the reply alone")
     format: Literal["standard", "trained", "both"] = Field(
         default="standard",
         description="standard: lm-eval's own prompt and scoring; trained: the questions asked as training asks "
@@ -369,6 +372,9 @@ class BenchmarkSpec(Section):
     @model_validator(mode="after")
     def _trained_format(self) -> BenchmarkSpec:
         if self.format == "standard":
+            if not self.likelihood and self.name != "heldout":
+                raise ValueError(f"{self.name!r}: likelihood applies to the training format (heldout, format trained "
+                                 "or both)")
             return self
         able = registry.trained_benchmarks()
         if self.name not in able:

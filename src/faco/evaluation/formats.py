@@ -56,16 +56,17 @@ def record(task: Any, fmt: TrainedFormat, source: str, index: int, doc: dict[str
                         choices=choices, answer=choices[gold], answer_index=gold)
 
 
-def render(variant: Benchmark, leaves: Mapping[str, Any], base_task: str, tok: Any, out: Path, limit: int | None,
-           max_gen_toks: int | None) -> dict[str, list[float]]:
+def render(variant: Benchmark, leaves: Mapping[str, Any], base_task: str, tok: Any, out: Path,
+           spec: BenchmarkSpec) -> dict[str, list[float]]:
     """Write `variant`'s task (a group for a group such as MMLU, one task per subject) into the include path
-    `out`, from the first `limit` documents of each leaf task of the benchmark (`leaves`: name -> Task).
+    `out`, from the first `spec.limit` documents of each leaf task of the benchmark (`leaves`: name -> Task).
 
     Returns each part's per-document chance level (part "" for a single task)."""
     assert variant.trained is not None and variant.of is not None
     parts = {}
     for leaf, task in sorted(leaves.items()):
         part = subtask_name(leaf, base_task) if len(leaves) > 1 else variant.of
-        docs = list(task.eval_docs)[:limit]
+        docs = list(task.eval_docs)[:spec.limit]
         parts[part] = [record(task, variant.trained, part, i, doc) for i, doc in enumerate(docs)]
-    return trained.render(out, variant.lm_eval, parts, tok, max_gen_toks, group=len(leaves) > 1)
+    return trained.render(out, variant.lm_eval, parts, tok, spec.max_gen_toks, group=len(leaves) > 1,
+                          likelihood=spec.likelihood)

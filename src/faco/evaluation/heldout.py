@@ -75,9 +75,10 @@ def questions(ingest: Path) -> dict[str, list[SourceRecord]]:
     return dict(sorted(by_source.items()))
 
 
-def render(ingest: Path, tok: Any, out: Path, max_gen_toks: int | None) -> dict[str, list[float]]:
+def render(ingest: Path, tok: Any, out: Path, max_gen_toks: int | None, likelihood: bool = True
+           ) -> dict[str, list[float]]:
     """Write the `faco_heldout` group, one task and data file per source, into the include path `out`.
 
     Returns each source's per-document chance level (1 / number of options), in document order.
     """
-    return trained.render(out, GROUP, questions(ingest), tok, max_gen_toks, group=True)
+    return trained.render(out, GROUP, questions(ingest), tok, max_gen_toks, group=True, likelihood=likelihood)

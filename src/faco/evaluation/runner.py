@@ -24,6 +24,9 @@ from faco.progress import log, track
 from faco.registry import ProbeEntry, probe_sets
 
 CHECKPOINTS = "checkpoints"
+#: spec fields a cached result does not depend on beyond its task: the format picks the task, and the rendered
+#: trained-format task (in its key's task_version) says whether it asks for likelihoods
+_NOT_IN_KEY = {"format", "likelihood"}
 _EPOCH = re.compile(r"epoch_(\d+)")
 _TRAINED_CODE = [Path(trained.__file__), Path(formats.__file__), Path(heldout.__file__).with_name("heldout_task.py")]
 
@@ -127,13 +130,13 @@ class Evaluator:
         tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         for spec, bench in own:
             if bench.name == heldout.BENCHMARK and ingest is not None:
-                self.chance[bench.name] = heldout.render(ingest, tok, self.tasks_dir, spec.max_gen_toks)
+                self.chance[bench.name] = heldout.render(ingest, tok, self.tasks_dir, spec.max_gen_toks,
+                                                         spec.likelihood)
             elif bench.of is not None:
                 base = task_name(suite()[bench.of], self.cfg.offline)
                 with offline_env(self.cfg.offline):
                     leaves = leaf_tasks(get_task_dict([base], self.manager()))
-                self.chance[bench.name] = formats.render(bench, leaves, base, tok, self.tasks_dir, spec.limit,
-                                                         spec.max_gen_toks)
+                self.chance[bench.name] = formats.render(bench, leaves, base, tok, self.tasks_dir, spec)
         self._manager = None  # index the include path again, with the tasks just written
 
     def _settings_versions(self, twins: list[Benchmark]) -> dict[str, Any]:
@@ -171,7 +174,7 @@ class Evaluator:
     def _key(self, ckpt: Checkpoint, spec: BenchmarkSpec, bench: Benchmark, task: str, shots: int) -> CacheKey:
         return CacheKey(
             kind="score", weights=ckpt.digest, task=task,
-            settings=settings(shots=shots, spec=spec.model_dump(mode="json", exclude={"format"}), seed=self.cfg.seed,
+            settings=settings(shots=shots, spec=spec.model_dump(mode="json", exclude=_NOT_IN_KEY), seed=self.cfg.seed,
                               backend=self.cfg.backend),
             task_version=self._versions.get(task), lm_eval=self._versions["lm_eval"],
             helpers=(self._versions["trained_code"] if _own(bench)

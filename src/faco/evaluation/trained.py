@@ -5,7 +5,8 @@ template (`training.data.prompt_text(tokenizer, generation.prompts.format_questi
 response ending in `Answer: <option>`. Every question asked this way becomes one lm-eval document,
 scored two ways by one task (`HeldoutTask`, in `heldout_task.py`):
 
-- `acc_ll`: the option whose training answer line (`Answer: <option>`) is most likely;
+- `acc_ll`: the option whose training answer line (`Answer: <option>`) is most likely (one forward pass
+  per option; a benchmark's `likelihood: false` skips it);
 - `acc_gen`: the option named by the last `Answer:` line of the greedy reply (the score); a reply
   naming no single option is wrong and counted in `unparsed`.
 
@@ -70,15 +71,17 @@ def parse_answer(reply: str, options: list[str]) -> int | None:
 
 
 def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
-    """lm-eval's per-document scoring: `results` are the options' (loglikelihood, greedy) pairs, then the reply."""
+    """lm-eval's per-document scoring: `results` are the options' (loglikelihood, greedy) pairs (none without
+    likelihood), then the reply."""
     *lls, reply = results
-    best = max(range(len(lls)), key=lambda i: lls[i][0])
     picked = parse_answer(str(reply), doc["options"])
-    return {"acc_gen": float(picked == doc["gold"]), "acc_ll": float(best == doc["gold"]),
-            "unparsed": float(picked is None)}
+    out = {"acc_gen": float(picked == doc["gold"]), "unparsed": float(picked is None)}
+    if lls:
+        out["acc_ll"] = float(max(range(len(lls)), key=lambda i: lls[i][0]) == doc["gold"])
+    return out
 
 
-def _task_yaml(task: str, tag: str | None, data: Path, max_gen_toks: int) -> str:
+def _task_yaml(task: str, tag: str | None, data: Path, max_gen_toks: int, likelihood: bool) -> str:
     config = {
         "task": task, **({"tag": tag} if tag else {}),
         "dataset_path": "json", "dataset_name": None,
@@ -86,32 +89,34 @@ def _task_yaml(task: str, tag: str | None, data: Path, max_gen_toks: int) -> str
         "test_split": "test", "output_type": "multiple_choice",
         "doc_to_text": "prompt", "doc_to_choice": "choices", "doc_to_target": "gold", "target_delimiter": "",
         "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": max_gen_toks},
-        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": hib} for m, hib in METRICS],
-        "metadata": {"version": 1},
+        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": hib} for m, hib in METRICS
+                        if likelihood or m != "acc_ll"],
+        "metadata": {"version": 1, "likelihood": likelihood},
     }
     stem = SHIM.removesuffix(".py")
     return (f"class: !function {stem}.HeldoutTask\nprocess_results: !function {stem}.process_results\n"
             + yaml.safe_dump(config, sort_keys=True))
 
 
-def _write_task(out: Path, task: str, tag: str | None, recs: list[SourceRecord], tok: Any, max_gen_toks: int) -> None:
+def _write_task(out: Path, task: str, tag: str | None, recs: list[SourceRecord], tok: Any, gen: tuple[int, bool]
+                ) -> None:
     data = out / f"{task}.jsonl"
     with data.open("w") as fh:
         fh.writelines(json.dumps(document(r, tok), ensure_ascii=False, sort_keys=True) + "\n" for r in recs)
-    (out / f"{task}.yaml").write_text(_task_yaml(task, tag, data, max_gen_toks))
+    (out / f"{task}.yaml").write_text(_task_yaml(task, tag, data, *gen))
 
 
 def render(out: Path, name: str, parts: dict[str, list[SourceRecord]], tok: Any, max_gen_toks: int | None,
-           group: bool) -> dict[str, list[float]]:
+           group: bool, likelihood: bool = True) -> dict[str, list[float]]:
     """Write lm-eval task `name` asking `parts` (subtask -> records) in the trained format into `out`.
 
     With `group` (or several parts), `name` is a group of one task `<name>_<part>` per part, pooled
-    weighted by size; else the one part is task `name` itself. Returns each part's per-document
-    chance level (1 / number of options), in document order.
+    weighted by size; else the one part is task `name` itself. Without `likelihood` only the reply is asked
+    (no acc_ll). Returns each part's per-document chance level (1 / number of options), in document order.
     """
     out.mkdir(parents=True, exist_ok=True)
     (out / SHIM).write_text("from faco.evaluation.heldout_task import HeldoutTask, process_results  # noqa: F401\n")
-    gen = max_gen_toks or DEFAULT_MAX_GEN_TOKS
+    gen = (max_gen_toks or DEFAULT_MAX_GEN_TOKS, likelihood)
     if not group and len(parts) == 1:
         recs = next(iter(parts.values()))
         _write_task(out, name, None, recs, tok, gen)
@@ -119,7 +124,8 @@ def render(out: Path, name: str, parts: dict[str, list[SourceRecord]], tok: Any,
     for part, recs in parts.items():
         _write_task(out, f"{name}_{part}", f"{name}_tasks", recs, tok, gen)
     spec = {"group": name, "task": [f"{name}_tasks"],
-            "aggregate_metric_list": [{"metric": m, "weight_by_size": True} for m, _ in METRICS],
+            "aggregate_metric_list": [{"metric": m, "weight_by_size": True} for m, _ in METRICS
+                                      if likelihood or m != "acc_ll"],
             "metadata": {"version": 1}}
     (out / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return {part: [1 / len(r.choices) for r in recs] for part, recs in parts.items()}
