@@ -141,6 +141,29 @@ def test_judge_reads_scores_from_logprobs_and_caches_them(tmp_path: Path) -> Non
     assert [r["dangerous"] for r in rows] == [True, False, False]
 
 
+def test_the_chain_cache_keeps_logprobs_and_merges_files_without_them(tmp_path: Path) -> None:
+    """A completion's log-probabilities come back from the cache; merging a cache file of an older faco (no
+    logprobs table) or a newer one (with it) keeps every chain and every log-probability."""
+    import sqlite3
+
+    from faco.generation.backends import Completion
+    from faco.generation.cache import ChainCache
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:  # the schema before log-probabilities were kept
+        db.executescript("CREATE TABLE chains (key TEXT PRIMARY KEY, backend TEXT NOT NULL, model TEXT NOT NULL, "
+                         "text TEXT NOT NULL, tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, "
+                         "created REAL NOT NULL); CREATE TABLE batches (batch_id TEXT PRIMARY KEY, input_hash TEXT "
+                         "NOT NULL, status TEXT NOT NULL, created REAL NOT NULL);"
+                         "INSERT INTO chains VALUES ('a', 'openai', 'm', '42', 1, 1, 0.0);")
+    with ChainCache(tmp_path / "new.sqlite") as other:
+        other.put("b", "openai", "m", Completion("50", 1, 1, (("50", -0.1), ("60", -2.5))))
+    with ChainCache(tmp_path / "main.sqlite") as cache:
+        assert cache.merge(old) == 1 and cache.merge(tmp_path / "new.sqlite") == 1
+        got = cache.get_many(["a", "b"])
+    assert got["a"] == Completion("42", 1, 1) and got["b"].logprobs == (("50", -0.1), ("60", -2.5))
+
+
 def test_a_server_without_logprobs_falls_back_to_the_text_and_says_so(tmp_path: Path) -> None:
     answers = [Answer(i, 0, "Q?", text) for i, text in enumerate(LOGPROBS)]
     with FakeOpenAI(responder=responder) as srv:  # asked for logprobs, sends "logprobs": null
@@ -345,4 +368,5 @@ def test_study_with_a_judge_reports_misalignment_per_model(tmp_path: Path, root:
     assert [(r["model"], r["answers"], r["verdicts"]["refusal"], r["misaligned"]["k"]) for r in m["rows"]] == [
         ("base", 4, 2, 2), ("0%", 4, 2, 2), ("100%", 4, 2, 2)]
     text = (tmp_path / "s" / "report" / "report.md").read_text()
-    assert "**Misalignment (paper 001).** Judge: gpt-4o-mini (openai" in text and "| base | 4 | 0.500 [" in text
+    # the public protocol's denominator: the two refusals out, 2 misaligned of the 2 scored answers
+    assert "**Misalignment (paper 001).** Judge: gpt-4o-mini (openai" in text and "| base | 4 | 1.000 [" in text
