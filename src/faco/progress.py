@@ -24,6 +24,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 T = TypeVar("T")
 console = Console(stderr=True)
+_live: list[Progress] = []  # bars on screen: a failing command closes them before its error line
+
+
+def close_displays() -> None:
+    """Close every progress bar still open (faco's, and libraries' tqdm bars such as the Trainer's),
+    so that none is drawn after a failing command's last line when the objects holding it are collected."""
+    while _live:
+        _live.pop().stop()
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
 LOGGER = logging.getLogger("faco")
 
 
@@ -79,7 +92,12 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
     ) as progress:
-        yield from progress.track(items, total=total, description=description)
+        _live.append(progress)
+        try:
+            yield from progress.track(items, total=total, description=description)
+        finally:
+            if progress in _live:
+                _live.remove(progress)
 
 
 @contextmanager

@@ -10,10 +10,11 @@ from typing import Any
 
 from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec, Study
-from faco.errors import ConfigError, FacoError, RecordError
+from faco.errors import ConfigError, FacoError, RecordError, VerificationError
 from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl, write_json
 from faco.roles import Role
+from faco.training import preflight
 from faco.training.checkpoints import has_checkpoints, model_identity, non_finite, prepare_work
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
@@ -38,9 +39,14 @@ def run(
     Under a launcher (torchrun) every process calls this; only rank 0 writes the artifact.
     `callbacks` are extra transformers `TrainerCallback`s.
     """
+    preflight.check_training(study)  # before any work (once per config and process)
     manifest = artifacts.require(splits, artifact_kinds.SPLITS)
-    if ratio not in manifest["meta"]["ratios"]:
-        raise FacoError(f"{splits}: no split for ratio {ratio} (has {manifest['meta']['ratios']})")
+    ratios = manifest["meta"].get("ratios")
+    if not isinstance(ratios, list):
+        raise VerificationError(f"{splits / artifacts.MANIFEST}: not a faco manifest (meta.ratios, the ratios of "
+                                "its splits, is missing)")
+    if ratio not in ratios:
+        raise FacoError(f"{splits}: no split for ratio {ratio} (has {ratios})")
     split = split_path(splits, ratio)
     records = list(read_jsonl(split, TrainRecord))
     if not records:
