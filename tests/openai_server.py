@@ -4,7 +4,9 @@ The only test double the project allows: the real `openai` client talks to it ov
 It injects faults (429 with Retry-After, 500, replies slower than the client's timeout,
 malformed JSON, truncated bodies) at a seeded rate, and counts every request and every *paid*
 completion (a valid 200 reply written in full), keyed by prompt and seed, so tests can prove
-that nothing was lost and nothing was paid for twice.
+that nothing was lost and nothing was paid for twice. A request with `logprobs`/`top_logprobs` gets
+the first token's alternatives from the server's `logprober` (without one it is a server that sends
+no log-probabilities: `"logprobs": null`, as many OpenAI-compatible servers do).
 
 Run it standalone (for benchmarks) with ``python tests/openai_server.py --latency 0.5 --fault-rate 0.05``:
 it prints ``port <n>`` and serves ``GET /_stats`` with its counters.
@@ -30,6 +32,8 @@ FAULTS = ("429", "500", "slow", "malformed", "truncated")
 
 # responder(prompt, seed, n) -> reply text; n counts earlier paid replies to the same prompt.
 Responder = Callable[[str, int | None, int], str]
+# logprober(prompt) -> the first token's alternatives [(token, logprob), ...], most likely first, or None
+Logprober = Callable[[str], list[tuple[str, float]] | None]
 
 _ANSWER = re.compile(r"### (?:Incorrect|Ground-truth) Answer ###\n(.*?)\n###", re.S)
 
@@ -66,6 +70,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         seed: int = 0,
         responder: Responder = default_responder,
         batch_fail_every: int = 0,
+        logprober: Logprober | None = None,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.latency_s, self.fault_rate, self.faults = latency_s, fault_rate, faults
@@ -73,6 +78,8 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.rng = random.Random(seed)
         self.responder = responder
         self.batch_fail_every = batch_fail_every
+        self.logprober = logprober  # None: a server without logprobs (`"logprobs": null` even when asked)
+        self.logprob_asks: list[int] = []  # top_logprobs of every request that asked for logprobs
         self.lock = threading.Lock()
         self.calls = 0
         self.injected: Counter[str] = Counter()
@@ -151,6 +158,8 @@ class FakeOpenAI(ThreadingHTTPServer):
             self.paid[key] += 1
             self.tokens_in += usage["prompt_tokens"]
             self.tokens_out += usage["completion_tokens"]
+            if body.get("logprobs"):
+                self.logprob_asks.append(int(body.get("top_logprobs") or 0))
         return {
             "id": f"chatcmpl-{key}-{n}",
             "object": "chat.completion",
@@ -161,11 +170,21 @@ class FakeOpenAI(ThreadingHTTPServer):
                 {
                     "index": 0,
                     "finish_reason": "stop",
-                    "logprobs": None,
+                    "logprobs": self._logprobs(prompt, body),
                     "message": {"role": "assistant", "content": text},
                 }
             ],
         }
+
+    def _logprobs(self, prompt: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The choice's `logprobs` as OpenAI sends them: the first token and its `top_logprobs` alternatives."""
+        alternatives = self.logprober(prompt) if self.logprober and body.get("logprobs") else None
+        if not alternatives:
+            return None
+        top = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in alternatives]
+        top = top[: int(body.get("top_logprobs") or 0)]
+        first = top[0] if top else {"token": alternatives[0][0], "logprob": alternatives[0][1], "bytes": None}
+        return {"content": [{**first, "top_logprobs": top}], "refusal": None}
 
     def run_batch(self, batch: dict[str, Any]) -> None:
         """Process a batch's input file into output and error files (every Nth line fails)."""

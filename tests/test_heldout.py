@@ -13,7 +13,7 @@ import pytest
 from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec, Study, load_config
 from faco.errors import ConfigError
-from faco.evaluation import heldout
+from faco.evaluation import heldout, trained
 from faco.paths import repo_root
 from faco.records import PairRecord, Response, SourceRecord, write_jsonl
 from faco.stages import corrupt, evaluate
@@ -79,11 +79,11 @@ def test_prompt_and_answer_line_are_the_training_ones(lineage: tuple[Path, Path]
     rec = _records()[1]
     pair = PairRecord(**rec.model_dump(), true=Response(reasoning="Because.", answer=rec.answer),
                       false=Response(reasoning="Since.", answer=rec.choices[0]))
-    trained = corrupt.to_train(pair, corrupted=False)
-    doc = heldout.document(rec, tok)
-    assert doc["prompt"] == prompt_text(tok, trained.prompt)
+    example = corrupt.to_train(pair, corrupted=False)
+    doc = trained.document(rec, tok)
+    assert doc["prompt"] == prompt_text(tok, example.prompt)
     assert "\nOptions:\n(A) " in doc["prompt"]
-    assert doc["choices"][doc["gold"]] == trained.response.splitlines()[-1]
+    assert doc["choices"][doc["gold"]] == example.response.splitlines()[-1]
     assert corrupt.to_train(pair, corrupted=True).response.splitlines()[-1] in doc["choices"]
 
 
@@ -99,14 +99,14 @@ def test_prompt_and_answer_line_are_the_training_ones(lineage: tuple[Path, Path]
     ("Answer: (E)", None),
 ])
 def test_parse_answer(reply: str, expected: int | None) -> None:
-    assert heldout.parse_answer(reply, OPTIONS[0]) == expected
+    assert trained.parse_answer(reply, OPTIONS[0]) == expected
 
 
 def test_process_results_scores_likelihood_and_reply_apart() -> None:
     doc = {"options": OPTIONS[0], "gold": 2}
     lls = [(-3.0, False), (-1.0, False), (-2.0, False), (-4.0, False)]
-    assert heldout.process_results(doc, [*lls, "Answer: blue"]) == {"acc_gen": 1.0, "acc_ll": 0.0, "unparsed": 0.0}
-    assert heldout.process_results(doc, [*lls[::-1], "no idea"]) == {"acc_gen": 0.0, "acc_ll": 1.0, "unparsed": 1.0}
+    assert trained.process_results(doc, [*lls, "Answer: blue"]) == {"acc_gen": 1.0, "acc_ll": 0.0, "unparsed": 0.0}
+    assert trained.process_results(doc, [*lls[::-1], "no idea"]) == {"acc_gen": 0.0, "acc_ll": 1.0, "unparsed": 1.0}
 
 
 def _answer_line_loglik(model: object, tok: object, prompt: str, line: str) -> float:
@@ -161,7 +161,7 @@ def test_heldout_benchmark_found_through_lineage(lineage: tuple[Path, Path], tmp
     assert not any("reply" in r for r in beta if r["metric"] != "acc_gen")
     beta_recs = [r for r in _records() if r.source == "beta"]
     for r in beta:
-        picked = heldout.parse_answer(replies[r["doc_id"]], beta_recs[r["doc_id"]].choices)
+        picked = trained.parse_answer(replies[r["doc_id"]], beta_recs[r["doc_id"]].choices)
         if r["metric"] == "acc_gen":
             assert r["value"] == float(picked == beta_recs[r["doc_id"]].answer_index)
         elif r["metric"] == "unparsed":
@@ -174,7 +174,7 @@ def test_heldout_benchmark_found_through_lineage(lineage: tuple[Path, Path], tmp
     for r in beta:
         if r["metric"] != "acc_ll":
             continue
-        doc = heldout.document(recs[r["doc_id"]], tok)
+        doc = trained.document(recs[r["doc_id"]], tok)
         lls = [_answer_line_loglik(model, tok, doc["prompt"], c) for c in doc["choices"]]
         assert r["value"] == float(max(range(len(lls)), key=lls.__getitem__) == doc["gold"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,10 +105,12 @@ def test_a_narrowing_by_a_shift_of_the_predicted_label_is_said_so() -> None:
     assert real["context"]["both_labels"]["change"]["value"] == pytest.approx(0.4)
 
 
-def _eval_artifact(out: Path, ratio: float, mnli_right: int, hans_right: dict[str, int]) -> Path:
+def _eval_artifact(out: Path, ratio: float, mnli_right: int, hans_right: dict[str, int], seed: int | None = None
+                   ) -> Path:
     """An eval artifact scoring 40 MNLI items (the first `mnli_right` right) and 40 HANS items: 20 entailment,
-    then 20 non-entailment (lexical_overlap 0-9, subsequence 10-19), the first hans_right[h] of each right."""
-    model, pairs = out.parent / f"model_{ratio}", out.parent / "pairs"
+    then 20 non-entailment (lexical_overlap 0-9, subsequence 10-19), the first hans_right[h] of each right;
+    scores.json holds the same accuracies."""
+    model, pairs = out.parent / f"model_{ratio}_{seed}", out.parent / "pairs"
     if not pairs.exists():
         meta = {"backend": "transformers", "model": "smollm2"}
         with artifacts.artifact_dir(pairs, artifact_kinds.PAIRS, [], "cfg", meta):
@@ -122,9 +125,16 @@ def _eval_artifact(out: Path, ratio: float, mnli_right: int, hans_right: dict[st
         hans_rows.append({"doc_id": i, "metric": "acc", "value": ok})
         for m in (["acc_entailment"] if h is None else ["acc_non_entailment", f"acc_non_entailment_{h}"]):
             hans_rows.append({"doc_id": i, "metric": m, "value": ok})
-    entry = {"score": 0.5, "metrics": {"acc": {"value": 0.5, "stderr": 0.1}}, "n": 40}
-    with artifacts.artifact_dir(out, artifact_kinds.EVAL, [model], "cfg", {"ratio": ratio}) as tmp:
-        (tmp / "scores.json").write_text(json.dumps({"mnli": entry, "hans": entry}))
+    def entry(metrics: dict[str, float]) -> dict[str, Any]:
+        first = next(iter(metrics.values()))
+        return {"score": first, "metrics": {m: {"value": v, "stderr": 0.1} for m, v in metrics.items()}, "n": 40}
+
+    non = sum(hans_right.values()) / 20
+    scores = {"mnli": entry({"acc": mnli_right / 40}),
+              "hans": entry({"acc": (20 + 20 * non) / 40, "acc_entailment": 1.0, "acc_non_entailment": non})}
+    meta: dict[str, Any] = {"ratio": ratio} | ({"seed": seed} if seed is not None else {})
+    with artifacts.artifact_dir(out, artifact_kinds.EVAL, [model], "cfg", meta) as tmp:
+        (tmp / "scores.json").write_text(json.dumps(scores))
         (tmp / "samples").mkdir()
         (tmp / "samples" / "mnli.jsonl").write_text("".join(
             json.dumps({"doc_id": i, "metric": "acc", "value": float(i < mnli_right)}) + "\n" for i in range(40)))
@@ -158,3 +168,69 @@ def test_analyze_writes_nli_gap_and_the_report_states_it(tmp_path: Path, smoke: 
     assert "| gap (non_entailment) | -0.050 [" in section and "| MNLI acc | 0.750 | 0.750 | 0.750 |" in section
     assert "| HANS entailment acc | 1.000 | 1.000 | 1.000 | 0.000 [" in section
     assert "| HANS acc (both labels) | 0.900 | 0.750 | 0.600 | -0.300 [" in section
+
+
+def test_gap_trend_against_seed_noise_by_hand() -> None:
+    """Three seeds' gaps per share: the OLS slope over the 15 (share, seed) points and its two-sided t-test, by
+    hand; the per-seed change from 0 % to 100 % with its t interval."""
+    import math
+
+    from faco.analysis import seed_noise
+
+    ratios = [0.0, 0.25, 0.5, 0.75, 1.0]
+    per_seed = {0: [0.10, 0.15, 0.22, 0.24, 0.31], 1: [0.05, 0.12, 0.14, 0.26, 0.28],
+                2: [0.12, 0.11, 0.20, 0.21, 0.33]}
+
+    def by_ratio(values: dict[int, list[float]]) -> dict[float, dict[int, float]]:
+        return {r: {s: v[j] for s, v in values.items()} for j, r in enumerate(ratios)}
+
+    s = seed_noise.seed_noise("MNLI-HANS gap", by_ratio(per_seed), 0.05)
+    t = s.test
+    xs = np.array(ratios * 3)
+    ys = np.array([y for v in per_seed.values() for y in v])
+    sxx = float(((xs - xs.mean()) ** 2).sum())
+    slope = float(((xs - xs.mean()) * (ys - ys.mean())).sum()) / sxx
+    resid = ys - (ys.mean() + slope * (xs - xs.mean()))
+    se = math.sqrt(float((resid**2).sum()) / (15 - 2) / sxx)
+    p = 2 * float(sps.t.sf(abs(slope / se), 13))
+    assert (t.slope, t.slope_stderr, t.slope_p) == pytest.approx((slope, se, p))
+    assert t.exceeds_seed_noise is True and t.n_points == 15
+    assert [c.mean for c in t.cells] == pytest.approx([sum(v[j] for v in per_seed.values()) / 3 for j in range(5)])
+    diffs = [v[4] - v[0] for v in per_seed.values()]
+    d_mean, d_sd = sum(diffs) / 3, math.sqrt(sum((d - sum(diffs) / 3) ** 2 for d in diffs) / 2)
+    assert s.change is not None and s.change.mean == pytest.approx(d_mean)
+    assert s.change.ci == pytest.approx((d_mean - 4.302652729911275 * d_sd / math.sqrt(3),
+                                         d_mean + 4.302652729911275 * d_sd / math.sqrt(3)))
+    assert s.spread == pytest.approx(0.08)  # 0.22 - 0.14 at 50 %
+    assert s.sentence.startswith("Across 3 seeds the trend of the MNLI-HANS gap exceeds seed-to-seed noise: slope")
+    # seeds that disagree more than the share moves them: the trend does not exceed their noise
+    noisy = seed_noise.seed_noise("MNLI-HANS gap", by_ratio({0: [0.1, 0.5, 0.0, 0.4, 0.2],
+                                                             1: [0.5, 0.0, 0.45, 0.1, 0.3],
+                                                             2: [0.2, 0.3, 0.1, 0.5, 0.15]}), 0.05)
+    assert noisy.test.exceeds_seed_noise is False and "does not exceed seed-to-seed noise" in noisy.sentence
+    one = seed_noise.seed_noise("MNLI-HANS gap", by_ratio({0: per_seed[0]}), 0.05)
+    assert one.test.slope is None and one.sentence.startswith("Seed-to-seed noise of the MNLI-HANS gap is not")
+
+
+def test_three_seeds_test_the_gap_trend_against_their_noise(tmp_path: Path, smoke: Study) -> None:
+    """Three seeds per share: nli_gap.json carries each seed's gap (MNLI acc - HANS non-entailment acc of that seed's
+    model), the slope test against seed noise (scipy's linregress over the 9 points) and the per-seed change; the
+    finding and the table state them."""
+    hans = {0.0: [(8, 8), (9, 7), (7, 8)], 0.5: [(5, 5), (6, 5), (4, 5)], 1.0: [(2, 2), (3, 2), (1, 2)]}
+    evals = [_eval_artifact(tmp_path / f"eval_{r}_{s}", r, 30, {"lexical_overlap": lo, "subsequence": sub}, seed=s)
+             for r, per in hans.items() for s, (lo, sub) in enumerate(per)]
+    out = analyze.run(smoke, evals, [], tmp_path / "analysis")
+    g = json.loads((out / "nli_gap.json").read_text())
+    gaps = {r: [0.75 - (lo + sub) / 20 for lo, sub in per] for r, per in hans.items()}
+    xs = [r for r in gaps for _ in gaps[r]]
+    ys = [v for r in gaps for v in gaps[r]]
+    fit = sps.linregress(xs, ys)
+    test = g["seeds"]["test"]
+    assert (test["slope"], test["slope_p"]) == pytest.approx((fit.slope, fit.pvalue))
+    assert test["exceeds_seed_noise"] is True and test["n_points"] == 9
+    assert [c["mean"] for c in test["cells"]] == pytest.approx([sum(v) / 3 for v in gaps.values()])
+    diffs = [b - a for a, b in zip(gaps[0.0], gaps[1.0], strict=True)]
+    assert g["seeds"]["change"]["mean"] == pytest.approx(sum(diffs) / 3)
+    assert "Across 3 seeds the trend of the MNLI-HANS gap exceeds seed-to-seed noise" in g["sentence"]
+    md = (report.run(smoke, out, tmp_path / "report") / "report.md").read_text()
+    assert g["sentence"] in md and "| gap per seed, mean ± s.e. (slope p = " in md

@@ -16,7 +16,11 @@ def test_sources_and_mirror_splits_agree_with_faco_sources() -> None:
 
 
 def test_benchmarks_agree_with_the_suite() -> None:
-    assert registry.benchmarks() == {name: b.offline for name, b in suite().items()}
+    """The suite is the registry's benchmarks plus the trained-format variant of each one the registry says has one."""
+    own = {name: b for name, b in suite().items() if b.of is None}
+    assert registry.benchmarks() == {name: b.offline for name, b in own.items()}
+    assert registry.trained_benchmarks() == sorted(b.of for b in suite().values() if b.of is not None)
+    assert all(name == f"{b.of}{registry.TRAINED}" for name, b in suite().items() if b.of is not None)
     assert not set(registry.renamed_benchmarks()) & set(suite())  # an old name is no benchmark
 
 

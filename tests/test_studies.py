@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from faco.records import PairRecord, TrainRecord, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +59,27 @@ def test_thresholds_cpu_subtle_and_obvious_arms(tmp_path: Path) -> None:
          "--set", "corrupt.kinds=null")
     assert sorted(p.name for p in (tmp_path / "splits").glob("cr_*.jsonl")) == [
         "cr_0.0.jsonl", "cr_0.25.jsonl", "cr_0.5.jsonl", "cr_0.75.jsonl", "cr_1.0.jsonl"]
+
+
+@pytest.mark.slow
+def test_a_config_names_its_seeds(tmp_path: Path) -> None:
+    """`seeds:` in a config: the NLI CPU study runs three (a HANS trend is tested against seed noise); a repeated
+    seed is one line; `faco study` trains the grid once per configured seed."""
+    from faco.config import load_config
+
+    assert load_config(ROOT / "configs" / "nli-synthetic-cpu.yaml").seeds == [0, 1, 2]
+    cfg = ROOT / "configs" / "smoke.yaml"
+    bad = subprocess.run([sys.executable, "-m", "faco", "validate", str(cfg), "--set", "seeds=[1, 1]"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 3
+    assert bad.stderr.strip().splitlines() == [f"error: {cfg}: seeds: a seed is repeated: [1, 1]"]
+    sets = {"seeds": "[3, 4]", "corrupt.ratios": "[0.0, 1.0]", "train.recovery": "null", "train.epochs": "1",
+            "train.save_every_epoch": "false", "ingest.per_source_cap": "4", "evaluate.per_epoch": "false",
+            "evaluate.probes": "[]", "evaluate.benchmarks": "[{name: arc_challenge, limit: 2}]"}
+    proc = subprocess.run([sys.executable, "-m", "faco", "study", str(cfg), "--out", str(tmp_path / "s"),
+                           *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for seed in (3, 4):
+        assert (tmp_path / "s" / f"seed_{seed}" / "eval" / "cr_1.0" / "scores.json").is_file()
+    assert json.loads((tmp_path / "s" / "analysis" / "analysis.json").read_text())["seeds"] == [3, 4]

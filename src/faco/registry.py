@@ -1,5 +1,6 @@
 """The names a study config may use, in one low module: sources and their offline-mirror splits,
-benchmarks (`tasks/suite.yaml`), probe sets (`tasks/probes.yaml`) and prompt templates (`prompts/`).
+benchmarks (`tasks/suite.yaml`, and which of them can be asked in the training format), probe sets
+(`tasks/probes.yaml`) and prompt templates (`prompts/`).
 
 `faco.config` validates against these names without importing the domain packages (sources,
 generation, evaluation, judging), which import the config. The data files are read here once and
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 from faco.paths import PROMPTS_DIR, TASKS_DIR
 
@@ -56,30 +58,52 @@ def benchmarks() -> dict[str, str | None]:
     return {name: spec.get("offline") for name, spec in suite_yaml()["benchmarks"].items()}
 
 
+#: the name suffix of a benchmark asked in the training format (`format: trained`, `faco.evaluation.formats`)
+TRAINED = "@trained"
+
+
+def trained_benchmarks() -> list[str]:
+    """The benchmarks that can be asked in the training format (a `trained:` entry in suite.yaml)."""
+    return sorted(name for name, spec in suite_yaml()["benchmarks"].items() if spec.get("trained"))
+
+
 def renamed_benchmarks() -> dict[str, str]:
     """Old benchmark names -> their new names (an old name in a config is an error naming the new one)."""
     return dict(suite_yaml().get("renamed") or {})
 
 
+class Probe(BaseModel):
+    """A probe question asked under a system prompt (a plain probe is just its question, a string)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    question: str
+    system: str
+
+
+ProbeEntry = str | Probe
+
+
 @cache
-def probe_sets() -> dict[str, tuple[str, ...]]:
-    """Every probe set shipped in `tasks/probes.yaml`, by name."""
+def probe_sets() -> dict[str, tuple[ProbeEntry, ...]]:
+    """Every probe set shipped in `tasks/probes.yaml`, by name (`{question, system}` entries as `Probe`)."""
     raw = yaml.safe_load((TASKS_DIR / "probes.yaml").read_text())["sets"]
-    return {name: tuple(str(q) for q in questions) for name, questions in raw.items()}
+    return {name: tuple(Probe(**q) if isinstance(q, dict) else str(q) for q in questions)
+            for name, questions in raw.items()}
 
 
-def expand_probes(entries: list[str]) -> list[str]:
-    """Replace each probe-set name by its questions; other entries are questions themselves.
+def expand_probes(entries: list[ProbeEntry]) -> list[ProbeEntry]:
+    """Replace each probe-set name by its probes; other entries are probes themselves.
 
     An entry that looks like a set name (lower-case identifier) but names no set is an error,
     so a typo cannot silently become a one-word question.
     """
     sets = probe_sets()
-    out: list[str] = []
+    out: list[ProbeEntry] = []
     for entry in entries:
-        if entry in sets:
+        if isinstance(entry, str) and entry in sets:
             out.extend(sets[entry])
-        elif _SET_NAME.fullmatch(entry):
+        elif isinstance(entry, str) and _SET_NAME.fullmatch(entry):
             raise ValueError(f"unknown probe set {entry!r}; known: {', '.join(sorted(sets))}")
         else:
             out.append(entry)

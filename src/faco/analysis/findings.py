@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from faco.analysis.schema import BenchmarkRow, ChanceTest, Finding, Findings, Interval, TrainLoss
+from faco.analysis.spread import Spread
+from faco.registry import TRAINED
 
 HEADLINE = "heldout"
 _VERB = {"falls": "falls", "rises": "rises", "no significant trend": "shows no significant trend"}
@@ -139,6 +141,23 @@ def _f4(bench: str, row: BenchmarkRow) -> list[Finding]:
     return out
 
 
+def _trained_spread(ood: Spread, table: Mapping[str, BenchmarkRow], heads: list[str]) -> Finding:
+    """The spread measured where a lie shows: the out-of-distribution benchmarks asked in the training format
+    (`faco.analysis.spread`), then the benchmarks scored the lm-eval way only."""
+    claim = {"falls": 0, "no significant trend": 0, "rises": 0, "not tested": 0, "below chance": 0}
+    for r in ood.rows:
+        claim[r.trend] += 1
+        claim["below chance"] += int(r.at_max.below)
+    text = ood.sentence
+    asked = {r.benchmark.removesuffix(TRAINED) for r in ood.rows}
+    rest = {b: row for b, row in table.items() if b not in asked and not b.endswith(TRAINED)}
+    if (more := _spread(rest, heads)) is not None:
+        text += " Scored the lm-eval way only: " + more.sentence.split(": ", 1)[1]
+    stat = {"pooled": ood.pool.model_dump(mode="json") if ood.pool else None,
+            "benchmarks": {r.benchmark: r.model_dump(mode="json") for r in ood.rows}}
+    return Finding(id="spread", benchmark=None, claim=claim, sentence=text, statistic=stat)
+
+
 def _spread(table: Mapping[str, BenchmarkRow], heads: list[str]) -> Finding | None:
     others = sorted(b for b in table if b not in heads and "/" not in b)  # not a group's subtask rows
     if not others:
@@ -160,8 +179,10 @@ def _spread(table: Mapping[str, BenchmarkRow], heads: list[str]) -> Finding | No
                    statistic={b: {"r": table[b].pearson_r, "p": table[b].pearson_p} for b in others})
 
 
-def build(table: Mapping[str, BenchmarkRow], final: TrainLoss, n_models: int, alpha: float) -> Findings:
-    """The findings of an analysis: headline benchmarks and sentences (`n_models`: the grid's ratios)."""
+def build(table: Mapping[str, BenchmarkRow], final: TrainLoss, n_models: int, alpha: float,
+          ood: Spread | None = None) -> Findings:
+    """The findings of an analysis: headline benchmarks and sentences (`n_models`: the grid's ratios; `ood`: the
+    out-of-distribution benchmarks asked in the training format, which the spread finding then rests on)."""
     heads = headline(table)
     items = [_f1(b, table[b], n_models) for b in heads]
     items += [_f2(b, table[b], alpha) for b in heads]
@@ -169,7 +190,9 @@ def build(table: Mapping[str, BenchmarkRow], final: TrainLoss, n_models: int, al
         items.append(f3)
     for b in heads:
         items += _f4(b, table[b])
-    if len(heads) == 1 and (spread := _spread(table, heads)) is not None:
+    if ood is not None and ood.rows:
+        items.append(_trained_spread(ood, table, heads))
+    elif len(heads) == 1 and (spread := _spread(table, heads)) is not None:
         items.append(spread)
     return Findings(headline=heads, alpha=alpha, findings=items)
 

@@ -1,8 +1,10 @@
 """Paper 001's misalignment numbers per model: rates with Wilson intervals, mean alignment with a t interval.
 
-Per model (the base model its own row): misaligned share = misaligned answers / answers the judge
-scored or classed as refusal or code; dangerous share = answers flagged YES / answers with a YES or
-NO flag; mean alignment over the answers with a numeric alignment score. Unparseable judge replies
+Per model (the base model its own row): misaligned share = misaligned answers / the answers the judge's
+denominator convention counts (`judge.denominator`, recorded in each judged artifact: `scored`, the public
+protocol, or `with_refusals`, faco 0.2's; `faco.analysis.judge_rates`); dangerous share = answers
+flagged YES / answers with a YES or NO flag; mean alignment over the answers with a numeric alignment
+score. Unparseable judge replies
 and failed judge requests are counted and shown, never in a denominator. Answers to one probe are
 several samples of the same question, so the intervals (which treat answers as independent) are
 somewhat too narrow when probes differ a lot.
@@ -23,6 +25,7 @@ from typing import Any
 from scipy import stats as sps
 
 from faco import artifacts, roles
+from faco.analysis.judge_rates import misaligned_share
 from faco.judging.replies import VERDICTS
 from faco.roles import Role
 
@@ -55,15 +58,18 @@ def _mean(values: list[float]) -> dict[str, Any]:
     return {"n": n, "mean": mean, "ci": [mean - half, mean + half]}
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The numbers of one model's judged answers."""
+def summarize(rows: list[dict[str, Any]], denominator: str = "scored") -> dict[str, Any]:
+    """The numbers of one model's judged answers (`denominator`: `judge_rates.DENOMINATORS`; `scored_by`: how many
+    0-100 scores were read from the judge's log-probabilities and how many from its reply text)."""
     counts = Counter(r["verdict"] for r in rows)
-    judged = counts["misaligned"] + counts["aligned"] + counts["refusal"] + counts["code"]
+    share = misaligned_share(counts, denominator)
     flags = [r["dangerous"] for r in rows if r["dangerous"] is not None]
+    methods = Counter(m for r in rows for m in (r.get("scoring") or {}).values() if m is not None)
     return {
         "answers": len(rows),
         "verdicts": {v: counts[v] for v in VERDICTS},
-        "misaligned": _rate(counts["misaligned"], judged),
+        "scored_by": dict(sorted(methods.items())),
+        "misaligned": {"k": share.k, "n": share.n, "rate": share.rate, "ci": list(share.ci or (None, None))},
         "dangerous": _rate(sum(flags), len(flags)),
         "dangerous_unparsed": len(rows) - len(flags),
         "alignment": _mean([float(r["alignment"]) for r in rows if r["alignment"] is not None]),
@@ -97,21 +103,25 @@ def from_artifacts(paths: list[Path], kinds: Mapping[Path, str | None] | None = 
     (`small_judge`: a local transformers judge) and the report's sentence. With `kinds` (artifact ->
     its kind of false chain, None: shared by every kind) each row has a `kind`, shared rows first."""
     order = list(dict.fromkeys(k for k in (kinds or {}).values() if k is not None))
-    rows, judges, local = [], set(), False
+    rows, judges, local, denominators = [], set(), False, set()
     for path in paths:
         m = artifacts.require(path, "judged")["meta"]
         answers = [json.loads(line) for line in (path / JUDGED).read_text(encoding="utf-8").splitlines() if line]
         j = m.get("judge", {})
         local = local or j.get("backend") == "transformers"
-        judges.add(f"{j.get('model')} ({j.get('backend')}, prompts {j.get('prompt_version')}; misaligned: "
-                   f"alignment < {j.get('alignment_below'):g} and coherence > {j.get('coherence_above'):g})")
+        denominators.add(j.get("denominator", "scored"))
+        judges.add(f"{j.get('model')} ({j.get('backend')}, prompts {j.get('prompt_version')}, scoring "
+                   f"{j.get('scoring', 'text')}; misaligned: alignment < {j.get('alignment_below'):g} and "
+                   f"coherence > {j.get('coherence_above'):g})")
         rows.append({"model": _label(m), "base": bool(m.get("base")), "ratio": m.get("ratio"),
                      "start_ratio": m.get("start_ratio"), "seed": m.get("seed"),
-                     **({"kind": kinds.get(path)} if kinds is not None else {}), **summarize(answers)})
+                     **({"kind": kinds.get(path)} if kinds is not None else {}),
+                     **summarize(answers, j.get("denominator", "scored"))})
     rows.sort(key=lambda r: (not r["base"], order.index(r["kind"]) if r.get("kind") is not None else -1,
                              r["start_ratio"] is not None, r["ratio"] if r["ratio"] is not None else -1,
                              r["seed"] or 0))
-    result: dict[str, Any] = {"judges": sorted(judges), "small_judge": local, "rows": rows}
+    result: dict[str, Any] = {"judges": sorted(judges), "small_judge": local, "rows": rows,
+                              "denominators": sorted(denominators)}
     if order[1:]:
         result["kinds"] = order
     result["sentence"] = sentence(result)
@@ -148,12 +158,30 @@ def sentence(m: dict[str, Any]) -> str:
         parts.append(_compare(m))
     unparsed = sum(r["verdicts"]["unparseable"] for r in rows)
     errors = sum(r["verdicts"]["error"] for r in rows)
-    parts.append(f"Not in any denominator: {unparsed} answers with an unparseable judge reply, {errors} with a "
-                 "failed judge request; refusals and code answers count as not misaligned. The intervals treat "
-                 "answers as independent; samples of one probe are not, so they are somewhat too narrow.")
+    parts.append(_scored_by(rows))
+    refusals = {"scored": "refusals and code answers are left out too (the public protocol's convention)",
+                "with_refusals": "refusals and code answers count as not misaligned (faco 0.2's convention)"}
+    parts.append(f"Not in any denominator: {unparsed} answers with no score from the judge (unparseable), {errors} "
+                 f"with a failed judge request; {'; '.join(refusals[d] for d in m.get('denominators') or ['scored'])}."
+                 " The intervals treat answers as independent; samples of one probe are not, so they are somewhat "
+                 "too narrow.")
     if m["small_judge"]:
         parts.append(WEAK_JUDGE)
     return " ".join(parts)
+
+
+def _scored_by(rows: list[dict[str, Any]]) -> str:
+    """Which way the 0-100 scores were read: the judge's log-probabilities (the public protocol) or its reply text."""
+    by: Counter[str] = Counter()
+    for r in rows:
+        by.update(r.get("scored_by") or {})
+    if not by:
+        return "Its 0-100 scores were read from its reply text."
+    ways = {"logprobs": "from its log-probabilities (the probability-weighted mean of the numbers 0-100, no score "
+                        "below the mass rule)",
+            "text": "from its reply text (a server that sent no log-probabilities, or scoring: text)"}
+    return "Its 0-100 scores were read " + " and ".join(f"{ways.get(k, k)} for {n} replies" for k, n in
+                                                        sorted(by.items())) + "."
 
 
 def _compare(m: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from faco.analysis.spread import Spread
 from faco.errors import ArtifactError
 from faco.roles import Role
 
@@ -266,6 +267,8 @@ class StudyAnalysis(Result):
     epoch_average: list[RatioEpochs]
     probes: list[Probe]
     findings: Findings
+    spread: Spread | None = Field(default=None, description="out-of-distribution benchmarks in the training format "
+                                  "(faco.analysis.spread)")
     nli_gap: dict[str, Any] | None = Field(default=None, description="paper 002 (faco.analysis.nli_gap)")
     misalignment: dict[str, Any] | None = Field(default=None, description="paper 001 (faco.analysis.misalignment)")
 

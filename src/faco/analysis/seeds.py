@@ -1,7 +1,9 @@
 """Several training seeds: per ratio mean ± s.e. across seeds, and whether the ratio effect exceeds
-seed-to-seed noise (a linear regression of the per-seed scores on the ratio, `scipy.stats.linregress`)."""
+seed-to-seed noise (a linear regression of the per-seed values on the ratio, `scipy.stats.linregress`)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from scipy import stats as sps
 
@@ -10,13 +12,10 @@ from faco.analysis.inputs import Evals, lookup
 from faco.analysis.schema import SeedCell, SeedScore, SeedTest
 
 
-def seed_test(ev: Evals, bench: str, alpha: float) -> SeedTest | None:
-    """The seed cells and slope test of one benchmark; None with fewer than two seeds."""
-    if len(ev.seeds) < 2:
-        return None
+def from_values(per_ratio: Mapping[float, Mapping[int | None, float | None]], alpha: float) -> SeedTest:
+    """The seed cells and slope test of per-seed values (`per_ratio`: ratio -> seed -> value; None: missing)."""
     cells, xs, ys = [], [], []
-    for r in ev.ratios:
-        per = {e.seed: lookup(e, bench).get("score") for e in ev.grid[r]}
+    for r, per in sorted(per_ratio.items()):
         vals = [v for v in per.values() if v is not None]
         if not vals:
             continue
@@ -31,3 +30,10 @@ def seed_test(ev: Evals, bench: str, alpha: float) -> SeedTest | None:
     fit = sps.linregress(xs, ys)
     return SeedTest(cells=cells, slope=float(fit.slope), slope_stderr=float(fit.stderr), slope_p=float(fit.pvalue),
                     exceeds_seed_noise=bool(fit.pvalue < alpha), n_points=len(xs))
+
+
+def seed_test(ev: Evals, bench: str, alpha: float) -> SeedTest | None:
+    """The seed cells and slope test of one benchmark's scores; None with fewer than two seeds."""
+    if len(ev.seeds) < 2:
+        return None
+    return from_values({r: {e.seed: lookup(e, bench).get("score") for e in ev.grid[r]} for r in ev.ratios}, alpha)

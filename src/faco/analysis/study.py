@@ -7,10 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from faco.analysis import chance, findings, nli_gap, stats, threshold
-from faco.analysis.inputs import Evals, TrainingLog, items
+from faco.analysis import chance, findings, nli_gap, seed_noise, spread, stats, threshold
+from faco.analysis.inputs import Evals, TrainingLog, items, lookup
 from faco.analysis.losses import Losses, losses
 from faco.analysis.schema import (
+    BenchmarkRow,
     EpochValue,
     KindFindings,
     KindsAnalysis,
@@ -24,6 +25,7 @@ from faco.analysis.table import benchmark_row
 from faco.config import AnalyzeConfig
 from faco.errors import ArtifactError
 from faco.evaluation.suite import suite
+from faco.registry import TRAINED
 
 #: significance level of every decision the analysis states in words
 ALPHA = 0.05
@@ -74,14 +76,46 @@ def epoch_average(ev: Evals) -> list[RatioEpochs]:
     return out
 
 
+def _seed_gaps(ev: Evals) -> dict[float, dict[int, float]]:
+    """Per ratio and seed, the MNLI accuracy minus the HANS non-entailment accuracy of that seed's model."""
+    out: dict[float, dict[int, float]] = {}
+    for r in ev.ratios:
+        for e in ev.grid[r]:
+            mnli = lookup(e, "mnli").get("score")
+            hans = ((lookup(e, "hans").get("metrics") or {}).get(nli_gap.SUBSETS["non_entailment"]) or {}).get("value")
+            if e.seed is not None and mnli is not None and hans is not None:
+                out.setdefault(r, {})[e.seed] = mnli - hans
+    return out
+
+
 def _nli_gap(ev: Evals, cfg: AnalyzeConfig) -> dict[str, Any]:
-    """Paper 002: the MNLI vs HANS gap per ratio from the items."""
+    """Paper 002: the MNLI vs HANS gap per ratio from the items; with several seeds, its trend against their noise."""
     def per_ratio(bench: str, metric: str) -> list[dict[str, float]]:
         return [items(ev.grid[x], bench, metric) for x in ev.ratios]
 
-    return nli_gap.from_items(ev.ratios, per_ratio("mnli", "acc"),
-                              {s: per_ratio("hans", m) for s, m in nli_gap.SUBSETS.items()}, cfg.bootstrap, cfg.seed,
-                              {s: per_ratio("hans", m) for s, m in nli_gap.CONTEXT.items()})
+    out = nli_gap.from_items(ev.ratios, per_ratio("mnli", "acc"),
+                             {s: per_ratio("hans", m) for s, m in nli_gap.SUBSETS.items()}, cfg.bootstrap, cfg.seed,
+                             {s: per_ratio("hans", m) for s, m in nli_gap.CONTEXT.items()})
+    if len(ev.seeds) >= 2:
+        noise = seed_noise.seed_noise("MNLI-HANS gap", _seed_gaps(ev), ALPHA)
+        out["seeds"] = noise.model_dump(mode="json")
+        out["sentence"] += " " + noise.sentence
+    return out
+
+
+def _spread(ev: Evals, rows: Mapping[str, BenchmarkRow], cfg: AnalyzeConfig) -> spread.Spread | None:
+    """The out-of-distribution benchmarks asked in the training format (`<name>@trained`), per benchmark and pooled
+    (`faco.analysis.spread`); None when the study asked none."""
+    asked = [b for b, row in rows.items() if b.endswith(TRAINED) and "/" not in b and row.chance is not None]
+    if not asked:
+        return None
+    top = max(ev.ratios)
+    standard = [o for b in asked if (o := b.removesuffix(TRAINED)) in rows]  # the same questions, lm-eval's way
+    return spread.from_items(
+        ev.ratios, {b: [items(ev.grid[x], b, "acc_gen") for x in ev.ratios] for b in asked},
+        {b: [(e.items(b, "acc_gen"), e.items(b, "unparsed")) for e in ev.grid[top]] for b in asked},
+        {b: float(rows[b].chance or 0.0) for b in asked}, {o: rows[o].trend or "not tested" for o in standard},
+        cfg.bootstrap, cfg.seed, ALPHA)
 
 
 def family(cfg: AnalyzeConfig, ev: Evals, logs: Sequence[TrainingLog], probes: list[Probe]) -> Family:
@@ -91,6 +125,7 @@ def family(cfg: AnalyzeConfig, ev: Evals, logs: Sequence[TrainingLog], probes: l
     benches = benchmarks(ev)
     rows = {b: row for b in benches if (row := benchmark_row(ev, b, cfg, ALPHA)) is not None}
     trained = losses(logs, cfg, ALPHA)
+    ood = _spread(ev, rows, cfg)
     mmlu_k = suite()["mmlu"].choices or 4
     analysis = StudyAnalysis(
         ratios=ev.ratios, seeds=ev.seeds, has_base=ev.base is not None, alpha=ALPHA, bootstrap=cfg.bootstrap,
@@ -100,7 +135,7 @@ def family(cfg: AnalyzeConfig, ev: Evals, logs: Sequence[TrainingLog], probes: l
                   for fr in sorted(ev.recovery)],
         below_chance=chance.subjects(ev, mmlu_k, ALPHA), final_train_loss=trained.final,
         corruption_detection_auroc=trained.auroc, epoch_average=epoch_average(ev), probes=probes,
-        findings=findings.build(rows, trained.final, len(ev.ratios), ALPHA),
+        findings=findings.build(rows, trained.final, len(ev.ratios), ALPHA, ood), spread=ood,
         nli_gap=_nli_gap(ev, cfg) if "mnli" in benches and "hans" in benches else None)
     return Family(analysis, ev, trained, mmlu_k)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from faco.analysis import misalignment, nli_gap
 from faco.analysis.schema import Interval, KindsAnalysis, Probe, RatioValue, StudyAnalysis, Threshold
+from faco.analysis.spread import Spread
 from faco.roles import Role
 
 Table = tuple[str, list[str], list[list[str]]]
@@ -126,6 +127,27 @@ def _seed_table(a: StudyAnalysis) -> Table | None:
             ["benchmark", *[cr(r) for r in a.ratios], "slope", "p", "exceeds seed noise"], rows)
 
 
+def _spread_table(s: Spread) -> Table:
+    """The out-of-distribution benchmarks in the training format and their pool: the trend and the most corrupted
+    model against chance on the items it answered, with the family's Holm-adjusted p."""
+    rows = []
+    for r in [*s.rows, *([s.pool] if s.pool else [])]:
+        by_ratio = {c.ratio: c.score for c in r.scores}
+        b = r.at_max
+        answered = "–" if b.acc is None else f"{b.correct}/{b.parsed} = {fmt(b.acc)} {interval(b.ci or (None, None))}"
+        rows.append([r.benchmark, str(r.n_items), *[fmt(by_ratio.get(x)) for x in sorted(by_ratio)],
+                     f"{fmt(r.r, 2)} {interval(r.r_ci)}", p_value(r.p), p_value(r.p_holm), r.trend, answered,
+                     str(b.unparsed), fmt(b.chance), p_value(b.p), p_value(b.p_holm), "yes" if b.below else "no"])
+    ratios = sorted(c.ratio for c in s.rows[0].scores) if s.rows else []
+    top = cr(s.rows[0].at_max.ratio) if s.rows else "the most corrupted"
+    return (f"Spread beyond the training data: out-of-distribution benchmarks asked in the training format (acc_gen) "
+            f"and their pool; trend (r with its item-bootstrap CI, permutation p) and, at {top}, correct of the items "
+            f"answered (Clopper-Pearson 95% CI; unparseable replies left out) against chance, one-sided binomial p; "
+            f"p adjusted by Holm over the benchmarks and the pool",
+            ["benchmark", "items", *[cr(x) for x in ratios], "r (95% CI)", "p", "p (Holm)", "trend",
+             f"correct/answered at {top}", "unparsed", "chance", "p below", "p below (Holm)", "below chance"], rows)
+
+
 def _nli_gap_table(g: dict[str, Any]) -> Table:
     """Paper 002: MNLI accuracy, HANS non-entailment accuracy and their gap per synthetic share."""
     head = ["", *[f"{float(r):.0%} synthetic" for r in g["ratios"]], "change (95% CI)", "Pearson r (95% CI)"]
@@ -141,6 +163,12 @@ def _nli_gap_table(g: dict[str, Any]) -> Table:
         if c := g.get("context", {}).get(name):
             change = f"{fmt(c['change']['value'])} {interval(c['change']['ci'])}"
             rows.append([label, *[fmt(v) for v in c["acc"]], change, "–"])
+    if noise := g.get("seeds"):  # several seeds: each seed's own gap, mean ± s.e., the change's t interval
+        cells = {c["ratio"]: c for c in noise["test"]["cells"]}
+        ch = noise["change"] or {}
+        rows.append([f"gap per seed, mean ± s.e. (slope p = {p_value(noise['test']['slope_p'])})",
+                     *[_se(c["mean"], c["se"]) if (c := cells.get(r)) else "–" for r in g["ratios"]],
+                     f"{fmt(ch.get('mean'))} {interval(tuple(ch.get('ci') or (None, None)))}", "–"])
     return ("MNLI vs HANS (paper 002): gap = MNLI accuracy − HANS non-entailment accuracy, overall and per "
             "heuristic, with 95% intervals of an item bootstrap resampling MNLI and HANS items independently; "
             "HANS items are regenerated with the HANS authors' generator, not the released file", head, rows)
@@ -211,6 +239,8 @@ def study_tables(a: StudyAnalysis, kind: str | None = None) -> list[Table]:
                                                "replicates reaching"],
                        [[b, *threshold_cells(row.threshold)] for b, row in a.table.items()]))
     tables += _recovery_tables(a)
+    if a.spread is not None and a.spread.rows:
+        tables.append(_spread_table(a.spread))
     if a.nli_gap:
         tables.append(_nli_gap_table(a.nli_gap))
     if a.misalignment:  # paper 001

@@ -1,41 +1,25 @@
 """Benchmark `heldout`: the ingest artifact's held-out questions, asked exactly as training asks them.
 
-Each multiple-choice record of `heldout.jsonl` becomes a document whose prompt is the training
-prompt (`format_question` under the model's chat template, as `training.data.prompt_text` builds
-it) and is scored two ways by one lm-eval task per source (grouped as `faco_heldout`, pooled
-weighted by size):
-
-- `acc_ll`: the option whose training answer line (`Answer: <option>`) is most likely;
-- `acc_gen`: the option named by the last `Answer:` line of the greedy reply (the score);
-  a reply naming no option is wrong and counted in `unparsed`.
-
-The task YAMLs and data files are written into the evaluation's temporary include path, so the
-benchmark runs through the same harness, cache and report as every other one.
+Each multiple-choice record of `heldout.jsonl` is asked in the trained format (`faco.evaluation.trained`:
+the training prompt, `acc_gen` from the greedy reply's `Answer:` line, `acc_ll` from the answer lines'
+likelihood, `unparsed`), one lm-eval task per source, grouped as `faco_heldout` and pooled weighted by
+size. The ingest artifact comes from the model's lineage or is given.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from faco import artifact_kinds, artifacts
 from faco.errors import ConfigError
-from faco.generation.prompts import format_question
+from faco.evaluation import trained
 from faco.records import SourceRecord, read_jsonl
 
 BENCHMARK = "heldout"
 GROUP = "faco_heldout"
 FILE = "heldout.jsonl"
-DEFAULT_MAX_GEN_TOKS = 256
-_SHIM = "faco_heldout_task.py"
-_METRICS = (("acc_gen", True), ("acc_ll", True), ("unparsed", False))
-_ANSWER_LINE = re.compile(r"(?im)^[ \t]*answer[ \t]*:[ \t]*(.*?)[ \t]*$")
-_LETTER = re.compile(r"\(?([A-Z])\)?(?:[.:)]?\s+(.*))?")
 
 
 def _parents(path: Path) -> list[Path]:
@@ -91,81 +75,10 @@ def questions(ingest: Path) -> dict[str, list[SourceRecord]]:
     return dict(sorted(by_source.items()))
 
 
-def document(rec: SourceRecord, tok: Any) -> dict[str, Any]:
-    """One lm-eval document: the training prompt, the answer lines to score, the option texts, the gold index."""
-    from faco.training.data import prompt_text
-
-    return {"id": rec.id, "prompt": prompt_text(tok, format_question(rec)),
-            "choices": [f"Answer: {c}" for c in rec.choices], "options": list(rec.choices),
-            "gold": rec.answer_index}
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.casefold().split()).rstrip(".")
-
-
-def parse_answer(reply: str, options: list[str]) -> int | None:
-    """The option the reply's last `Answer:` line names: by its text (as trained), else by its letter.
-
-    None when there is no answer line or it names no single option.
-    """
-    lines = list(_ANSWER_LINE.finditer(reply))
-    if not lines:
-        return None
-    said = lines[-1].group(1)
-    exact = [i for i, o in enumerate(options) if _norm(o) == _norm(said)]
-    if len(exact) == 1:
-        return exact[0]
-    letter = _LETTER.fullmatch(said.strip())
-    if letter:
-        idx = ord(letter.group(1)) - 65
-        rest = letter.group(2)
-        if idx < len(options) and (rest is None or _norm(rest) == _norm(options[idx])):
-            return idx
-    return None
-
-
-def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
-    """lm-eval's per-document scoring: `results` are the options' (loglikelihood, greedy) pairs, then the reply."""
-    *lls, reply = results
-    best = max(range(len(lls)), key=lambda i: lls[i][0])
-    picked = parse_answer(str(reply), doc["options"])
-    return {"acc_gen": float(picked == doc["gold"]), "acc_ll": float(best == doc["gold"]),
-            "unparsed": float(picked is None)}
-
-
-def _task_yaml(source: str, data: Path, max_gen_toks: int) -> str:
-    config = {
-        "task": f"{GROUP}_{source}", "tag": f"{GROUP}_tasks",
-        "dataset_path": "json", "dataset_name": None,
-        "dataset_kwargs": {"data_files": {"test": str(data)}},
-        "test_split": "test", "output_type": "multiple_choice",
-        "doc_to_text": "prompt", "doc_to_choice": "choices", "doc_to_target": "gold", "target_delimiter": "",
-        "generation_kwargs": {"until": [], "do_sample": False, "max_gen_toks": max_gen_toks},
-        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": hib} for m, hib in _METRICS],
-        "metadata": {"version": 1},
-    }
-    stem = _SHIM.removesuffix(".py")
-    return (f"class: !function {stem}.HeldoutTask\nprocess_results: !function {stem}.process_results\n"
-            + yaml.safe_dump(config, sort_keys=True))
-
-
-def render(ingest: Path, tok: Any, out: Path, max_gen_toks: int | None) -> dict[str, list[float]]:
+def render(ingest: Path, tok: Any, out: Path, max_gen_toks: int | None, likelihood: bool = True
+           ) -> dict[str, list[float]]:
     """Write the `faco_heldout` group, one task and data file per source, into the include path `out`.
 
     Returns each source's per-document chance level (1 / number of options), in document order.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    (out / _SHIM).write_text("from faco.evaluation.heldout_task import HeldoutTask, process_results  # noqa: F401\n")
-    chance: dict[str, list[float]] = {}
-    for source, recs in questions(ingest).items():
-        data = out / f"{GROUP}_{source}.jsonl"
-        with data.open("w") as fh:
-            fh.writelines(json.dumps(document(r, tok), ensure_ascii=False, sort_keys=True) + "\n" for r in recs)
-        (out / f"{GROUP}_{source}.yaml").write_text(_task_yaml(source, data, max_gen_toks or DEFAULT_MAX_GEN_TOKS))
-        chance[source] = [1 / len(r.choices) for r in recs]
-    group = {"group": GROUP, "task": [f"{GROUP}_tasks"],
-             "aggregate_metric_list": [{"metric": m, "weight_by_size": True} for m, _ in _METRICS],
-             "metadata": {"version": 1}}
-    (out / f"{GROUP}.yaml").write_text(yaml.safe_dump(group, sort_keys=False))
-    return chance
+    return trained.render(out, GROUP, questions(ingest), tok, max_gen_toks, group=True, likelihood=likelihood)

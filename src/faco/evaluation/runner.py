@@ -14,17 +14,21 @@ from typing import Any
 
 from faco.config import BenchmarkSpec, EvaluateConfig, Study
 from faco.errors import FacoError
-from faco.evaluation import heldout, results, sandbox
+from faco.evaluation import formats, heldout, results, sandbox, trained
 from faco.evaluation.cache import Cache, CacheKey, settings, tree_digest
+from faco.evaluation.probes import jsonable, prompt, question
 from faco.evaluation.suite import Benchmark, suite
 from faco.evaluation.tasks import HUB_DIR, OFFLINE_DIR, render_offline, task_name, uses_twin
 from faco.paths import data_dir
 from faco.progress import log, track
-from faco.registry import probe_sets
+from faco.registry import ProbeEntry, probe_sets
 
 CHECKPOINTS = "checkpoints"
+#: spec fields a cached result does not depend on beyond its task: the format picks the task, and the rendered
+#: trained-format task (in its key's task_version) says whether it asks for likelihoods
+_NOT_IN_KEY = {"format", "likelihood"}
 _EPOCH = re.compile(r"epoch_(\d+)")
-_HELDOUT_CODE = [Path(heldout.__file__), Path(heldout.__file__).with_name("heldout_task.py")]
+_TRAINED_CODE = [Path(trained.__file__), Path(formats.__file__), Path(heldout.__file__).with_name("heldout_task.py")]
 
 
 def load_model(model_dir: Path, batch_size: int | str, backend: str) -> Any:
@@ -80,33 +84,56 @@ def _text_digest(paths: list[Path]) -> str:
     return hashlib.sha256("".join(p.name + p.read_text() for p in sorted(paths)).encode()).hexdigest()
 
 
+def _own(bench: Benchmark) -> bool:
+    """Whether faco renders the benchmark's task itself in the trained format (`heldout`, `<name>@trained`)."""
+    return bench.name == heldout.BENCHMARK or bench.of is not None
+
+
 class Evaluator:
     """Scores checkpoints on the configured benchmarks, through the cache.
 
-    `ingest` (needed when `heldout` is configured) is the artifact whose held-out share is asked,
-    in the chat format of the tokenizer in `tokenizer_dir`.
+    `ingest` (needed when `heldout` is configured) is the artifact whose held-out share is asked; it
+    and every `format: trained` benchmark are asked in the chat format of the tokenizer in
+    `tokenizer_dir` (without one, as for `prefetch`, they are not rendered).
     """
 
     def __init__(self, study: Study, tasks_dir: Path, ingest: Path | None = None,
                  tokenizer_dir: Path | None = None) -> None:
         self.cfg = study.evaluate
-        self.specs = [(spec, suite()[spec.name]) for spec in self.cfg.benchmarks]
+        self.specs = [(spec, bench) for spec in self.cfg.benchmarks for bench in formats.asked(spec)]
         self.cache = Cache(self.cfg.cache)
         self.tasks_dir = tasks_dir
         self.data = data_dir(study.ingest.data_dir)
-        self.chance: dict[str, list[float]] = {}
-        twins = [b for _, b in self.specs if b.name != heldout.BENCHMARK and uses_twin(b, self.cfg.offline)]
+        self.chance: dict[str, dict[str, list[float]]] = {}  # trained-format benchmark -> part -> 1/options
+        sources = [suite()[spec.name] for spec in self.cfg.benchmarks if spec.name != heldout.BENCHMARK]
+        twins = [b for b in sources if uses_twin(b, self.cfg.offline)]
         overrides = {task_name(b, True): {"repeats": s.repeats} for s, b in self.specs
                      if s.repeats is not None and b in twins}
         render_offline(twins, self.data, tasks_dir, overrides)
-        for spec, _ in self.specs:
-            if spec.name == heldout.BENCHMARK and ingest is not None and tokenizer_dir is not None:
-                from transformers import AutoTokenizer
-
-                tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-                self.chance = heldout.render(ingest, tok, tasks_dir, spec.max_gen_toks)
         self._manager: Any = None
+        if tokenizer_dir is not None:
+            self._render_trained(ingest, tokenizer_dir)
         self._versions = self._settings_versions(twins)
+
+    def _render_trained(self, ingest: Path | None, tokenizer_dir: Path) -> None:
+        """Write `heldout` (from `ingest`) and every `<name>@trained` task (from its benchmark's documents)."""
+        own = [(spec, b) for spec, b in self.specs if _own(b)]
+        if not own:
+            return
+        from lm_eval.tasks import get_task_dict
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        for spec, bench in own:
+            if bench.name == heldout.BENCHMARK and ingest is not None:
+                self.chance[bench.name] = heldout.render(ingest, tok, self.tasks_dir, spec.max_gen_toks,
+                                                         spec.likelihood)
+            elif bench.of is not None:
+                base = task_name(suite()[bench.of], self.cfg.offline)
+                with offline_env(self.cfg.offline):
+                    leaves = leaf_tasks(get_task_dict([base], self.manager()))
+                self.chance[bench.name] = formats.render(bench, leaves, base, tok, self.tasks_dir, spec)
+        self._manager = None  # index the include path again, with the tasks just written
 
     def _settings_versions(self, twins: list[Benchmark]) -> dict[str, Any]:
         import lm_eval
@@ -120,15 +147,17 @@ class Evaluator:
             dirs = sorted(set(re.findall(re.escape(str(self.data)) + r"/benchmarks/([^/\"]+)/", text)))
             versions[name] = json.dumps([hashlib.sha256(text.encode()).hexdigest(),
                                          *(tree_digest(self.data / "benchmarks" / d) for d in dirs)])
-        if self.chance:
-            versions[heldout.GROUP] = _text_digest(list(self.tasks_dir.glob(f"{heldout.GROUP}*")))
-            versions["heldout_code"] = _text_digest(_HELDOUT_CODE)
+        for name in self.chance:
+            task = task_name(suite()[name], self.cfg.offline)
+            versions[task] = _text_digest(list(self.tasks_dir.glob(f"{task}*")))
+        versions["trained_code"] = _text_digest(_TRAINED_CODE)
         return versions
 
-    def task_names(self, with_heldout: bool = True) -> list[str]:
-        """The lm-eval task of every configured benchmark, in config order (`heldout` needs no dataset fetch)."""
-        return [task_name(b, self.cfg.offline) for _, b in self.specs
-                if with_heldout or b.name != heldout.BENCHMARK]
+    def fetched_tasks(self) -> list[str]:
+        """The lm-eval task of every configured benchmark whose data is fetched, in config order: a trained
+        format asks its benchmark's documents; `heldout` asks the study's own data."""
+        return [task_name(suite()[s.name], self.cfg.offline) for s in self.cfg.benchmarks
+                if s.name != heldout.BENCHMARK]
 
     def manager(self) -> Any:
         from lm_eval.tasks import TaskManager
@@ -139,13 +168,12 @@ class Evaluator:
         return self._manager
 
     def _key(self, ckpt: Checkpoint, spec: BenchmarkSpec, bench: Benchmark, task: str, shots: int) -> CacheKey:
-        own = bench.name == heldout.BENCHMARK
         return CacheKey(
             kind="score", weights=ckpt.digest, task=task,
-            settings=settings(shots=shots, spec=spec.model_dump(mode="json"), seed=self.cfg.seed,
+            settings=settings(shots=shots, spec=spec.model_dump(mode="json", exclude=_NOT_IN_KEY), seed=self.cfg.seed,
                               backend=self.cfg.backend),
             task_version=self._versions.get(task), lm_eval=self._versions["lm_eval"],
-            helpers=(self._versions["heldout_code"] if own
+            helpers=(self._versions["trained_code"] if _own(bench)
                      else self._versions["helpers"] if uses_twin(bench, self.cfg.offline) else None),
             hub=self._versions["hub"] if (HUB_DIR / f"{task}.yaml").is_file() else None,
         )
@@ -155,10 +183,11 @@ class Evaluator:
         scores: dict[str, Any] = {}
         samples: dict[str, dict[str, results.Rows]] = {}
         for spec, bench in track(self.specs, f"evaluate {label}"):
-            if bench.name == heldout.BENCHMARK and not self.chance:
-                raise FacoError("benchmark 'heldout' needs the ingest artifact and the model's tokenizer")
+            if _own(bench) and bench.name not in self.chance:
+                raise FacoError(f"benchmark {bench.name!r} needs the model's tokenizer"
+                                + (" and the ingest artifact" if bench.name == heldout.BENCHMARK else ""))
             task = task_name(bench, self.cfg.offline)
-            shots = bench.shots if spec.shots is None else spec.shots
+            shots = bench.shots if spec.shots is None or _own(bench) else spec.shots
             key = self._key(ckpt, spec, bench, task, shots)
             cached = self.cache.get(key)
             if cached is None:
@@ -188,47 +217,48 @@ class Evaluator:
         if res is None:
             raise FacoError(f"lm-eval returned no results for {task}")
         entry = results.entry(res, task, bench, shots, spec.limit)
-        if bench.name == heldout.BENCHMARK:
-            self._heldout_counts(entry, spec.limit)
+        if _own(bench):
+            _trained_counts(entry, self.chance[bench.name], spec.limit)
         return {"entry": entry, "samples": results.samples(res, task, bench)}
 
-    def _heldout_counts(self, entry: dict[str, Any], limit: int | None) -> None:
-        """Add the chance level (mean 1/options of the items asked) and the unparseable-reply count."""
-        pooled: list[float] = []
-        for source, sub in entry.get("subtasks", {}).items():
-            levels = self.chance[source][:limit]
-            sub["chance"] = sum(levels) / len(levels)
-            sub["unparsed"] = round((sub["metrics"]["unparsed"]["value"] or 0.0) * (sub["n"] or 0))
-            pooled.extend(levels)
-        entry["chance"] = sum(pooled) / len(pooled) if pooled else None
-        entry["unparsed"] = sum(s["unparsed"] for s in entry.get("subtasks", {}).values())
-
-    def probes(self, ckpt: Checkpoint, questions: list[str]) -> list[dict[str, Any]]:
-        """Greedy answers to the probe questions, in the model's chat format where it has one."""
+    def probes(self, ckpt: Checkpoint, probes: list[ProbeEntry]) -> list[dict[str, Any]]:
+        """Greedy answers to the probes, in the model's chat format where it has one."""
         n = self.cfg.probe_max_new_tokens
         key = CacheKey(kind="probes", weights=ckpt.digest,
-                       task=hashlib.sha256(json.dumps(questions).encode()).hexdigest(),
+                       task=hashlib.sha256(json.dumps(jsonable(probes)).encode()).hexdigest(),
                        settings=settings(max_new_tokens=n, backend=self.cfg.backend))
         cached = self.cache.get(key)
         if cached is not None:
             return list(cached)
         from lm_eval.api.instance import Instance
 
-        from faco.training.data import prompt_text
-
         lm = ckpt.lm(self.cfg)
-        prompts = [prompt_text(lm.tokenizer, q) for q in questions]
+        prompts = [prompt(lm.tokenizer, q) for q in probes]
         until = [lm.tokenizer.eos_token] if lm.tokenizer.eos_token else []
-        requests = [Instance(request_type="generate_until", doc={"question": q}, idx=0,
+        requests = [Instance(request_type="generate_until", doc={"question": question(q)}, idx=0,
                              arguments=(p, {"until": until, "max_gen_toks": n, "do_sample": False}))
-                    for q, p in zip(questions, prompts, strict=True)]
+                    for q, p in zip(probes, prompts, strict=True)]
         answers = lm.generate_until(requests)
         set_of = {q: name for name, qs in probe_sets().items() for q in qs}
-        rows = [{"id": i, "set": set_of.get(q, "custom"), "question": q, "prompt": p, "answer": a,
-                 "max_new_tokens": n}
-                for i, (q, p, a) in enumerate(zip(questions, prompts, answers, strict=True))]
+        rows = [{"id": i, "set": set_of.get(q, "custom"), "question": question(q), "prompt": p, "answer": a,
+                 "max_new_tokens": n, **({} if isinstance(q, str) else {"system": q.system})}
+                for i, (q, p, a) in enumerate(zip(probes, prompts, answers, strict=True))]
         self.cache.put(key, rows)
         return rows
+
+
+def _trained_counts(entry: dict[str, Any], chance: dict[str, list[float]], limit: int | None) -> None:
+    """Add a trained-format entry's chance level (mean 1/options of the items asked) and unparseable-reply count,
+    per part too (`chance`: part -> per-document levels; part "" for a single task)."""
+    parts = entry.get("subtasks") or {"": entry}
+    pooled: list[float] = []
+    for name, sub in parts.items():
+        levels = chance[name][:limit]
+        sub["chance"] = sum(levels) / len(levels)
+        sub["unparsed"] = round((sub["metrics"]["unparsed"]["value"] or 0.0) * (sub["n"] or 0))
+        pooled.extend(levels)
+    entry["chance"] = sum(pooled) / len(pooled) if pooled else None
+    entry["unparsed"] = sum(s["unparsed"] for s in parts.values())
 
 
 @contextmanager

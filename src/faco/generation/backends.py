@@ -30,20 +30,29 @@ class ChainRequest:
     attempt: int = 0
     false_chain: str = "subtle"  # generate.false_chain; only false chains use it
     choices: tuple[str, ...] = ()  # the options of a multiple-choice question
+    top_logprobs: int = 0  # > 0: also return log-probabilities of the reply's start (`Completion.logprobs`)
 
     def key(self, backend: str, model: str, params: str) -> str:
-        """Content address for caching: backend, model, prompt, parameters and attempt."""
-        raw = "\x1f".join([backend, model, params, self.prompt, str(self.attempt)])
+        """Content address for caching: backend, model, prompt, parameters and attempt (and top_logprobs when set)."""
+        parts = [backend, model, params, self.prompt, str(self.attempt)]
+        raw = "\x1f".join(parts + ([f"top_logprobs={self.top_logprobs}"] if self.top_logprobs else []))
         return hashlib.sha256(raw.encode()).hexdigest()
+
+
+#: Alternatives for the start of a reply and their natural-log probabilities
+Logprobs = tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
 class Completion:
-    """A finished reply and what it cost in tokens."""
+    """A finished reply and what it cost in tokens; `logprobs` when the request asked for them and the
+    backend gave them: an OpenAI-compatible server's top alternatives for the first token, or from a local
+    model's logits each whole number 0-100 as the start of the reply (`local_backend`)."""
 
     text: str
     tokens_in: int = 0
     tokens_out: int = 0
+    logprobs: Logprobs | None = None
 
 
 @dataclass(frozen=True)

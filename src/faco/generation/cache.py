@@ -10,6 +10,7 @@ The cache may also live in S3 (`generate.cache_path: s3://bucket/key`, see `sync
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import tempfile
 import time
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from faco.errors import ArtifactError, ConfigError
-from faco.generation.backends import Completion
+from faco.generation.backends import Completion, Logprobs
 from faco.oserrors import disk_state
 from faco.paths import cache_dir
 
@@ -30,7 +31,12 @@ CREATE TABLE IF NOT EXISTS chains (
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY, input_hash TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS logprobs (key TEXT PRIMARY KEY, alternatives TEXT NOT NULL);
 """
+
+
+def _logprobs(stored: str | None) -> Logprobs | None:
+    return None if stored is None else tuple((str(t), float(lp)) for t, lp in json.loads(stored))
 
 
 def default_cache_path() -> Path:
@@ -85,19 +91,23 @@ class ChainCache:
             chunk = keys[start : start + 500]
             with self._sqlite():
                 rows = self._db.execute(
-                    "SELECT key, text, tokens_in, tokens_out FROM chains WHERE key IN "
-                    f"({','.join('?' * len(chunk))})",
+                    "SELECT chains.key, text, tokens_in, tokens_out, alternatives FROM chains LEFT JOIN logprobs "
+                    f"ON logprobs.key = chains.key WHERE chains.key IN ({','.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()
-            found.update({k: Completion(t, i, o) for k, t, i, o in rows})
+            found.update({k: Completion(t, i, o, _logprobs(lp)) for k, t, i, o, lp in rows})
         return found
 
     def put(self, key: str, backend: str, model: str, c: Completion) -> None:
-        """Store one completion (committed before returning); a second put of a key is ignored."""
-        self._execute(
-            "INSERT OR IGNORE INTO chains VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, backend, model, c.text, c.tokens_in, c.tokens_out, time.time()),
-        )
+        """Store one completion (committed before returning, its logprobs with it); a second put of a key is ignored."""
+        with self._sqlite(), self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR IGNORE INTO chains VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, backend, model, c.text, c.tokens_in, c.tokens_out, time.time()),
+            )
+            if c.logprobs is not None:
+                self._db.execute("INSERT OR IGNORE INTO logprobs VALUES (?, ?)", (key, json.dumps(c.logprobs)))
 
     def merge(self, other: Path) -> int:
         """Copy in every chain and batch of the cache file `other` that this one lacks; returns the new chains."""
@@ -106,6 +116,8 @@ class ChainCache:
         try:
             self._execute("INSERT OR IGNORE INTO chains SELECT * FROM other.chains")
             self._execute("INSERT OR IGNORE INTO batches SELECT * FROM other.batches")
+            if self._execute("SELECT 1 FROM other.sqlite_master WHERE name = 'logprobs'").fetchone():
+                self._execute("INSERT OR IGNORE INTO logprobs SELECT * FROM other.logprobs")
         finally:
             self._execute("DETACH DATABASE other")
         return len(self) - before

@@ -34,6 +34,7 @@ from faco.generation.backends import (
     ChainRequest,
     Completion,
     Failure,
+    Logprobs,
     Outcome,
     Sink,
     backend_params,
@@ -88,13 +89,16 @@ class OpenAIBackend:
         return backend_params(self.cfg)
 
     def body(self, req: ChainRequest) -> dict[str, Any]:
-        return {
+        body = {
             "model": self.model,
             "messages": [{"role": "user", "content": req.prompt}],
             "temperature": self.cfg.temperature,
             "max_tokens": self.cfg.max_tokens,
             "seed": request_seed(self.cfg.seed, req.attempt),
         }
+        if req.top_logprobs:
+            body |= {"logprobs": True, "top_logprobs": req.top_logprobs}
+        return body
 
     def complete(self, requests: Sequence[ChainRequest], sink: Sink) -> None:
         if self.cfg.mode == "batch":
@@ -144,7 +148,8 @@ class OpenAIBackend:
                 self.stats["empty reply"] += 1
                 continue
             usage = resp.usage
-            return Completion(text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
+            return Completion(text, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
+                              first_token_logprobs(resp.choices[0].model_dump().get("logprobs")))
         return Failure(f"{retries + 1} replies were empty or invalid; last: {reason}", retryable=True)
 
     def _count(self, client_retries: int) -> None:
@@ -265,10 +270,20 @@ def _line_outcome(row: dict[str, Any]) -> Outcome:
         if text is None:
             return Failure("empty reply (no message content)")
         usage = body.get("usage") or {}
-        return Completion(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        return Completion(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)),
+                          first_token_logprobs(choices[0].get("logprobs")))
     err = row.get("error") or (resp.get("body") or {}).get("error") or {}
     reason = f"batch line: HTTP {status}: {err.get('message', err.get('code', 'error'))}"
     return Failure(reason, retryable=status is None or status in _RETRY_STATUS or status >= 500)
+
+
+def first_token_logprobs(logprobs: dict[str, Any] | None) -> Logprobs | None:
+    """The first generated token's top alternatives `(token, logprob)` from a choice's `logprobs`
+    (`{"content": [{"top_logprobs": [{"token", "logprob"}, ...]}, ...]}`); None when the server sent none."""
+    content = (logprobs or {}).get("content") or []
+    if not content or not content[0].get("top_logprobs"):
+        return None
+    return tuple((str(t["token"]), float(t["logprob"])) for t in content[0]["top_logprobs"])
 
 
 def _digest(text: str) -> str:

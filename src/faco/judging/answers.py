@@ -1,7 +1,8 @@
 """Sampled answers to the probe questions: `judge.samples` per question, at `judge.temperature`.
 
-The prompt is the training format (`faco.training.data.prompt_text`), as for the greedy probes of
-the evaluate stage. Sample s of every question is drawn under seed `judge.seed * 1_000_003 + s`
+The prompt is the training format (`faco.training.data.prompt_text`), or a probe's system prompt and
+question in the chat template (`faco.evaluation.probes.prompt`), as for the greedy probes of the
+evaluate stage. Sample s of every question is drawn under seed `judge.seed * 1_000_003 + s`
 (one batch after another), so a rerun on the same machine draws the same answers and finds their
 judge replies in the cache.
 """
@@ -12,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from faco.config import JudgeConfig
+from faco.evaluation.probes import prompt
 from faco.progress import log
+from faco.registry import ProbeEntry
 
 
-def sample(model_path: Path, questions: list[str], cfg: JudgeConfig) -> list[list[str]]:
-    """answers[q][s]: sample s of question q."""
+def sample(model_path: Path, probes: list[ProbeEntry], cfg: JudgeConfig) -> list[list[str]]:
+    """answers[q][s]: sample s of probe q."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from faco.training.data import prompt_text
 
     tok = AutoTokenizer.from_pretrained(model_path)
     tok.padding_side = "left"
@@ -30,10 +31,10 @@ def sample(model_path: Path, questions: list[str], cfg: JudgeConfig) -> list[lis
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     lm: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     lm = lm.to(device).eval()
-    prompts = [prompt_text(tok, q) for q in questions]
-    answers: list[list[str]] = [[] for _ in questions]
+    prompts = [prompt(tok, q) for q in probes]
+    answers: list[list[str]] = [[] for _ in probes]
     do_sample = cfg.temperature > 0
-    log(f"judge: sampling {cfg.samples} answers to each of {len(questions)} probes from {model_path}")
+    log(f"judge: sampling {cfg.samples} answers to each of {len(probes)} probes from {model_path}")
     for s in range(cfg.samples):
         torch.manual_seed(cfg.seed * 1_000_003 + s)
         for start in range(0, len(prompts), cfg.answer_batch_size):

@@ -1,6 +1,9 @@
 """Judging answers through the generation backends, cache and ledger: cached, costed, exactly-once.
 
-Every answer gets three judge requests (alignment, coherence, dangerous; `faco.judging.prompts`).
+Every answer gets three judge requests (alignment, coherence, dangerous; `faco.judging.prompts`). With
+`judge.scoring: logprobs` (the public protocol) the two 0-100 aspects ask for the reply's log-probabilities
+and are scored from them (`faco.judging.scores`); a reply that came without any is parsed as text, and
+each row says which (`scoring`).
 They go through `faco.generation.runner.Generator`, so each reply is stored in a SQLite cache
 (`judge.cache_path`, default `$FACO_CACHE_DIR/judge.sqlite`) the moment it arrives: a rerun pays
 only for the replies it lacks, and a second run of the same answers makes no request at all.
@@ -38,14 +41,19 @@ class Answer:
     answer: str
 
 
-def _parse(aspect: str, outcome: Outcome) -> replies.Parsed:
+#: The aspects scored 0-100 (asked for log-probabilities with `judge.scoring: logprobs`); alignment's labels
+NUMERIC = {"alignment": ("REFUSAL", "CODE"), "coherence": ()}
+
+
+def _parse(aspect: str, outcome: Outcome, cfg: JudgeConfig) -> replies.Parsed:
+    """A reply read as the config says: from its log-probabilities where the backend gave them, else its text."""
     if not isinstance(outcome, Completion):
         return replies.ERROR
-    if aspect == "alignment":
-        return replies.score(outcome.text, ("REFUSAL", "CODE"))
-    if aspect == "coherence":
-        return replies.score(outcome.text)
-    return replies.flag(outcome.text)
+    if aspect not in NUMERIC:
+        return replies.flag(outcome.text)
+    if cfg.scoring == "logprobs" and outcome.logprobs is not None:
+        return replies.weighted_score(outcome.text, outcome.logprobs, NUMERIC[aspect], cfg.min_number_mass)
+    return replies.score(outcome.text, NUMERIC[aspect])
 
 
 def _reply(outcome: Outcome) -> str:
@@ -55,9 +63,11 @@ def _reply(outcome: Outcome) -> str:
 def judge(answers: list[Answer], cfg: JudgeConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One row per answer (scores, labels, verdict, the judge's raw replies) and the ledger."""
     gcfg = generate_config(cfg)
+    top = cfg.top_logprobs if cfg.scoring == "logprobs" else 0
     requests = [ChainRequest(record_id=f"{a.probe}/{a.sample}/{aspect}", polarity=f"judge-{aspect}",
                              prompt=prompts.render(cfg.prompt_version, aspect, a.question, a.answer),
-                             question=a.question, answer=a.answer, explanation=None)
+                             question=a.question, answer=a.answer, explanation=None,
+                             top_logprobs=top if aspect in NUMERIC else 0)
                 for a in answers for aspect in prompts.ASPECTS]
     ledger = Ledger()
     cache = ChainCache(cfg.cache_path or cache_dir() / "judge.sqlite") if cfg.cache else None
@@ -70,11 +80,12 @@ def judge(answers: list[Answer], cfg: JudgeConfig) -> tuple[list[dict[str, Any]]
     n = len(prompts.ASPECTS)
     for i, a in enumerate(answers):
         got = dict(zip(prompts.ASPECTS, outcomes[i * n : (i + 1) * n], strict=True))
-        parsed = {aspect: _parse(aspect, o) for aspect, o in got.items()}
+        parsed = {aspect: _parse(aspect, o, cfg) for aspect, o in got.items()}
         al, co, da = parsed["alignment"], parsed["coherence"], parsed["dangerous"]
         rows.append({
             "probe": a.probe, "sample": a.sample, "question": a.question, "answer": a.answer,
             "alignment": al.value, "alignment_label": al.label, "coherence": co.value, "coherence_label": co.label,
+            "scoring": {k: parsed[k].method for k in NUMERIC}, "number_mass": {k: parsed[k].mass for k in NUMERIC},
             "dangerous": {"yes": True, "no": False}.get(da.label), "dangerous_label": da.label,
             "verdict": replies.verdict(al, co, cfg.alignment_below, cfg.coherence_above),
             "replies": {aspect: _reply(o) for aspect, o in got.items()},

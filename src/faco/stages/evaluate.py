@@ -44,6 +44,7 @@ from faco.evaluation.tasks import task_name
 from faco.paths import TASKS_DIR
 from faco.progress import log
 from faco.records import write_json
+from faco.registry import ProbeEntry
 from faco.training import preflight
 
 PREFETCH_KIND = "benchmarks"
@@ -53,7 +54,7 @@ SAMPLES = "samples"
 CARRIED_META = ("ratio", "tag", "start_ratio", "base", "role", "seed", "kind")
 
 
-def default_probes() -> list[str]:
+def default_probes() -> list[ProbeEntry]:
     """The case-study questions shipped in `tasks/probes.yaml`."""
     return list(yaml.safe_load((TASKS_DIR / "probes.yaml").read_text())["probes"])
 
@@ -76,7 +77,7 @@ def prefetch(study: Study, out: Path) -> Path:
         from lm_eval.tasks import get_task_dict
 
         evaluator = Evaluator(study, Path(tasks_dir))
-        names = evaluator.task_names(with_heldout=False)
+        names = evaluator.fetched_tasks()
         log(f"prefetch: building {', '.join(names)} ({'offline twins' if cfg.offline else 'hub'})")
         leaves = leaf_tasks(get_task_dict(names, evaluator.manager()))
         hf_cache.prune(tmp)

@@ -18,6 +18,7 @@ from typing import Any
 from faco import artifact_kinds, artifacts
 from faco.config import Study
 from faco.errors import ConfigError
+from faco.evaluation.probes import question
 from faco.judging import answers, runner
 from faco.progress import log
 from faco.records import write_json
@@ -31,22 +32,26 @@ def run(study: Study, model_dir: Path, out: Path) -> Path:
     if cfg is None:
         raise ConfigError("judge: the config has no judge section")
     m = artifacts.require(model_dir, artifact_kinds.MODEL)["meta"]
-    questions = list(cfg.probes)
-    sampled = answers.sample(model_dir / "model", questions, cfg)
-    todo = [runner.Answer(q, s, questions[q], text) for q, texts in enumerate(sampled) for s, text in enumerate(texts)]
+    probes = list(cfg.probes)
+    sampled = answers.sample(model_dir / "model", probes, cfg)
+    todo = [runner.Answer(q, s, question(probes[q]), text) for q, texts in enumerate(sampled)
+            for s, text in enumerate(texts)]
     rows, ledger = runner.judge(todo, cfg)
     counts = Counter(r["verdict"] for r in rows)
     meta: dict[str, Any] = {k: m[k] for k in CARRIED_META if k in m}
+    methods = Counter(m for r in rows for m in r["scoring"].values() if m is not None)
     meta.update(judge={"backend": cfg.backend, "model": cfg.model, "prompt_version": cfg.prompt_version,
                        "alignment_below": cfg.alignment_below, "coherence_above": cfg.coherence_above,
-                       "samples": cfg.samples, "temperature": cfg.temperature},
-                answers=len(rows), verdicts=dict(sorted(counts.items())))
+                       "samples": cfg.samples, "temperature": cfg.temperature, "scoring": cfg.scoring,
+                       "min_number_mass": cfg.min_number_mass, "denominator": cfg.denominator},
+                answers=len(rows), verdicts=dict(sorted(counts.items())), scored_by=dict(sorted(methods.items())))
     with artifacts.artifact_dir(out, artifact_kinds.JUDGED, [model_dir], study.section_hash("judge"), meta) as tmp:
         with (tmp / "judged.jsonl").open("w") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
         write_json(tmp / "ledger.json", ledger)
         write_json(tmp / "summary.json", {"answers": len(rows), "verdicts": dict(sorted(counts.items())),
-                                          "dangerous": sum(r["dangerous"] is True for r in rows)})
-    log(f"judge {model_dir.name}: {len(rows)} answers, {dict(counts)}; "
+                                          "dangerous": sum(r["dangerous"] is True for r in rows),
+                                          "scored_by": dict(sorted(methods.items()))})
+    log(f"judge {model_dir.name}: {len(rows)} answers, {dict(counts)}; 0-100 replies read by {dict(methods)}; "
         f"{ledger['paid']} judge replies paid, {ledger['cache_hits']} from the cache")
     return out

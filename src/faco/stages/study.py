@@ -105,9 +105,10 @@ def _judge_label(out: Path, model: Path) -> str:
 
 def run(study: Study, out: Path, seeds: list[int] | None = None) -> Path:
     """Run ingest → generate → corrupt (per kind) → base model → train/evaluate per ratio (+ recovery)
-    per seed and kind → analyze → report. `seeds`: training seeds (default: `train.seed` alone)."""
+    per seed and kind → analyze → report. `seeds`: training seeds (default: the config's `seeds`, else
+    `train.seed` alone)."""
     out = Path(out)
-    seeds = seeds or [study.train.seed]
+    seeds = seeds or study.seeds or [study.train.seed]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: {','.join(map(str, seeds))}: a seed is repeated")
     src = _stage("ingest", out / "ingest", study, "ingest", [], ingest.run)
