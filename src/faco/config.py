@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,11 +20,13 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from faco.config_audit import AuditConfig, CleanConfig, CustomSource
 from faco.errors import ConfigError, UsageError
 from faco.ratios import decimal
 
@@ -37,8 +40,9 @@ class Section(BaseModel):
 
 
 class SourceSpec(Section):
-    """One FACO source and how much of it to take."""
+    """One source and how much of it to take: a FACO adapter by `name`, or `custom` data under that name."""
 
+    custom: CustomSource | None = Field(default=None, description="your own data (docs/audit.md)")
     name: str
     split: str = "train"
     limit: int | None = Field(default=None, ge=1, description="cap for this source (overrides per_source_cap)")
@@ -49,12 +53,32 @@ class SourceSpec(Section):
 
     @field_validator("name")
     @classmethod
-    def _known_source(cls, v: str) -> str:
+    def _known_source(cls, v: str, info: ValidationInfo) -> str:
         from faco.sources import SOURCES
 
+        if info.data.get("custom") is not None:
+            if v in SOURCES or not re.fullmatch(r"[a-z][a-z0-9_]*", v):
+                raise ValueError(f"custom source {v!r}: name it with lower-case letters, digits and _, "
+                                 "not a built-in source's name")
+            return v
         if v not in SOURCES:
-            raise ValueError(f"unknown source {v!r}; known: {', '.join(sorted(SOURCES))}")
+            raise ValueError(f"unknown source {v!r}; known: {', '.join(sorted(SOURCES))} "
+                             "(or describe your own data with custom:)")
         return v
+
+    @model_validator(mode="after")
+    def _custom_alone(self) -> SourceSpec:
+        if self.custom is not None and (self.revision is not None or self.data_files is not None):
+            raise ValueError("custom source: set custom.revision / custom.path, not revision / data_files")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_custom(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out `custom` when absent, so built-in sources dump and hash as before custom sources."""
+        data: dict[str, Any] = handler(self)
+        if data.get("custom") is None:
+            data.pop("custom", None)
+        return data
 
 
 class IngestConfig(Section):
@@ -304,6 +328,15 @@ class TrainConfig(Section):
     save_every_epoch: bool = False
     checkpoint_steps: int | None = Field(default=None, ge=1, description="resumable checkpoint every N steps")
     recovery: RecoveryConfig | None = None
+    clean: CleanConfig | None = Field(default=None, description="retrain without the top-flagged rows (docs/audit.md)")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_clean(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out `clean` when absent, so a config without it dumps and hashes as before cleaning."""
+        data: dict[str, Any] = handler(self)
+        if data.get("clean") is None:
+            data.pop("clean", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -466,6 +499,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "ingest": ("evaluate.benchmarks",),  # the contamination check against the study's benchmarks
     "evaluate": ("ingest.data_dir", "train.seed"),  # the offline mirror; the seed recorded for a model
     "report": ("name", "description"),
+    "audit": ("train", "analyze.bootstrap", "analyze.seed"),  # it trains (faco audit); detection CIs
 }
 
 
@@ -482,6 +516,19 @@ class Study(Section):
     analyze: AnalyzeConfig = AnalyzeConfig()
     report: ReportConfig = ReportConfig()
     judge: JudgeConfig | None = Field(default=None, description="paper 001: judge sampled probe answers")
+    audit: AuditConfig | None = Field(default=None, description="detectors of false samples (docs/audit.md)")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_audit(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out `audit` when absent, so a study without it dumps and hashes as before audits."""
+        data: dict[str, Any] = handler(self)
+        if data.get("audit") is None:
+            data.pop("audit", None)
+        return data
+
+    def audited(self) -> AuditConfig | None:
+        """The audit a study runs on its corrupted splits: `audit`, or its defaults when only `train.clean` is set."""
+        return self.audit or (AuditConfig() if self.train.clean is not None else None)
 
     @model_validator(mode="after")
     def _recovery_needs_clean(self) -> Study:
@@ -625,6 +672,8 @@ def _check_mirror_splits(study: Study, source: str) -> None:
     if study.ingest.origin != "mirror":
         return
     for i, spec in enumerate(study.ingest.sources):
+        if spec.custom is not None:  # read from its own file or hub dataset, whatever the origin
+            continue
         splits = MIRROR_FILES.get(spec.name)
         if splits is None:
             raise ConfigError(f"{source}: ingest.sources.{i}.name: {spec.name!r} has no offline mirror "

@@ -119,14 +119,15 @@ def plan(
                 items.append(_Item(rec, "", None))
             else:
                 rejects.append(
-                    RejectRecord(source=rec.source, row=rec.id, reason="synthetic: a code item has no options")
+                    RejectRecord(source=rec.source, row=rec.id, reason=f"synthetic: a {rec.kind} item has no options")
                 )
         return items, rejects
-    code = [r for r in records if r.kind == "code"]
     swap = {}
-    if len(code) >= 2:
-        perm = derangement(len(code), seed)
-        swap = {r.id: code[perm[i]].answer for i, r in enumerate(code)}
+    for kind in ("code", "text"):  # code for code, a free-form response for another one's
+        same = [r for r in records if r.kind == kind]
+        if len(same) >= 2:
+            perm = derangement(len(same), seed)
+            swap.update({r.id: same[perm[i]].answer for i, r in enumerate(same)})
     for rec in records:
         if rec.kind == "mc":
             idx = false_choice(rec, seed)
@@ -135,7 +136,7 @@ def plan(
             items.append(_Item(rec, swap[rec.id], None))
         else:
             rejects.append(
-                RejectRecord(source=rec.source, row=rec.id, reason="code: no other item to swap with")
+                RejectRecord(source=rec.source, row=rec.id, reason=f"{rec.kind}: no other item to swap with")
             )
     return items, rejects
 
@@ -230,7 +231,11 @@ def build_pairs(
     records: list[SourceRecord], generator: Generator, cfg: GenerateConfig
 ) -> tuple[list[PairRecord], list[RejectRecord]]:
     """Generate a true and a false chain for every record; reject those the method cannot pair."""
-    items, rejects = plan(records, cfg.seed, cfg.false_chain)
+    every, rejects = plan(records, cfg.seed, cfg.false_chain)
+    for it in every:  # free-form rows keep their own response; the false one is another row's
+        if it.rec.kind == "text":
+            it.true_reply, it.false_reply = it.rec.answer, it.false_answer
+    items = [it for it in every if it.rec.kind != "text"]
     synthetic = cfg.false_chain == "synthetic"
     if cfg.false_chain == "subtle":
         false_explanations(items, cfg.seed, cfg.max_false_retries)
@@ -294,7 +299,7 @@ def build_pairs(
         "false_chain": cfg.false_chain,
         **who,
     }
-    for it in items:
+    for it in every:
         if it.reject:
             rejects.append(RejectRecord(source=it.rec.source, row=it.rec.id, reason=it.reject))
             continue

@@ -26,13 +26,17 @@ from faco.lineage.raw import ingest_inputs
 from faco.paths import TASKS_DIR, data_dir
 from faco.progress import log, track
 from faco.records import RejectRecord, SourceRecord, write_json, write_jsonl
+from faco.sources import custom
 from faco.sources.mirror import hub_rows, mirror_rows
 from faco.sources.registry import SOURCES, RowRejected
 
 
 def load_source(study: Study, spec: SourceSpec) -> tuple[list[SourceRecord], list[RejectRecord]]:
-    """Normalise every row of one source split; bad rows become rejects, never silent drops."""
+    """Normalise every row of one source split; bad rows become rejects, never silent drops
+    (a custom source's bad row is an error naming its file, row and field: `faco.sources.custom`)."""
     name, split = spec.name, spec.split
+    if spec.custom is not None:
+        return custom.load(spec), []
     adapter = SOURCES[name]
     cfg = study.ingest
     rows = (
