@@ -209,6 +209,28 @@ def report(
     _echo_findings(rep)
 
 
+@app.command()
+def audit(
+    config: ConfigArg, out: OutOpt,
+    data: Annotated[Path, typer.Option(
+        help="a faco split (runs/x/splits/cr_0.25.jsonl) or your own .jsonl/.json/.parquet (docs/audit.md)")],
+    model: Annotated[Path | None, typer.Option(
+        help="a model artifact trained with the audit's recorder (faco study's grid): read its dynamics, "
+             "do not train")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Find the false samples: train while recording every sample's dynamics, score each with the detectors, rank."""
+    from faco.stages import audit as stage
+
+    with stdout_to_stderr():
+        done = stage.run(_load(config, set_), data, out, model=model)
+    finding = stage.finding(done)
+    if finding:
+        typer.echo(f"Finding: {finding}")
+    typer.echo(f"ranking: {done / 'ranking.jsonl'}")
+    typer.echo(f"summary: {done / 'summary.md'}")
+
+
 models_app = typer.Typer(no_args_is_help=True, help="Base models.")
 app.add_typer(models_app, name="models")
 

@@ -35,7 +35,8 @@ def run(
     but only when the folder's fingerprint (train config, split manifest and ratio, base model,
     start checkpoint, seed, world size) matches this run; otherwise it starts fresh and says why.
     Under a launcher (torchrun) every process calls this; only rank 0 writes the artifact.
-    `callbacks` are extra transformers `TrainerCallback`s.
+    `callbacks` are extra transformers `TrainerCallback`s; one with an `artifact_files(folder)` method
+    writes its files into the artifact before it is sealed (`faco.training.dynamics`).
     """
     manifest = artifacts.require(splits, artifact_kinds.SPLITS)
     if ratio not in manifest["meta"]["ratios"]:
@@ -49,6 +50,8 @@ def run(
     meta: dict = {"ratio": ratio, "tag": ratio_tag(ratio), "base_model": cfg.model.model_dump(mode="json")}
     if kind := manifest["meta"].get("kind"):  # one kind's split family (corrupt.kinds)
         meta["kind"] = kind
+    if clean := manifest["meta"].get("clean"):  # a cleaned split (train.clean): which arm dropped what
+        meta["clean"] = clean
     epochs = None
     spec = cfg.model
     if start is not None:
@@ -102,5 +105,8 @@ def run(
                               f"NaN/inf after training); lower it")
         write_json(tmp / "train_stats.json", stats)
         meta["train"] = stats
+        for cb in callbacks:  # a callback's own files for the artifact (the audit's training dynamics)
+            if hasattr(cb, "artifact_files"):
+                cb.artifact_files(tmp)
     shutil.rmtree(work, ignore_errors=True)
     return out

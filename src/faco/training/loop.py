@@ -267,6 +267,9 @@ def train(
     per_device, accumulation = batch_plan(cfg, world)
     args = arguments(per_device, accumulation, len(records))  # before loading: ZeRO-3 then partitions while loading
     model, tok = load()
+    for cb in callbacks:  # a callback that measures samples needs the tokenizer (faco.training.dynamics)
+        if hasattr(cb, "tokenizer"):
+            cb.tokenizer = tok
     check_context(cfg, model)
     if cfg.lora is not None:
         from faco.training.models import add_lora
