@@ -90,7 +90,11 @@ def test_measurements_equal_a_plain_forward_pass(tiny: tuple[object, object]) ->
     model, tok = tiny
     rec = TrainRecord(id="q", source="s", domain="knowledge", prompt="Facts: plants need light.\nQuestion: what?",
                       response="Because of the facts.\nAnswer: light", is_corrupted=False)
-    [got] = measure(model, tok, [Tracked(rec, ("light", "dark"))], 128, "test")
+    longer = rec.model_copy(update={"id": "r", "prompt": rec.prompt * 3, "response": "Answer: dark"})
+    got, other = measure(model, tok, [Tracked(rec, ("light", "dark")), Tracked(longer)], 128, "test")
+    assert other["id"] == "r" and other["options"] == []
+    assert other["loss"] == pytest.approx(per_sample_loss(model, [encode(longer, tok, 128)], tok.pad_token_id)[0],
+                                          abs=1e-5)
     ex = encode(rec, tok, 128)
     assert got["loss"] == pytest.approx(per_sample_loss(model, [ex], tok.pad_token_id)[0], abs=1e-5)
     with torch.no_grad():

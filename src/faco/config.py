@@ -526,6 +526,13 @@ class Study(Section):
             data.pop("audit", None)
         return data
 
+    @model_validator(mode="after")
+    def _clean_one_kind(self) -> Study:
+        if self.train.clean is not None and len(self.chain_kinds()) > 1:
+            raise ValueError("train.clean: cleaning is compared on one kind of false chain; with several "
+                             "corrupt.kinds, run a study per kind")
+        return self
+
     def audited(self) -> AuditConfig | None:
         """The audit a study runs on its corrupted splits: `audit`, or its defaults when only `train.clean` is set."""
         return self.audit or (AuditConfig() if self.train.clean is not None else None)

@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
 from faco.analysis import bootstrap
@@ -43,6 +43,7 @@ class Detection(BaseModel):
 
     detector: str
     ratio: float | None = None
+    kind: str | None = Field(default=None, description="the kind of false chain (corrupt.kinds), where several")
     epoch: int | None = None
     n: int
     corrupted: int
@@ -105,7 +106,7 @@ def _metric(value: float, replicates: list[float]) -> Metric:
 
 
 def detection(scores: Values, labels: Labels, n_boot: int, seed: int, detector: str,
-              ratio: float | None = None, epoch: int | None = None) -> Detection:
+              ratio: float | None = None, epoch: int | None = None, kind: str | None = None) -> Detection:
     """AUROC, average precision and precision at the corruption rate, each with its bootstrap interval."""
     s, y = _arrays(scores, labels)
     rng = np.random.default_rng(seed)
@@ -120,7 +121,7 @@ def detection(scores: Values, labels: Labels, n_boot: int, seed: int, detector: 
         reps["pk"].append(precision_at_k(bs, by))
     two = 0 < y.sum() < len(y)
     return Detection(
-        detector=detector, ratio=ratio, epoch=epoch, n=len(s), corrupted=int(y.sum()),
+        detector=detector, ratio=ratio, kind=kind, epoch=epoch, n=len(s), corrupted=int(y.sum()),
         auroc=_metric(auroc(s, y) if two else math.nan, reps["auroc"]),
         average_precision=_metric(average_precision(s, y) if two else math.nan, reps["ap"]),
         precision_at_k=_metric(precision_at_k(s, y) if two else math.nan, reps["pk"]))
@@ -145,7 +146,7 @@ def sentence(found: Sequence[Detection], baseline: str = "loss") -> str | None:
     top = best(final)
     if top is None or top.auroc.value is None:
         return None
-    where = "" if top.ratio is None else f"At CR {top.ratio * 100:g} %, "
+    where = "" if top.ratio is None else f"At CR {top.ratio * 100:g} %{f' ({top.kind})' if top.kind else ''}, "
     text = (f"{where}the best detector of the {top.corrupted} corrupted of {top.n} samples is {top.detector}: "
             f"AUROC {top.auroc.value:.2f} (95 % CI {_iv(top.auroc)}), average precision "
             f"{_f(top.average_precision.value)} ({_iv(top.average_precision)}), precision at the corruption rate "

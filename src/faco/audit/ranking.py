@@ -17,7 +17,7 @@ from scipy import stats as sps
 
 from faco.analysis.detection import Detection, detection
 from faco.audit.detectors import known
-from faco.audit.inputs import AuditData
+from faco.audit.inputs import DYNAMICS, AuditData
 
 FALLBACK = "loss"
 
@@ -84,7 +84,7 @@ def rows(data: AuditData, scored: Sequence[Scored], rank_by: str) -> list[dict[s
 
 
 def detections(data: AuditData, names: Sequence[str], n_boot: int, seed: int,
-               ratio: float | None = None) -> list[Detection]:
+               ratio: float | None = None, kind: str | None = None) -> list[Detection]:
     """Each detector's AUROC, AP and precision at the corruption rate after every epoch and at the end
     (labels known), on the samples it scores."""
     labels = {it.id: bool(it.is_corrupted) for it in data.items}
@@ -93,9 +93,10 @@ def detections(data: AuditData, names: Sequence[str], n_boot: int, seed: int,
     out = []
     for name in names:
         for epoch, view in views:
-            if epoch is not None and not known(name).needs & {"dynamics"}:
+            if epoch is not None and DYNAMICS not in known(name).needs:
                 continue  # nothing changes between epochs
             s = known(name).score(view)
             ids = sorted(s)
-            out.append(detection([s[i] for i in ids], [labels[i] for i in ids], n_boot, seed, name, ratio, epoch))
+            out.append(detection([s[i] for i in ids], [labels[i] for i in ids], n_boot, seed, name, ratio, epoch,
+                                 kind))
     return out

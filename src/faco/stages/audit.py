@@ -120,7 +120,7 @@ def run(study: Study, data: Path, out: Path, model: Path | None = None) -> Path:
         scored = ranking.score_all(data_, names)
         _jsonl(tmp / "ranking.jsonl", ranking.rows(data_, scored, cfg.rank_by))
         found = ranking.detections(data_, names, study.analyze.bootstrap, study.analyze.seed,
-                                   meta["data"].get("ratio")) if _two_classes(loaded) else []
+                                   meta["data"].get("ratio"), meta["data"].get("kind")) if _two_classes(loaded) else []
         _write_summary(tmp, data_, scored, found, cfg, meta)
     log(f"audit: {out / 'ranking.jsonl'} ({len(names)} detectors), summary at {out / 'summary.md'}")
     return out
@@ -138,7 +138,7 @@ def _measure(study: Study, loaded: items.Loaded, wanted: list[str], given: dict[
     assert cfg is not None
     start = time.perf_counter()
     if given is None:
-        with tempfile.TemporaryDirectory(prefix=".faco-audit-", dir=tmp.parent) as scratch:
+        with tempfile.TemporaryDirectory(prefix=".train-", dir=tmp) as scratch:  # gone before the manifest
             dynamics, stats = _trained(study, loaded, Path(scratch))
         meta["train"] = {k: stats.get(k) for k in ("examples", "epochs", "train_loss", "seconds")}
     else:

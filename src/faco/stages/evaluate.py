@@ -48,8 +48,8 @@ from faco.records import write_json
 PREFETCH_KIND = "benchmarks"
 SAMPLES = "samples"
 #: Model manifest meta an evaluation carries over: the grid's ratio, recovery's start_ratio, the base row, the seed,
-#: the kind of false chain (corrupt.kinds).
-CARRIED_META = ("ratio", "tag", "start_ratio", "base", "seed", "kind")
+#: the kind of false chain (corrupt.kinds), the cleaning arm (train.clean).
+CARRIED_META = ("ratio", "tag", "start_ratio", "base", "seed", "kind", "clean")
 
 
 def default_probes() -> list[str]:

@@ -3,8 +3,11 @@
 `measure` scores every sample under a model: the mean loss and the mean probability of its response
 tokens (as training sees them: the chat-formatted prompt, the response and EOS, cut to
 `max_seq_len`), and, for a sample with options, the log-likelihood of each option's answer line
-(`Answer: <option>` right after the prompt, as the held-out benchmark's `acc_ll` scores it). The
-prompt goes through the model once; the response and the options continue from its cache.
+(`Answer: <option>` right after the prompt, as the held-out benchmark's `acc_ll` scores it). One
+forward pass per batch: each sample is its prompt followed by its branches (the response, then each
+answer line), every branch at the positions that follow the prompt and attending to the prompt and
+to itself only (a boolean 4-D attention mask; sdpa or eager attention), so the prompt is computed
+once for all of them.
 
 `DynamicsRecorder` is a Trainer callback that measures every sample at the end of each epoch's last
 step (as the loop's own per-sample losses) into `<work>/dynamics/epoch_N.jsonl`, kept across a
@@ -14,7 +17,6 @@ launcher with several processes it refuses to start.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,54 +41,90 @@ class Tracked:
     options: tuple[str, ...] = ()
 
 
-def _token_logprobs(logits: torch.Tensor, targets: Sequence[int]) -> torch.Tensor:
-    return torch.log_softmax(logits.float(), dim=-1)[torch.arange(len(targets)), torch.tensor(targets)]
+@dataclass
+class _Row:
+    """One sample laid out for a single forward pass: the prompt, then each branch (the response, then every
+    option's answer line) with its last token dropped, each branch attending to the prompt and to itself."""
+
+    ids: list[int]
+    positions: list[int]
+    segments: list[int]  # 0: the prompt; b >= 1: branch b
+    prompt: int  # tokens in the prompt
+    branches: list[list[int]]  # their full token ids (the targets)
+    starts: list[int]  # where each branch's inputs begin in `ids`
 
 
-def _options(model: Any, cache: Any, first: torch.Tensor, conts: list[list[int]], pad: int) -> list[float]:
-    """Summed log-probability of each continuation after the cached prompt (batched, right-padded)."""
-    width = max(map(len, conts))
-    ctx = cache.get_seq_length()
-    ids = torch.full((len(conts), width), pad)
-    mask = torch.zeros((len(conts), ctx + width), dtype=torch.long)
-    mask[:, :ctx] = 1
-    for j, cont in enumerate(conts):
-        ids[j, : len(cont)] = torch.tensor(cont)
-        mask[j, ctx : ctx + len(cont)] = 1
-    cache.batch_repeat_interleave(len(conts))
-    device = first.device
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache).logits
-    return [float(first[cont[0]] + _token_logprobs(logits[j, : len(cont) - 1], cont[1:]).sum())
-            for j, cont in enumerate(conts)]
+def _layout(sample: Tracked, tok: Any, max_len: int) -> _Row:
+    ex = encode(sample.record, tok, max_len)
+    cut = next(i for i, label in enumerate(ex.labels) if label != IGNORE)
+    prompt = ex.input_ids[:cut]
+    branches = [ex.input_ids[cut:]] + [tok(f"Answer: {o}", add_special_tokens=False)["input_ids"]
+                                       for o in sample.options]
+    row = _Row(list(prompt), list(range(len(prompt))), [0] * len(prompt), len(prompt), branches, [])
+    for b, branch in enumerate(branches, 1):
+        row.starts.append(len(row.ids))
+        row.ids += branch[:-1]
+        row.positions += range(len(prompt), len(prompt) + len(branch) - 1)
+        row.segments += [b] * (len(branch) - 1)
+    return row
+
+
+def _collate(rows: Sequence[_Row], pad: int) -> dict[str, torch.Tensor]:
+    """Right-padded ids and positions, and the boolean 4-D mask of every row's branches (padding attends to
+    itself only, so no row of the softmax is empty)."""
+    width = max(len(r.ids) for r in rows)
+    ids = torch.full((len(rows), width), pad)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.eye(width, dtype=torch.bool).repeat(len(rows), 1, 1, 1)
+    for i, r in enumerate(rows):
+        n = len(r.ids)
+        ids[i, :n], pos[i, :n] = torch.tensor(r.ids), torch.tensor(r.positions)
+        seg, idx = torch.tensor(r.segments), torch.arange(n)
+        visible = (seg[:, None] == seg[None, :]) | (seg[None, :] == 0)
+        mask[i, 0, :n, :n] = (idx[:, None] >= idx[None, :]) & visible
+    return {"input_ids": ids, "position_ids": pos, "attention_mask": mask}
+
+
+def _scores(logp: torch.Tensor, row: _Row) -> dict[str, Any]:
+    """From the log-probabilities at the prompt's last position (row 0) and at every branch input (the rest,
+    in order): the response's loss and mean token probability, each option's summed log-likelihood."""
+    per = []
+    for branch, start in zip(row.branches, row.starts, strict=True):
+        at = torch.tensor([0, *range(start - row.prompt + 1, start - row.prompt + len(branch))])
+        per.append(logp[at, torch.tensor(branch)])
+    response = per[0]
+    return {"loss": float(-response.mean()), "confidence": float(response.exp().mean()),
+            "options": [float(x.sum()) for x in per[1:]]}
 
 
 @torch.no_grad()
-def measure_one(model: Any, tok: Any, sample: Tracked, max_len: int) -> dict[str, Any]:
-    """`{id, loss, confidence, options}` of one sample (options: one log-likelihood per option, or [])."""
-    ex = encode(sample.record, tok, max_len)
-    cut = next(i for i, label in enumerate(ex.labels) if label != IGNORE)
-    prompt, response = ex.input_ids[:cut], ex.input_ids[cut:]
+def measure_batch(model: Any, tok: Any, samples: Sequence[Tracked], max_len: int) -> list[dict[str, Any]]:
+    """`{id, loss, confidence, options}` of every sample, in one forward pass of the batch (options: one
+    log-likelihood per option, or []). The vocabulary projection runs only where a token is scored."""
+    rows = [_layout(s, tok, max_len) for s in samples]
+    inner = model.get_base_model() if hasattr(model, "peft_config") else model
+    backbone = getattr(inner, inner.base_model_prefix)
     device = next(model.parameters()).device
-    head = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
-    first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
-    spare = copy.deepcopy(head.past_key_values) if sample.options else None
-    logp = first[response[0]].reshape(1)
-    if len(response) > 1:
-        tail = model(input_ids=torch.tensor([response[:-1]], device=device), past_key_values=head.past_key_values)
-        logp = torch.cat([logp, _token_logprobs(tail.logits[0], response[1:])])
-    options: list[float] = []
-    if spare is not None:
-        conts = [tok(f"Answer: {o}", add_special_tokens=False)["input_ids"] for o in sample.options]
-        options = _options(model, spare, first, conts, tok.pad_token_id)
-    return {"id": ex.id, "loss": float(-logp.mean()), "confidence": float(logp.exp().mean()), "options": options}
+    batch = {k: v.to(device) for k, v in _collate(rows, tok.pad_token_id).items()}
+    hidden = backbone(**batch, use_cache=False).last_hidden_state
+    head = inner.get_output_embeddings()
+    out = []
+    for i, (s, row) in enumerate(zip(samples, rows, strict=True)):
+        keep = torch.tensor([row.prompt - 1, *range(row.prompt, len(row.ids))], device=device)
+        logp = torch.log_softmax(head(hidden[i, keep]).float(), dim=-1).cpu()
+        out.append({"id": s.record.id, **_scores(logp, row)})
+    return out
 
 
-def measure(model: Any, tok: Any, samples: Sequence[Tracked], max_len: int, what: str) -> list[dict[str, Any]]:
-    """`measure_one` of every sample, in eval mode (the model's mode is restored after)."""
+def measure(model: Any, tok: Any, samples: Sequence[Tracked], max_len: int, what: str,
+            batch: int = 8) -> list[dict[str, Any]]:
+    """`measure_batch` over batches of `batch` samples, in eval mode (the model's mode is restored after)."""
     was_training = model.training
     model.eval()
+    chunks = [samples[i : i + batch] for i in range(0, len(samples), batch)]
     try:
-        return [measure_one(model, tok, s, max_len) for s in track(samples, what, total=len(samples))]
+        return [row for chunk in track(chunks, what, total=len(chunks))
+                for row in measure_batch(model, tok, chunk, max_len)]
     finally:
         model.train(was_training)
 
@@ -110,7 +148,8 @@ class DynamicsRecorder(TrainerCallback):  # type: ignore[misc]
         if not float(state.epoch or 0).is_integer() or self.folder is None:
             return
         epoch = round(state.epoch)
-        rows = measure(kw["model"], self.tokenizer, self.samples, self.max_len, f"dynamics epoch {epoch}")
+        rows = measure(kw["model"], self.tokenizer, self.samples, self.max_len, f"dynamics epoch {epoch}",
+                       args.per_device_train_batch_size)
         text = "".join(json.dumps({"epoch": epoch, **r}) + "\n" for r in rows)
         (self.folder / f"epoch_{epoch}.jsonl").write_text(text)
 

@@ -13,8 +13,8 @@ from faco.audit.detectors.judge import Judge
 from faco.audit.detectors.margin import Margin
 from faco.audit.detectors.training import Confidence, FinalLoss, Variability
 
-BUILT_IN: tuple[Callable[[], Detector], ...] = (FinalLoss, Confidence, Variability, Margin, InstructionFollowingDifficulty,
-                              LossChange, Judge)
+BUILT_IN: tuple[Callable[[], Detector], ...] = (
+    FinalLoss, Confidence, Variability, Margin, InstructionFollowingDifficulty, LossChange, Judge)
 
 __all__ = ["Detector", "detectors", "known"]
 
