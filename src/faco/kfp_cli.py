@@ -20,6 +20,7 @@ from faco.paths import repo_root
 
 #: Compiled file stem -> module with `build(settings)`.
 PIPELINES = {
+    "audit": "pipelines.audit",
     "corruption_study": "pipelines.corruption_study",
     "recovery": "pipelines.recovery",
     "sweep": "pipelines.sweep",
