@@ -68,7 +68,7 @@ def _trained(study: Study, loaded: items.Loaded, scratch: Path) -> tuple[dict[st
     texts = _texts(loaded)
     (scratch / "out").mkdir()
     stats = train(cfg, [it.record() for it in loaded.items], lambda: load_base(cfg.model, texts, cfg.seed),
-                  scratch / "out", scratch / "work", callbacks=[recorder], resume=False)
+                  scratch / "out", scratch / "work", callbacks=[recorder], resume=False, sample_losses=False)
     recorder.artifact_files(scratch)
     return read_dynamics(scratch / DYNAMICS_FILE), stats
 

@@ -233,12 +233,14 @@ def train(
     epochs: int | None = None,
     resume: bool = True,
     callbacks: Sequence[Any] = (),
+    sample_losses: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune the model `load()` returns on `records`.
 
     Writes `model/`, `loss.jsonl`, `sample_loss.jsonl` (and `checkpoints/epoch_N/` with
     `save_every_epoch`) under `out` on the main process; resumes from the last Trainer checkpoint
-    in `work` when `resume` is true. Returns the training statistics.
+    in `work` when `resume` is true. Returns the training statistics. `sample_losses=False` skips the
+    per-epoch sample losses (the audit's recorder measures them itself, `faco.training.dynamics`).
     """
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
@@ -297,8 +299,8 @@ def train(
                 return
             epoch = round(state.epoch)
             losses = _sharded_sample_loss(kw["model"], examples, tok.pad_token_id, cfg.per_device_batch_size,
-                                          cfg.packing)
-            if main:
+                                          cfg.packing) if sample_losses else []
+            if main and sample_losses:
                 rows = [json.dumps({"epoch": epoch, "id": e.id, "is_corrupted": e.is_corrupted, "loss": loss})
                         for e, loss in zip(examples, losses, strict=True)]
                 (work / "sample_loss" / f"epoch_{epoch}.jsonl").write_text("".join(r + "\n" for r in rows))
@@ -333,9 +335,10 @@ def train(
         for entry in steps:
             fh.write(json.dumps({"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"],
                                  "learning_rate": entry.get("learning_rate")}) + "\n")
-    with (out / "sample_loss.jsonl").open("w") as fh:
-        for epoch in range(1, n_epochs + 1):
-            fh.write((work / "sample_loss" / f"epoch_{epoch}.jsonl").read_text())
+    if sample_losses:
+        with (out / "sample_loss.jsonl").open("w") as fh:
+            for epoch in range(1, n_epochs + 1):
+                fh.write((work / "sample_loss" / f"epoch_{epoch}.jsonl").read_text())
     if cfg.save_every_epoch:
         shutil.copytree(work / "epochs", out / "checkpoints")
     on_disk = count_saved_params(out / "model", tied)
