@@ -9,7 +9,8 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from faco import images
-from faco.k8s.settings import UNTRUSTED_CODE_LABEL, ClusterSettings, SecretRef
+from faco.evaluation.sandbox import MODE_ENV as SANDBOX_MODE_ENV
+from faco.k8s.settings import POD_SANDBOX_MODE, UNTRUSTED_CODE_LABEL, ClusterSettings, SecretRef
 from faco.kfp_glue import ENV_WORK_ROOT
 
 
@@ -89,7 +90,9 @@ def evaluator(task: PipelineTask, s: ClusterSettings, *, untrusted_code: bool = 
 
     `untrusted_code`: the task (`evaluate_untrusted`) runs model-written code, so its pod carries
     the label that the `isolate-untrusted-code` NetworkPolicies select (no egress beyond what
-    KFP's own launcher needs) and gets no Secrets; its benchmark data comes prefetched.
+    KFP's own launcher needs) and gets no Secrets; its benchmark data comes prefetched. Its sandbox
+    mode is `auto`: a pod's RuntimeDefault seccomp profile forbids the user namespaces of the strict
+    mode, so there the weak mode runs (Landlock, seccomp, limits; docs/evaluation.md).
     """
     if s.eval_gpus:
         _on_gpu_nodes(task, s, s.eval_gpus)
@@ -98,7 +101,7 @@ def evaluator(task: PipelineTask, s: ClusterSettings, *, untrusted_code: bool = 
     retried(restricted(task))
     if untrusted_code:
         kubernetes.add_pod_label(task, label_key=UNTRUSTED_CODE_LABEL, label_value="true")
-        return task
+        return task.set_env_variable(SANDBOX_MODE_ENV, POD_SANDBOX_MODE)
     return secrets(task, s.secrets.huggingface, s.secrets.s3)
 
 

@@ -11,7 +11,8 @@ import yaml
 
 from faco import images, kfp_cli
 from faco.errors import ConfigError
-from faco.k8s.settings import ClusterSettings, MultiNode
+from faco.evaluation import sandbox
+from faco.k8s.settings import POD_SANDBOX_MODE, ClusterSettings, MultiNode
 from faco.kfp_glue import plan, sweep_cells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,6 +149,18 @@ def test_code_executing_evaluation_carries_the_policy_label(name: str) -> None:
     assert {ex for ex, f in functions.items() if f == "evaluate_untrusted"} == set(labelled)
     # the plain branch evaluates the same models
     assert sum(f == "evaluate" for f in functions.values()) == len(labelled)
+
+
+@pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
+def test_code_executing_evaluation_sets_the_pod_sandbox_mode(name: str) -> None:
+    """A pod cannot make the strict sandbox's user namespaces (seccomp RuntimeDefault), so every
+    `evaluate_untrusted` container sets FACO_SANDBOX=auto (the weak, Landlock mode there); no other does."""
+    path = ROOT / "pipelines" / f"{name}.yaml"
+    modes = {ex: {e["name"]: e.get("value") for e in execu["container"].get("env", [])}.get(sandbox.MODE_ENV)
+             for ex, execu in executors(path).items() if "container" in execu}
+    untrusted = {ex for ex, f in _functions(path).items() if f == "evaluate_untrusted"}
+    assert untrusted and POD_SANDBOX_MODE == "auto"
+    assert {ex: mode for ex, mode in modes.items() if mode is not None} == dict.fromkeys(untrusted, POD_SANDBOX_MODE)
 
 
 @pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])

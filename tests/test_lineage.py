@@ -249,8 +249,9 @@ def test_copied_study_is_verified_as_the_copy(chain: Path, tmp_path: Path) -> No
     assert wider.returncode == 0, wider.stderr  # a tree that holds the original too: its pairs are used
 
 
-def test_schema_1_manifests_still_verify(chain: Path) -> None:
-    """Manifests written by faco 0.1 (paths relative to the run's cwd, no self-hash) verify as before."""
+def test_schema_1_manifests_verify_only_when_allowed(chain: Path) -> None:
+    """Manifests written by faco 0.1 (paths relative to the run's cwd, no self-hash) are refused as a
+    downgrade (anyone can rewrite one), and verify as before with --allow-schema-1."""
     previous = None
     for name in ("sources", "pairs", "splits"):
         mf = chain / "artifacts" / name / "manifest.json"
@@ -263,11 +264,15 @@ def test_schema_1_manifests_still_verify(chain: Path) -> None:
             parent["manifest_sha256"] = previous
         mf.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         previous = manifest_hash(chain / "artifacts" / name)
-    node = lineage.trace("artifacts/splits")
+    refused = faco("lineage", "verify", "artifacts/splits", cwd=chain)
+    assert refused.returncode == EXIT_VERIFY and "schema 1 manifest without self_sha256: refused" in refused.stderr
+    allowed = faco("lineage", "verify", "artifacts/splits", "--allow-schema-1", cwd=chain)
+    assert allowed.returncode == 0, allowed.stderr
+    node = lineage.trace("artifacts/splits", policy=lineage.Policy(legacy=True))
     assert node.all_problems() == []
     assert [link.found_by for link in node.parents] == ["recorded path"]
     flip_byte(chain / "artifacts/sources/sources.jsonl")
-    assert run_verify("artifacts/splits")[0] == EXIT_VERIFY
+    assert faco("lineage", "verify", "artifacts/splits", "--allow-schema-1", cwd=chain).returncode == EXIT_VERIFY
 
 
 @pytest.fixture

@@ -15,11 +15,13 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from sandbox_probe import EARLY_EXITS, OUTLIVE, survivors, until_gone
 
 from faco import artifact_kinds, artifacts
 from faco.errors import EXIT_INPUT, FacoError
@@ -59,7 +61,7 @@ def isolated(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, fr
     """Each way strict mode isolates: namespaces made as root, or inside a user namespace (faco not root)."""
     if request.param == "user namespace":
         userns = sandbox.candidates("strict")[-1:]
-        monkeypatch.setattr(sandbox, "candidates", lambda mode: userns)
+        monkeypatch.setattr(sandbox, "candidates", lambda mode: userns if mode == "strict" else [])
         try:
             sandbox.isolation("strict")
         except sandbox.SandboxUnavailable as exc:
@@ -395,6 +397,66 @@ def test_humaneval_scoring_keeps_going_after_hostile_samples(
     assert scores == {"pass@1": pytest.approx(1 / len(samples))}  # 7 samples: no pass@10
     assert not outside.exists()
     _assert_no_connection(listener)
+
+
+@pytest.mark.usefixtures("opted_in", "isolated")
+def test_no_process_outlives_its_run() -> None:
+    """A program that makes itself a new session and clears its parent-death signal, then sleeps holding
+    memory: when run_python returns "timeout", no process of it is left (issue 23 item 4)."""
+    try:
+        result = sandbox.run_python(OUTLIVE, FAST)
+        assert result.status == "timeout" and "RESULT setsid" in result.stdout, result
+        assert until_gone() == []
+    finally:
+        for pid in survivors():
+            os.kill(pid, 9)
+
+
+@pytest.mark.usefixtures("fresh_probe")
+@pytest.mark.parametrize("sandbox_mode", ["strict", "weak"])
+def test_no_process_outlives_faco(sandbox_mode: str) -> None:
+    """faco killed with SIGKILL mid-run (no finally runs): the program dies with it (parent-death signal)."""
+    python = next((p for p in (sandbox.interpreter(), "/usr/bin/python3") if _nobody_can_read(p)), None)
+    if sandbox_mode == "weak" and os.geteuid() == 0 and python is None:
+        pytest.skip("weak mode as root needs a Python that user nobody can read")
+    env = {**os.environ, sandbox.ALLOW_ENV: "1", sandbox.MODE_ENV: sandbox_mode,
+           "PYTHONPATH": str(Path(sandbox.__file__).parents[3])}  # the sandbox needs only the standard library
+    run = f"from faco.evaluation import sandbox\nsandbox.run_python({OUTLIVE!r}, sandbox.Limits(wall_s=600))\n"
+    faco = subprocess.Popen([python or sys.executable, "-c", run], env=env)
+    try:
+        for _ in range(600):  # until the program runs (at most a minute on a busy machine)
+            if survivors() or faco.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert survivors(), "the program never started"
+        faco.kill()
+        faco.wait()
+        assert until_gone() == []
+    finally:
+        faco.kill()
+        for pid in survivors():
+            os.kill(pid, 9)
+
+
+@pytest.mark.usefixtures("opted_in", "isolated")
+def test_a_pass_means_the_program_returned() -> None:
+    """Exit status 0 is not enough: `sys.exit(0)`, `os._exit(0)` or a guessed sentinel before the
+    checks is "exited", never a pass (issue 23 item 6)."""
+    statuses = {name: sandbox.run_python(code, FAST) for name, code in EARLY_EXITS.items()}
+    assert {name: r.status for name, r in statuses.items()} == {
+        "returns": "passed", "sys.exit": "exited", "os._exit": "exited", "forged sentinel": "exited"}
+    assert [name for name, r in statuses.items() if r.passed] == ["returns"]
+    assert "faco-sandbox-returned" not in statuses["returns"].stdout  # the sentinel is not program output
+
+
+@pytest.mark.usefixtures("opted_in")
+def test_humaneval_completion_that_exits_before_the_checks_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "DEFAULT_LIMITS", FAST)
+    doc = {"prompt": "def add(a, b):\n", "entry_point": "add", "test": "def check(f):\n    assert f(2, 3) == 5\n"}
+    completions = ["    return a - b\nimport sys\nsys.exit(0)\n", "    return a - b\nimport os\nos._exit(0)\n",
+                   "    return a + b\n"]
+    scores = _task_utils().humaneval_process_results(doc, [[doc["prompt"] + c for c in completions]])
+    assert scores == {"pass@1": pytest.approx(1 / 3)}
 
 
 def test_pass_at_k() -> None:

@@ -1,8 +1,11 @@
 """Artifact directories: data files plus a `manifest.json` that makes lineage verifiable.
 
 A manifest records the artifact kind, the sha256 of every file, the parents' manifest hashes,
-the hash of the config section(s) that made it, and the code version. Outputs are written to a
-temporary sibling directory and renamed into place only when complete, so a failed stage leaves
+the hash of the config section(s) that made it, and the code version, and is self-hashed (and
+signed, with a key in the environment: `faco.lineage.signing`). An artifact holds regular files
+only: a symbolic link (which a reader would follow out of it, to bytes no manifest vouches for)
+is refused when the manifest is written and a problem when it is verified. Outputs are written to
+a temporary sibling directory and renamed into place only when complete, so a failed stage leaves
 no half-written artifact.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +28,8 @@ from faco.paths import repo_root
 
 MANIFEST = "manifest.json"
 SELF_HASH = "self_sha256"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 2: self-hash, relative parent paths; 3: optional signature, no symbolic links
+SELF_HASHED = 2  # manifests of an older schema carry no self-hash: refused unless legacy ones are allowed
 
 
 def sha256_file(path: Path) -> str:
@@ -58,6 +63,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
     mf = path / MANIFEST
     if not mf.is_file():
         raise ArtifactError(f"{path}: not a faco artifact (no {MANIFEST})")
+    if mf.is_symlink():
+        raise VerificationError(f"{mf}: a symbolic link, not a manifest")
     try:
         manifest = json.loads(mf.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
@@ -95,21 +102,30 @@ def self_hash(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def self_problem(path: Path, manifest: dict[str, Any]) -> str | None:
-    """The problem with a manifest's own integrity (its `self_sha256`), or None when it holds.
+def self_problem(path: Path, manifest: dict[str, Any], legacy: bool = False) -> str | None:
+    """The problem with a manifest's own integrity (self-hash, signature), or None when it holds.
 
-    Schema 1 manifests (before 0.2) carry no self-hash and are accepted as they are.
+    A manifest of schema 1 (faco before 0.2) carries no self-hash: anyone can rewrite one, so it is
+    refused (a downgrade) unless `legacy` allows it. A signature, when present, must be valid.
     """
+    from faco.lineage import signing
+
+    mf = path / MANIFEST
     recorded = manifest.get(SELF_HASH)
+    version = int(manifest.get("schema_version", 1))
+    if version < SELF_HASHED and (recorded is not None or signing.SIGNATURE in manifest):
+        return f"{mf}: claims schema {version} but carries a {SELF_HASH} or signature (schema downgrade)"
+    if version < SELF_HASHED:
+        return None if legacy else (f"{mf}: schema {version} manifest without {SELF_HASH}: refused (anyone can "
+                                    "rewrite one; a downgrade); re-run the stage, or verify with --allow-schema-1")
     if recorded is None:
-        if int(manifest.get("schema_version", 1)) < 2:
-            return None
-        return f"{path / MANIFEST}: no {SELF_HASH} (manifest edited)"
+        return f"{mf}: no {SELF_HASH} (manifest edited)"
     actual = self_hash(manifest)
     if recorded != actual:
-        return (f"{path / MANIFEST}: {SELF_HASH} mismatch (recorded {str(recorded)[:12]}, "
+        return (f"{mf}: {SELF_HASH} mismatch (recorded {str(recorded)[:12]}, "
                 f"found {actual[:12]}; manifest edited)")
-    return None
+    bad = signing.signature_problem(manifest)
+    return f"{mf}: {bad}" if bad else None
 
 
 def ancestors(path: Path, prune: Callable[[dict[str, Any]], bool] = lambda m: False
@@ -143,13 +159,53 @@ def require(path: Path, kind: str) -> dict[str, Any]:
     return manifest
 
 
+def tree_entries(root: Path) -> tuple[list[str], list[str]]:
+    """(regular files, everything else: symbolic links, FIFOs, sockets, devices) below `root`, as
+    sorted POSIX paths relative to it, without the artifact's own manifest. Never follows a link:
+    a linked folder is listed, not entered."""
+    files, odd = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in [*dirnames, *filenames]:
+            entry = here / name
+            mode = os.lstat(entry).st_mode
+            rel = entry.relative_to(root).as_posix()
+            if stat.S_ISREG(mode) and rel != MANIFEST:
+                files.append(rel)
+            elif not stat.S_ISDIR(mode) and rel != MANIFEST:
+                odd.append(rel)
+    return sorted(files), sorted(odd)
+
+
 def tree_files(root: Path) -> list[str]:
-    """Every file below `root` except the manifest, as sorted POSIX paths relative to `root`."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+    """Every regular file below `root` except the manifest, as sorted POSIX paths relative to `root`."""
+    return tree_entries(root)[0]
+
+
+def _odd(root: Path, name: str) -> str:
+    entry = root / name
+    return f"symbolic link to {os.readlink(entry)}" if entry.is_symlink() else "not a regular file"
 
 
 def _hash_tree(root: Path) -> dict[str, str]:
     return {name: sha256_file(root / name) for name in tree_files(root)}
+
+
+def file_problems(path: Path, files: dict[str, str], shown: str) -> list[str]:
+    """Re-hash `path` against its manifest's `files`: changed, missing, extra and non-regular entries
+    (symbolic links are never followed), each named as `shown/NAME`."""
+    present, odd = tree_entries(path)
+    problems = [f"{shown}/{name}: {_odd(path, name)} (an artifact holds regular files only)" for name in odd]
+    for name, digest in sorted(files.items()):
+        if name not in present:
+            if name not in odd:
+                problems.append(f"{shown}/{name}: missing")
+            continue
+        actual = sha256_file(path / name)
+        if actual != digest:
+            problems.append(f"{shown}/{name}: sha256 mismatch (recorded {digest[:12]}, found {actual[:12]})")
+    problems.extend(f"{shown}/{name}: not in manifest" for name in sorted(set(present) - files.keys()))
+    return problems
 
 
 def parent_entry(parent: Path, child: Path) -> dict[str, Any]:
@@ -174,7 +230,13 @@ def write_manifest(
     same from both).
     """
     from faco import integrity
+    from faco.lineage import signing
 
+    odd = tree_entries(path)[1]
+    if odd:
+        raise ArtifactError(f"{odd[0]}: {_odd(path, odd[0])} in the {kind!r} artifact being written; an artifact "
+                            "holds regular files only (a reader would follow a link to bytes no manifest vouches for)")
+    key = signing.signing_key()
     manifest: dict[str, Any] = {
         "kind": kind,
         "schema_version": SCHEMA_VERSION,
@@ -185,6 +247,8 @@ def write_manifest(
         "meta": meta or {},
         "files": _hash_tree(path),
     }
+    if key is not None:
+        manifest[signing.SIGNATURE] = signing.sign(manifest, key)
     manifest[SELF_HASH] = self_hash(manifest)
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     integrity.remember(path, manifest_hash(path), sorted(manifest["files"]))
@@ -192,20 +256,14 @@ def write_manifest(
 
 
 def verify(path: Path) -> list[str]:
-    """Re-hash an artifact's files and check its manifest's self-hash; problems (empty when intact)."""
+    """Re-hash an artifact's files and check its manifest (self-hash, signature, and the signer when
+    `FACO_PUBLIC_KEY` names trusted keys); problems (empty when intact)."""
+    from faco.lineage import signing
+
     manifest = read_manifest(path)
-    problems: list[str] = []
-    own = self_problem(path, manifest)
-    if own:
-        problems.append(own)
-    actual = _hash_tree(path)
-    for name, digest in sorted(manifest["files"].items()):
-        if name not in actual:
-            problems.append(f"{path / name}: missing")
-        elif actual[name] != digest:
-            problems.append(f"{path / name}: sha256 mismatch")
-    problems.extend(f"{path / name}: not in manifest" for name in sorted(actual.keys() - manifest["files"].keys()))
-    return problems
+    problems = [p for p in [self_problem(path, manifest), signing.trust_problem(path / MANIFEST, manifest,
+                                                                                 signing.trusted_keys([]))] if p]
+    return problems + file_problems(path, manifest["files"], str(path))
 
 
 def _refuse_overlap(out: Path, parents: list[Path]) -> None:

@@ -4,8 +4,10 @@ Hashing a 26 GB model on every read would be slow, so a verified artifact leaves
 `$FACO_CACHE_DIR/verified/<manifest sha256>.json`: each file's size, mtime, ctime and inode at
 the time its hash was checked. When every file still has the same stat, the hashes are trusted
 without reading the bytes; any edit (which changes mtime and ctime), copy or replacement (new
-inode) makes the next use re-hash. `FACO_NO_VERIFY=1` skips the check (for users who accept the
-risk on huge inputs).
+inode) makes the next use re-hash. A symbolic link or other non-regular entry anywhere in the
+artifact always fails the check (a reader would follow it to bytes no manifest vouches for), and
+with `FACO_PUBLIC_KEY` set, so does a manifest no trusted key signed. `FACO_NO_VERIFY=1` skips the
+check (for users who accept the risk on huge inputs).
 """
 
 from __future__ import annotations
@@ -71,14 +73,16 @@ def check(path: Path) -> None:
     refreshes the cache.
     """
     from faco import artifacts
+    from faco.lineage import signing
 
     if disabled():
         return
     manifest = artifacts.read_manifest(path)
     names = sorted(manifest.get("files", {}))
     digest = artifacts.manifest_hash(path)
-    present = sorted(artifacts.tree_files(path))
-    if present == names and known_good(path, digest, names):
+    present, odd = artifacts.tree_entries(path)
+    untrusted = signing.trust_problem(path / artifacts.MANIFEST, manifest, signing.trusted_keys([]))
+    if not odd and not untrusted and present == names and known_good(path, digest, names):
         return
     problems = artifacts.verify(path)
     if problems:

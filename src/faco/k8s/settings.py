@@ -18,6 +18,11 @@ from faco.errors import ConfigError
 #: `evaluate.allow_code_execution`). The NetworkPolicies `isolate-untrusted-code` in manifests/
 #: select it; tests compare the two.
 UNTRUSTED_CODE_LABEL = "faco.dev/executes-untrusted-code"
+#: `FACO_SANDBOX` of those tasks: strict where namespaces can be made, else weak. A pod (UID 10001, no
+#: capabilities, seccomp RuntimeDefault) cannot make the user namespaces of the strict mode, so there the
+#: weak mode runs, confined by Landlock and seccomp (docs/evaluation.md#the-sandbox-in-a-pod,
+#: tests/test_sandbox_pod.py); a kfp.local run as root gets the strict mode.
+POD_SANDBOX_MODE = "auto"
 
 
 class _Strict(BaseModel):

@@ -7,6 +7,7 @@ from typing import Any
 from rich.markup import escape
 from rich.tree import Tree
 
+from faco.lineage.signing import signer
 from faco.lineage.verify import Node
 
 
@@ -21,6 +22,8 @@ def to_dict(node: Node) -> dict[str, Any]:
         "code_version": m.get("code_version"),
         "config_hash": m.get("config_hash"),
         "kfp_run_id": (m.get("meta") or {}).get("kfp_run_id"),
+        "schema_version": m.get("schema_version", 1),
+        "signed_by": signer(m),
         "dvc": node.dvc,
         "files": len(m.get("files", {})),
         "raw_inputs": (m.get("meta") or {}).get("raw_inputs", []),
@@ -56,6 +59,8 @@ def render_tree(node: Node) -> Tree:
         m = n.manifest
         details = [f"created {m.get('created')}", f"code {m.get('code_version')}",
                    f"config {str(m.get('config_hash'))[:12]}", f"{len(m.get('files', {}))} files"]
+        if signer(m):
+            details.append(f"signed by {signer(m)}")
         run_id = (m.get("meta") or {}).get("kfp_run_id")
         if run_id:
             details.append(f"kfp run {run_id}")

@@ -5,7 +5,9 @@ resolves each parent: by the path recorded relative to the child (the method), e
 recorded URI, else by searching nearby artifact directories for the recorded manifest sha256
 (fallbacks for moved parents). Resolution stays inside the tree being verified (by default the
 smallest directory holding the target and every relative parent path of its chain), so a copied
-study is checked as the copy, never through the original; `allow_outside` lifts that.
+study is checked as the copy, never through the original; `allow_outside` lifts that. Every place
+is resolved (symbolic links followed) before that check: a parent folder that is a link into
+another tree is outside, and a link inside an artifact is a problem, never followed.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 import yaml
 
 from faco import storage
-from faco.artifacts import MANIFEST, self_problem, sha256_file, shape_problem
+from faco.artifacts import MANIFEST, file_problems, self_problem, sha256_file, shape_problem
 from faco.errors import VerificationError
-from faco.lineage import raw
+from faco.lineage import raw, signing
 from faco.lineage.store import LocalStore, S3Store, Store
 
 
@@ -80,8 +82,24 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def _real(path: Path) -> Path:
+    """`path` with every symbolic link resolved: where its bytes really are."""
+    return Path(os.path.realpath(path))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What verification demands beyond self-consistency: signatures by `trusted` keys (fingerprints);
+    `legacy`: accept schema-1 manifests, which carry no self-hash."""
+
+    trusted: frozenset[str] = frozenset()
+    legacy: bool = False
+
+
 def _read(path: Path) -> dict[str, Any] | str:
     """The manifest of `path`, or what is wrong with it."""
+    if (path / MANIFEST).is_symlink():
+        return "a symbolic link"
     try:
         data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
@@ -115,11 +133,13 @@ def chain_extent(store: Store, target: Path) -> Path:
 class Tracer:
     """Builds the `Node` tree of one target; every artifact is read and hashed once."""
 
-    def __init__(self, store: Store, dvc_outs: dict[str, dict[str, str]], root: Path, allow_outside: bool) -> None:
+    def __init__(self, store: Store, dvc_outs: dict[str, dict[str, str]], root: Path, allow_outside: bool,
+                 policy: Policy) -> None:
         self.store = store
         self.dvc_outs = dvc_outs
         self.root = root
         self.allow_outside = allow_outside
+        self.policy = policy
         self.nodes: dict[Path, Node] = {}
         self.hash_cache: dict[Path, str] = {}
 
@@ -132,7 +152,7 @@ class Tracer:
         return self.hash_cache[path]
 
     def node(self, path: Path) -> Node:
-        path = Path(os.path.normpath(path))
+        path = _real(path)
         if path in self.nodes:
             return self.nodes[path]
         shown = self.store.display(path)
@@ -144,10 +164,10 @@ class Tracer:
             node.problems.append(f"{shown}/{MANIFEST}: unreadable manifest ({manifest})")
             return node
         node.manifest = manifest
-        own = self_problem(Path(shown), manifest)
-        if own:
-            node.problems.append(own)
-        node.problems.extend(self._check_files(path, shown, manifest["files"]))
+        own = [self_problem(Path(shown), manifest, self.policy.legacy),
+               signing.trust_problem(f"{shown}/{MANIFEST}", manifest, set(self.policy.trusted))]
+        node.problems.extend(p for p in own if p)
+        node.problems.extend(file_problems(path, manifest["files"], shown))
         raw_inputs = (manifest.get("meta") or {}).get("raw_inputs")
         for entry in raw_inputs if isinstance(raw_inputs, list) else []:
             if isinstance(entry, dict):
@@ -159,22 +179,9 @@ class Tracer:
             node.parents.append(self._link(path, shown, rec if isinstance(rec, dict) else {}))
         return node
 
-    def _check_files(self, path: Path, shown: str, files: dict[str, str]) -> list[str]:
-        problems: list[str] = []
-        for name, digest in sorted(files.items()):
-            f = path / name
-            if not f.is_file():
-                problems.append(f"{shown}/{name}: missing")
-                continue
-            actual = sha256_file(f)
-            if actual != digest:
-                problems.append(f"{shown}/{name}: sha256 mismatch (recorded {digest[:12]}, found {actual[:12]})")
-        present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() and p.name != MANIFEST}
-        problems.extend(f"{shown}/{name}: not in manifest" for name in sorted(present - files.keys()))
-        return problems
-
     def _usable(self, cand: Path, child: Path, outside: list[Path]) -> bool:
-        """Whether `cand` holds an artifact we may read (remembering those outside the tree)."""
+        """Whether `cand` holds an artifact we may read (remembering those outside the tree); `cand`
+        must be resolved (a link into another tree is outside)."""
         if cand == child or not self.store.ensure(cand):
             return False
         if not self.allowed(cand):
@@ -188,14 +195,13 @@ class Tracer:
         recorded = str(rel if rel is not None else rec.get("path", ""))
         outside: list[Path] = []
         if isinstance(rel, str):
-            cand = Path(os.path.normpath(child / rel))
+            cand = _real(child / rel)
             if self._usable(cand, child, outside):  # the recorded place is authoritative when it holds one
                 if self.manifest_sha(cand) == want:
                     return self._linked(kind, recorded, want, cand, "relative path", shown)
                 return self._mismatch(kind, recorded, want, cand, shown)
         else:  # schema 1: a path relative to the producing run's cwd
-            existing = [c for c in dict.fromkeys(Path(os.path.normpath(c))
-                                                 for c in self.store.legacy_candidates(recorded, child))
+            existing = [c for c in dict.fromkeys(_real(c) for c in self.store.legacy_candidates(recorded, child))
                         if self._usable(c, child, outside)]
             for cand in existing:
                 if self.manifest_sha(cand) == want:
@@ -204,11 +210,12 @@ class Tracer:
                 return self._mismatch(kind, recorded, want, existing[0], shown)
         if isinstance(uri, str):
             cand_uri = self.store.from_uri(uri)
+            cand_uri = None if cand_uri is None else _real(cand_uri)
             if cand_uri is not None and self._usable(cand_uri, child, outside) and self.manifest_sha(cand_uri) == want:
                 return self._linked(kind, recorded, want, cand_uri, "uri", shown)
         for root in self.store.search_roots(child):
             for cand in self.store.artifact_dirs(root):
-                cand = Path(os.path.normpath(cand))
+                cand = _real(cand)
                 if self.manifest_sha(cand) == want and self._usable(cand, child, outside):
                     return self._linked(kind, recorded, want, cand, "manifest sha256", shown)
         hint = ""
@@ -253,27 +260,30 @@ def dvc_outputs(lock: Path) -> dict[str, dict[str, str]]:
     return outs
 
 
-def _trace(store: Store, path: Path, target: str, root: Path | None, allow_outside: bool) -> Node:
+def _trace(store: Store, path: Path, target: str, root: Path | None, allow_outside: bool, policy: Policy) -> Node:
     if not store.ensure(path):
         raise VerificationError(f"{target}: not a faco artifact (no {MANIFEST})")
-    tree = root if root is not None else chain_extent(store, path)
-    return Tracer(store, dvc_outputs(Path.cwd() / "dvc.lock"), tree, allow_outside).node(path)
+    # the extent is lexical, candidates are resolved: a parent folder linked into another tree lies outside
+    tree = _real(root if root is not None else chain_extent(store, path))
+    return Tracer(store, dvc_outputs(Path.cwd() / "dvc.lock"), tree, allow_outside, policy).node(path)
 
 
-def trace(target: str, search: Sequence[Path] = (), root: Path | None = None, allow_outside: bool = False) -> Node:
+def trace(target: str, search: Sequence[Path] = (), root: Path | None = None, allow_outside: bool = False,
+          policy: Policy = Policy()) -> Node:
     """Resolve and verify the whole chain of `target` (a directory or an s3:// prefix).
 
     `root` is the tree parents must lie in (default: the chain's own extent); `search` adds
-    directories to look in for moved parents (they count as inside the tree).
+    directories to look in for moved parents (they count as inside the tree); `policy` adds
+    demands (trusted signers, schema-1 manifests allowed).
     """
     if storage.is_s3(target):
         uri = storage.S3Uri.parse(target)
         with tempfile.TemporaryDirectory(prefix="faco-lineage-") as tmp:
             mirror = Path(tmp).resolve()
-            return _trace(S3Store(uri.bucket, mirror), mirror / uri.key, target, None, allow_outside)
+            return _trace(S3Store(uri.bucket, mirror), mirror / uri.key, target, None, allow_outside, policy)
     path = Path(target).resolve()
     store = LocalStore(search)
     tree = Path(root).resolve() if root is not None else None
     if tree is None and search:
         tree = Path(os.path.commonpath([str(chain_extent(store, path)), *map(str, store.extra_roots)]))
-    return _trace(store, path, target, tree, allow_outside)
+    return _trace(store, path, target, tree, allow_outside, policy)

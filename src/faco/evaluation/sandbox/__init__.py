@@ -10,12 +10,18 @@ The containment is the operating system's, not the interpreter's (the child side
   file size, open files, processes, no core), the sandbox user `nobody` when faco runs as root (all
   capabilities dropped in a user namespace), and a seccomp filter that makes exec, process creation,
   sockets, signals to other processes, ptrace, mounts and namespaces fail;
-- its own session, killed as a process group at the wall-clock timeout.
+- its own session; when `run_python` returns (at the wall-clock timeout or earlier) every process
+  of the run is killed: the process group, and every descendant found under /proc (the program can
+  make no new session, group or process); the parent-death signal kills it when faco dies;
+- a pass only when the program returned: the child writes a per-run secret sentinel after the
+  program's last statement, so `sys.exit(0)` or `os._exit(0)` before the checks is a failure.
 
 Where the namespaces cannot be made, code execution is refused (`SandboxUnavailable`) unless the user
 opts into the weaker mode with `FACO_SANDBOX=weak` (no namespaces: the host filesystem stays visible
-with the sandbox user's rights). Nothing runs at all unless the caller opted in:
+with the sandbox user's rights, or only the interpreter and libraries under Landlock; the mode a
+Kubernetes pod runs, docs/evaluation.md). Nothing runs at all unless the caller opted in:
 `FACO_ALLOW_CODE_EXECUTION=1` (set by the evaluate stage only when `evaluate.allow_code_execution: true`).
+This package imports only the standard library and `faco.errors` (it runs in a bare Python image too).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -35,11 +42,10 @@ from functools import cache
 from pathlib import Path
 
 from faco.errors import ConfigError, FacoError
-from faco.progress import log
 
 ALLOW_ENV = "FACO_ALLOW_CODE_EXECUTION"
 MODE_ENV = "FACO_SANDBOX"
-MODES = ("strict", "weak")
+MODES = ("strict", "weak", "auto")
 SANDBOX_UID = 65534  # nobody: the program's uid and gid when faco runs as root
 CHILD = Path(__file__).with_name("child.py")
 HOST_READ_ONLY = ("/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -78,7 +84,7 @@ class Result:
     """Outcome of one run: `passed` only when it exited 0 within its limits."""
 
     passed: bool
-    status: str  # passed | failed | timeout | killed
+    status: str  # passed | failed | exited (before its end, e.g. sys.exit(0)) | timeout | killed
     returncode: int | None
     stdout: str
     stderr: str
@@ -103,9 +109,32 @@ def code_execution_allowed() -> Iterator[None]:
             os.environ[ALLOW_ENV] = before
 
 
-def _kill_group(pid: int) -> None:
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, read from /proc (children before grandchildren)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(0), [])
+        out += children
+        todo += children
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid`'s process group and every process below `pid`, wherever its group or session."""
+    below = descendants(pid)
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+    for child in below:
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
 
 
 def _tail(path: Path) -> str:
@@ -114,7 +143,7 @@ def _tail(path: Path) -> str:
 
 
 def mode() -> str:
-    """The sandbox mode: `FACO_SANDBOX`, strict unless set to weak."""
+    """The sandbox mode: `FACO_SANDBOX` (strict, weak, or auto: strict where it works, else weak)."""
     value = os.environ.get(MODE_ENV, "strict")
     if value not in MODES:
         raise ConfigError(f"{MODE_ENV}={value!r}: expected one of {', '.join(MODES)}")
@@ -135,45 +164,77 @@ def read_only_paths() -> list[str]:
     return paths
 
 
-def candidates(sandbox_mode: str) -> list[tuple[str, ...]]:
-    """Command prefixes that may run `sandbox_mode`, best first: namespaces as root, then in a user namespace."""
-    exe = shutil.which("unshare")
-    if sandbox_mode == "weak":
-        return [()]
-    return [] if exe is None else [(exe, *NAMESPACES), (exe, "--user", "--map-root-user", *NAMESPACES)]
+def _reaper() -> tuple[str, ...]:
+    """`setpriv --pdeathsig KILL` where util-linux has it: the outermost process dies with faco."""
+    exe = shutil.which("setpriv")
+    return () if exe is None else (exe, "--pdeathsig", "KILL")
+
+
+Way = tuple[tuple[str, ...], str]  # a command prefix and the mode the child confines itself in
+
+
+def candidates(sandbox_mode: str) -> list[Way]:
+    """The ways to run `sandbox_mode`, best first: namespaces as root, in a user namespace, then (weak,
+    auto) none; the weak child arms its own parent-death signal."""
+    exe, reaper = shutil.which("unshare"), _reaper()
+    strict = [] if exe is None else [((*reaper, exe, *NAMESPACES), "strict"),
+                                     ((*reaper, exe, "--user", "--map-root-user", *NAMESPACES), "strict")]
+    weak: list[Way] = [((), "weak")]
+    return {"strict": strict, "weak": weak}.get(sandbox_mode, strict + weak)
 
 
 @cache
-def isolation(sandbox_mode: str) -> tuple[str, ...]:
+def isolation(sandbox_mode: str) -> Way:
     """The first of `candidates` that works here, found by running a probe program through it.
 
     Raises SandboxUnavailable (with the reason) where none does; only success is cached.
     """
-    reason = "no unshare on PATH"
-    for prefix in candidates(sandbox_mode):
-        result = _run(prefix, sandbox_mode, PROBE, Limits(wall_s=60.0))
+    reasons = {"strict": "no unshare on PATH"}
+    for prefix, way in candidates(sandbox_mode):
+        result = _run(prefix, way, PROBE, Limits(wall_s=60.0))
         if result.passed:
-            return prefix
+            return prefix, way
         lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
-        reason = (lines[-1] if lines else f"probe {result.status}")[:300]
+        reasons[way] = (lines[-1] if lines else f"probe {result.status}")[:300]
+    weak = reasons.get("weak", "") + (f" (user nobody must be able to read {sys.base_prefix})"
+                                      if os.geteuid() == 0 else "")
     if sandbox_mode == "weak":
-        hint = f" (user nobody must be able to read {sys.base_prefix})" if os.geteuid() == 0 else ""
-        raise SandboxUnavailable(f"faco sandbox ({MODE_ENV}=weak): cannot run model-written code here: {reason}{hint}")
+        raise SandboxUnavailable(f"faco sandbox ({MODE_ENV}=weak): cannot run model-written code here: {weak}")
+    if sandbox_mode == "auto":
+        raise SandboxUnavailable(f"faco sandbox ({MODE_ENV}=auto): cannot run model-written code here: "
+                                 f"strict: {reasons['strict']}; weak: {weak}")
     raise SandboxUnavailable(
-        f"faco sandbox: cannot isolate model-written code here ({reason}); set {MODE_ENV}=weak to run it "
+        f"faco sandbox: cannot isolate model-written code here ({reasons['strict']}); set {MODE_ENV}=weak to run it "
         "without namespaces, with the host filesystem visible (docs/evaluation.md#code-execution-sandbox)"
     )
 
 
-def check() -> None:
-    """Raise SandboxUnavailable (or ConfigError for a bad FACO_SANDBOX) unless code can run here; log how."""
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version here (0: none, or forbidden by this container's seccomp)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return max(int(libc.syscall(444, None, 0, 1)), 0)  # landlock_create_ruleset(NULL, 0, VERSION)
+
+
+def describe() -> str:
+    """How model-written code is contained here (raises like `isolation` where it cannot be)."""
     sandbox_mode = mode()
-    prefix = isolation(sandbox_mode)
-    if sandbox_mode == "weak":
-        how = f"weak mode ({MODE_ENV}=weak): no namespaces"
+    prefix, way = isolation(sandbox_mode)
+    abi = landlock_abi()
+    if way == "weak":
+        how = f"weak mode ({MODE_ENV}={sandbox_mode}): no namespaces"
+        how += f", Landlock ABI {abi}" if abi else ", user nobody"
     else:
         how = "namespaces" + (" in a user namespace" if "--user" in prefix else "")
-    log(f"sandbox: model-written code runs contained by {how}")
+    return f"sandbox: model-written code runs contained by {how}"
+
+
+def check() -> None:
+    """Raise SandboxUnavailable (or ConfigError for a bad FACO_SANDBOX) unless code can run here; log how."""
+    from faco.progress import log
+
+    log(describe())
 
 
 def run_python(code: str, limits: Limits | None = None) -> Result:
@@ -186,8 +247,16 @@ def run_python(code: str, limits: Limits | None = None) -> Result:
             "refusing to run model-written code: set evaluate.allow_code_execution: true "
             f"(or {ALLOW_ENV}=1) to run it in faco's sandbox"
         )
-    sandbox_mode = mode()
-    return _run(isolation(sandbox_mode), sandbox_mode, code, limits or DEFAULT_LIMITS)
+    prefix, way = isolation(mode())
+    return _run(prefix, way, code, limits or DEFAULT_LIMITS)
+
+
+def _status(returncode: int | None, finished: bool) -> str:
+    if returncode is None:
+        return "timeout"
+    if returncode == 0:
+        return "passed" if finished else "exited"
+    return "killed" if returncode < 0 or returncode > 128 else "failed"
 
 
 def _run(prefix: tuple[str, ...], sandbox_mode: str, code: str, limits: Limits) -> Result:
@@ -201,28 +270,29 @@ def _run(prefix: tuple[str, ...], sandbox_mode: str, code: str, limits: Limits) 
         if os.geteuid() == 0 and "--user" not in prefix:  # the program runs as nobody (child.drop_privileges)
             os.chmod(tmp, 0o711)
             os.chown(work, SANDBOX_UID, SANDBOX_UID)
+        sentinel = f"faco-sandbox-returned-{secrets.token_hex(16)}"
         spec = {"mode": sandbox_mode, "limits": asdict(limits), "work": str(work), "root": str(root),
-                "read_only": read_only_paths(), "uid": SANDBOX_UID}
+                "read_only": read_only_paths(), "uid": SANDBOX_UID, "sentinel": sentinel}
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8"}
-        cmd = [*prefix, interpreter(), "-I", "-S", str(CHILD), json.dumps(spec)]
+        cmd = [*prefix, interpreter(), "-I", "-S", str(CHILD)]
         with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err,
                                     start_new_session=True)
             try:
+                assert proc.stdin is not None
+                with suppress(BrokenPipeError), proc.stdin:  # not argv: /proc/*/cmdline is readable
+                    proc.stdin.write(json.dumps(spec).encode())
                 returncode: int | None = proc.wait(timeout=limits.wall_s)
             except subprocess.TimeoutExpired:
                 returncode = None
             finally:
-                _kill_group(proc.pid)
+                kill_tree(proc.pid)
                 proc.wait()
-        if returncode is None:
-            status = "timeout"
-        elif returncode == 0:
-            status = "passed"
-        else:
-            status = "killed" if returncode < 0 or returncode > 128 else "failed"
-        return Result(status == "passed", status, returncode, _tail(out_path), _tail(err_path))
+        stdout, marker = _tail(out_path), f"\n{sentinel}\n"
+        finished = stdout.endswith(marker)
+        status = _status(returncode, finished)
+        return Result(status == "passed", status, returncode, stdout.removesuffix(marker), _tail(err_path))
 
 
 def pass_at_k(n: int, correct: int, k: int) -> float:
