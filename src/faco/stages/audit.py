@@ -117,6 +117,9 @@ def run(study: Study, data: Path, out: Path, model: Path | None = None) -> Path:
     with artifacts.artifact_dir(out, artifact_kinds.AUDIT, parents, study.section_hash("audit"), meta) as tmp:
         data_ = _measure(study, loaded, wanted, given, tmp, meta)
         names = ranking.usable(data_, wanted)
+        for name in (n for n in wanted if n not in names):
+            lacking = ", ".join(sorted(n for n in known(name).needs if not data_.has(n)))
+            log(f"audit: {name} skipped: the data has no {lacking} (e.g. options: no sample is multiple choice)")
         scored = ranking.score_all(data_, names)
         _jsonl(tmp / "ranking.jsonl", ranking.rows(data_, scored, cfg.rank_by))
         found = ranking.detections(data_, names, study.analyze.bootstrap, study.analyze.seed,
