@@ -152,3 +152,39 @@ def test_kfp_audit_pipeline_imports_a_split_and_audits_it_on_one_gpu() -> None:
                for d in comp["inputDefinitions"].get(kind, {}).values())
     [task] = [t for t in main["root"]["dag"]["tasks"].values() if t["componentRef"]["name"] == "comp-audit"]
     assert task["retryPolicy"]["maxRetryCount"] == 3
+
+
+def test_clean_drops_the_flagged_random_or_corrupted_rows(smoke_pairs: Path, tmp_path: Path) -> None:
+    from faco import artifact_kinds, artifacts
+    from faco.config import load_config
+    from faco.errors import ConfigError
+    from faco.stages import clean, corrupt
+
+    study = load_config(ROOT / "configs" / "smoke.yaml", ["train.clean={detector: loss, drop: 0.25}"])
+    splits = corrupt.run(study, smoke_pairs, tmp_path / "splits")
+    rows = [json.loads(line) for line in (splits / "cr_0.5.jsonl").read_text().splitlines()]
+    ids = [r["id"] for r in rows]
+    order = sorted(ids, reverse=True)  # the hand-made audit ranks the ids backwards; one row unscored
+    with artifacts.artifact_dir(tmp_path / "audit", artifact_kinds.AUDIT, [splits], "hand-made") as tmp:
+        (tmp / "ranking.jsonl").write_text("".join(json.dumps({"id": i, "ranks": {"loss": n + 1 if n else None}}) + "\n"
+                                                   for n, i in enumerate(order)))
+    n = round(0.25 * len(ids))
+    got = {}
+    for arm in clean.ARMS:
+        out = clean.run(study, splits, 0.5, arm, tmp_path / arm, audit=tmp_path / "audit")
+        kept = {json.loads(line)["id"] for line in (out / "cr_0.5.jsonl").read_text().splitlines()}
+        got[arm] = set(ids) - kept
+        meta = read_manifest(out)["meta"]
+        assert meta["ratios"] == [0.5] and meta["clean"]["dropped"] == len(got[arm]) and meta["clean"]["arm"] == arm
+        assert meta["clean"]["dropped_corrupted"] == sum(r["is_corrupted"] for r in rows if r["id"] in got[arm])
+    assert got["detector"] == set(order[1 : n + 1])  # by rank; the unscored first id comes last
+    assert got["oracle"] == {r["id"] for r in rows if r["is_corrupted"]}
+    assert len(got["random"]) == n and got["random"] != got["detector"]
+    again = clean.run(study, splits, 0.5, "random", tmp_path / "random2")
+    assert (again / "cr_0.5.jsonl").read_text() == (tmp_path / "random" / "cr_0.5.jsonl").read_text()  # seeded
+    rate = load_config(ROOT / "configs" / "smoke.yaml", ["train.clean={detector: margin, drop: rate}"])
+    from faco.records import TrainRecord
+    records = [TrainRecord.model_validate(r) for r in rows]
+    assert clean.drop_count("rate", records) == sum(r.is_corrupted for r in records) == len(got["oracle"])
+    with pytest.raises(ConfigError, match="'margin' did not score"):
+        clean.run(rate, splits, 0.5, "detector", tmp_path / "d2", audit=tmp_path / "audit")
