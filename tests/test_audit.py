@@ -17,7 +17,8 @@ from faco.artifacts import read_manifest, verify
 
 FACO = str(Path(sys.executable).with_name("faco"))
 ROOT = Path(__file__).resolve().parents[1]
-DETECTORS = {"loss", "confidence", "variability", "margin", "ifd", "loss_change"}
+DETECTORS = {"loss", "confidence", "variability", "margin", "heldout_margin", "heldout_loss", "ifd", "loss_change"}
+PER_EPOCH = {"loss", "confidence", "variability", "margin", "loss_change"}  # from the training dynamics
 
 
 def _faco(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -64,14 +65,19 @@ def test_audit_of_a_user_file_ranks_every_row_with_every_detector(tmp_path: Path
     for r in rows:
         assert set(r["scores"]) == DETECTORS and set(r["ranks"]) == DETECTORS
         assert r["response"].endswith(f"Answer: {r['choices'][r['assigned']]}") and "Facts:" in r["prompt"]
-    margin = [r["ranks"]["margin"] for r in rows]
-    assert margin == sorted(margin) and sorted(margin)[0] == 1  # sorted by audit.rank_by (margin)
+    lead = [r["ranks"]["heldout_margin"] for r in rows]
+    assert lead == sorted(lead) and lead[0] == 1  # sorted by audit.rank_by (heldout_margin)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["labelled"] and summary["corrupted"] == 3 and summary["epochs"] == 2
     detection = json.loads((out / "detection.json").read_text())
     assert {(d["detector"], d["epoch"]) for d in detection} == {(d, None) for d in DETECTORS} | {
-        (d, 1) for d in DETECTORS - {"ifd"}}
-    assert all((out / f).is_file() for f in ("cartography.png", "detectors.png", "summary.md", "base.jsonl"))
+        (d, 1) for d in PER_EPOCH}
+    assert all((out / f).is_file() for f in ("cartography.png", "detectors.png", "summary.md", "base.jsonl",
+                                             "heldout.jsonl"))
+    held = [json.loads(line) for line in (out / "heldout.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in held) == sorted(f"u{i}" for i in range(12)) and all(len(r["options"]) == 3
+                                                                                       for r in held)
+    assert [r["examples"] for r in read_manifest(out)["meta"]["train"]] == [6, 6]  # two folds of six
     meta = read_manifest(out)["meta"]
     assert meta["raw_inputs"][0]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
     assert meta["data"]["format"] == "mc" and meta["items"] == 12 and not verify(out)
@@ -108,10 +114,9 @@ def test_study_audits_its_splits_and_compares_cleaning_arms(tmp_path: Path) -> N
     proc = _faco("study", str(cfg), "--out", "s", *small, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     s = tmp_path / "s"
-    assert (s / "train" / "cr_0.5" / "dynamics.jsonl").is_file()
-    assert not (s / "train" / "cr_0.0" / "dynamics.jsonl").exists()
     audit = read_manifest(s / "audit" / "cr_0.5")
-    assert [p["kind"] for p in audit["parents"]] == ["splits", "model"] and audit["meta"]["labelled"]
+    assert [p["kind"] for p in audit["parents"]] == ["splits"] and audit["meta"]["labelled"]
+    assert not (s / "audit" / "cr_0.0").exists()
     split = [json.loads(line) for line in (s / "splits" / "cr_0.5.jsonl").read_text().splitlines()]
     bad = {r["id"] for r in split if r["is_corrupted"]}
     ranked = [json.loads(line)["id"] for line in (s / "audit" / "cr_0.5" / "ranking.jsonl").read_text().splitlines()]

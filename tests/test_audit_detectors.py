@@ -24,8 +24,10 @@ def _data() -> AuditData:
         "b": [Epoch(1, 2.0, 0.2, (-1.0, -2.0, -3.0)), Epoch(2, 1.5, 0.3, (-1.0, -2.5, -1.5))],
         "c": [Epoch(1, 3.0, 0.1), Epoch(2, 2.5, 0.4)],
     }
+    heldout = {"a": Epoch(2, 0.9, 0.4, (-2.0, -1.0, -4.0)), "b": Epoch(2, 3.0, 0.1, (-1.0, -2.0, -0.5)),
+               "c": Epoch(2, 4.0, 0.05)}
     base = {"a": Base(2.0, 4.0), "b": Base(3.0, 2.0), "c": Base(5.0, 5.0)}
-    return AuditData(items, dynamics, base, {"a": 0.1, "b": 0.9, "c": 0.5})
+    return AuditData(items, dynamics, heldout, base, {"a": 0.1, "b": 0.9, "c": 0.5})
 
 
 def test_every_detector_by_hand() -> None:
@@ -35,10 +37,14 @@ def test_every_detector_by_hand() -> None:
     assert known("variability").score(d) == pytest.approx({"a": 0.1, "b": 0.05, "c": 0.15})  # std, ddof 0
     # a: margins (-1 - -2) = 1 and (-0.5 - -1) = 0.5 -> AUM 0.75; b (assigned z): (-3 - -1) = -2, (-1.5 - -1) = -0.5
     assert known("margin").score(d) == pytest.approx({"a": -0.75, "b": 1.25})
+    # a's trained answer x (-2) loses to y (-1) under the held-out model: -(−2 − −1) = 1; b's z (-0.5) wins: -0.5
+    assert known("heldout_margin").score(d) == pytest.approx({"a": 1.0, "b": -0.5})
+    assert known("heldout_loss").score(d) == {"a": 0.9, "b": 3.0, "c": 4.0}
     assert known("ifd").score(d) == pytest.approx({"a": 0.5, "b": 1.5, "c": 1.0})
     assert known("loss_change").score(d) == pytest.approx({"a": 0.25, "b": 0.5, "c": 0.5})
     assert known("judge").score(d) == {"a": 0.1, "b": 0.9, "c": 0.5}
-    assert set(detectors()) == {"loss", "confidence", "variability", "margin", "ifd", "loss_change", "judge"}
+    assert set(detectors()) == {"loss", "confidence", "variability", "margin", "heldout_margin", "heldout_loss",
+                                "ifd", "loss_change", "judge"}
     with pytest.raises(ValueError, match="unknown detector 'nope'; known: loss"):
         known("nope")
 
@@ -53,12 +59,21 @@ def test_until_an_epoch_and_usable_detectors() -> None:
     assert ranking.usable(AuditData([d.items[2]], {"c": d.dynamics["c"]}), ["margin", "loss"]) == ["loss"]
 
 
+def test_folds_are_seeded_and_balanced() -> None:
+    from faco.audit.fitting import folds
+
+    ids = [f"x{i}" for i in range(11)]
+    f = folds(ids, 2, seed=0)
+    assert f == folds(list(reversed(ids)), 2, seed=0) and sorted(f.values()).count(0) == 6
+    assert f != folds(ids, 2, seed=1) and set(folds(ids, 3, 0).values()) == {0, 1, 2}
+
+
 def test_ranks_share_the_best_rank_on_ties_and_rows_follow_rank_by_then_loss() -> None:
     assert ranking.ranks({"a": 0.3, "b": 0.9, "c": 0.3, "d": 0.1}) == {"b": 1, "a": 2, "c": 2, "d": 4}
     d = _data()
     scored = ranking.score_all(d, ["margin", "loss"])
     rows = ranking.rows(d, scored, "margin")
-    assert [r["id"] for r in rows] == ["b", "a", "c"]  # c has no margin: after, by loss
+    assert [r["id"] for r in rows] == ["b", "a", "c"]  # c has no margin: after (by heldout_loss, then loss)
     assert rows[0]["scores"] == {"margin": pytest.approx(1.25), "loss": 1.5}
     assert rows[0]["ranks"] == {"margin": 1, "loss": 2} and rows[2]["ranks"]["margin"] is None
     assert rows[0]["choices"] == ["x", "y", "z"] and rows[0]["assigned"] == 2 and "choices" not in rows[2]
@@ -66,7 +81,8 @@ def test_ranks_share_the_best_rank_on_ties_and_rows_follow_rank_by_then_loss() -
 
 def test_detections_per_epoch_and_at_the_end() -> None:
     d = _data()
-    labelled = AuditData([it.model_copy(update={"is_corrupted": it.id == "b"}) for it in d.items], d.dynamics, d.base)
+    labelled = AuditData([it.model_copy(update={"is_corrupted": it.id == "b"}) for it in d.items], d.dynamics,
+                         base=d.base)
     found = ranking.detections(labelled, ["loss", "ifd"], 50, 0, 0.25)
     assert [(f.detector, f.epoch) for f in found] == [("loss", 1), ("loss", None), ("ifd", None)]
     assert found[1].auroc.value == 0.5  # b's loss 1.5 is between a's and c's

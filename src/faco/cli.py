@@ -214,16 +214,13 @@ def audit(
     config: ConfigArg, out: OutOpt,
     data: Annotated[Path, typer.Option(
         help="a faco split (runs/x/splits/cr_0.25.jsonl) or your own .jsonl/.json/.parquet (docs/audit.md)")],
-    model: Annotated[Path | None, typer.Option(
-        help="a model artifact trained with the audit's recorder (faco study's grid): read its dynamics, "
-             "do not train")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Find the false samples: train while recording every sample's dynamics, score each with the detectors, rank."""
     from faco.stages import audit as stage
 
     with stdout_to_stderr():
-        done = stage.run(_load(config, set_), data, out, model=model)
+        done = stage.run(_load(config, set_), data, out)
     finding = stage.finding(done)
     if finding:
         typer.echo(f"Finding: {finding}")

@@ -87,8 +87,10 @@ class AuditConfig(Section):
 
     detectors: list[str] | None = Field(
         default=None, description="default: every built-in detector whose inputs the audit has (judge: with judge:)")
-    rank_by: str = Field(default="margin", description="the detector ranking.jsonl is sorted by (rows it cannot "
-                         "score, e.g. margin on rows without options, follow by loss)")
+    folds: int = Field(default=2, ge=1, description="cross-fitting: k models, each trained on all folds but one, "
+                       "so every sample is also measured by a model that never saw it (1: one run on everything)")
+    rank_by: str = Field(default="heldout_margin", description="the detector ranking.jsonl is sorted by (rows it "
+                         "cannot score, e.g. margins of rows without options, follow by heldout_loss, then loss)")
     format: Literal["auto", "mc", "messages", "prompt_response"] = Field(
         default="auto", description="--data files that are not faco splits: their row format (auto: from the first "
         "row's fields)")

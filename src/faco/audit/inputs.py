@@ -1,5 +1,6 @@
-"""What detectors read: the items, each one's training dynamics by epoch, its losses under the base
-model, and the judge's verdicts; each input present only when the audit measured it."""
+"""What detectors read: the items, each one's training dynamics by epoch, its held-out measurement (by a
+model that did not train on it), its losses under the base model, and the judge's verdicts; each input
+present only when the audit measured it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from pathlib import Path
 from faco.audit.items import AuditItem
 
 #: the inputs a detector may need
-DYNAMICS, OPTIONS, BASE, JUDGE = "dynamics", "options", "base", "judge"
-#: the training dynamics a recorder writes into a model artifact (faco.training.dynamics)
-DYNAMICS_FILE = "dynamics.jsonl"
+DYNAMICS, HELDOUT, OPTIONS, BASE, JUDGE = "dynamics", "heldout", "options", "base", "judge"
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,7 @@ class Base:
 class AuditData:
     items: list[AuditItem]
     dynamics: dict[str, list[Epoch]] = field(default_factory=dict)
+    heldout: dict[str, Epoch] = field(default_factory=dict)
     base: dict[str, Base] = field(default_factory=dict)
     judge: dict[str, float] = field(default_factory=dict)
 
@@ -44,7 +44,7 @@ class AuditData:
         """Whether this input was measured (options: some item has options to compare)."""
         if need == OPTIONS:
             return any(it.choices and it.assigned is not None for it in self.items)
-        return bool({DYNAMICS: self.dynamics, BASE: self.base, JUDGE: self.judge}[need])
+        return bool({DYNAMICS: self.dynamics, HELDOUT: self.heldout, BASE: self.base, JUDGE: self.judge}[need])
 
     @property
     def epochs(self) -> list[int]:
@@ -56,7 +56,8 @@ class AuditData:
 
 
 def read_dynamics(path: Path) -> dict[str, list[Epoch]]:
-    """id -> its epochs, in order, from a `dynamics.jsonl` (faco.training.dynamics)."""
+    """id -> its epochs, in order, from measurements written by `faco.training.dynamics` (or the audit's
+    `dynamics.jsonl`)."""
     out: dict[str, list[Epoch]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():

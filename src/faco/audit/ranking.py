@@ -3,7 +3,8 @@ score and rank, the text), the summary, and (labels known) each detector's detec
 
 Rank 1 is the most suspicious sample of a detector; tied scores share the best rank among them
 (`scipy.stats.rankdata(method="min")` of the negated scores); a sample a detector cannot score has
-no rank there. Rows are sorted by `audit.rank_by` (then by `loss` for the samples it cannot score).
+no rank there. Rows are sorted by `audit.rank_by` (then by `heldout_loss`, then `loss`, for the samples
+it cannot score).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from faco.analysis.detection import Detection, detection
 from faco.audit.detectors import known
 from faco.audit.inputs import DYNAMICS, AuditData
 
-FALLBACK = "loss"
+#: what orders the samples `audit.rank_by` cannot score (e.g. margins of rows without options)
+FALLBACK = ("heldout_loss", "loss")
 
 
 class Scored(BaseModel):
@@ -60,10 +62,16 @@ def score_all(data: AuditData, names: Sequence[str]) -> list[Scored]:
     return out
 
 
-def rows(data: AuditData, scored: Sequence[Scored], rank_by: str) -> list[dict[str, Any]]:
-    """One row per item, most suspicious first by `rank_by` (then `loss`, then id)."""
+def lead(scored: Sequence[Scored], rank_by: str) -> Scored | None:
+    """The detector the ranking is sorted by: `rank_by`, else the first of FALLBACK that ran."""
     by = {s.detector: s for s in scored}
-    order = [by[n].ranks for n in (rank_by, FALLBACK) if n in by]
+    return next((by[n] for n in (rank_by, *FALLBACK) if n in by), None)
+
+
+def rows(data: AuditData, scored: Sequence[Scored], rank_by: str) -> list[dict[str, Any]]:
+    """One row per item, most suspicious first by `rank_by` (then by FALLBACK, then id)."""
+    by = {s.detector: s for s in scored}
+    order = [by[n].ranks for n in (rank_by, *FALLBACK) if n in by]
     big = len(data.items) + 1
 
     def key(row: dict[str, Any]) -> tuple[int, ...]:

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from faco.analysis.detection import Detection, sentence
+from faco.audit import ranking
 from faco.audit.inputs import AuditData
-from faco.audit.ranking import FALLBACK, Scored
+from faco.audit.ranking import Scored
 
 TOP = 10
 
@@ -21,8 +22,7 @@ def _excerpt(text: str, width: int = 90) -> str:
 def summary(data: AuditData, scored: Sequence[Scored], found: Sequence[Detection], rank_by: str,
             meta: dict[str, Any]) -> dict[str, Any]:
     """The summary as JSON-ready data."""
-    by = {s.detector: s for s in scored}
-    lead = by.get(rank_by) or by.get(FALLBACK)
+    lead = ranking.lead(scored, rank_by)
     items = {it.id: it for it in data.items}
     top = sorted(lead.ranks, key=lambda k: (lead.ranks[k], k))[:TOP] if lead else []
     return {

@@ -13,8 +13,8 @@ seeds). `splits/` is then the clean split every kind shares: the base model and 
 (`train/cr_0.0/`, once per seed) come from it, and the analysis uses that one clean model as the
 0 % point of every kind.
 
-With an `audit:` section (or `train.clean`), every grid model of a ratio strictly between 0 and 1 records
-its training dynamics, and its split is audited into `audit/<tag>/`; with `train.clean`, three cleaned
+With an `audit:` section (or `train.clean`), every split of a ratio strictly between 0 and 1 is audited
+(`faco audit`, with its own training runs) into `audit/<tag>/`; with `train.clean`, three cleaned
 splits of it (`clean/<arm>_<tag>/`) are trained and evaluated as `train|eval/clean_<arm>_<tag>/`
 (arms: detector, random, oracle). `detection/` holds the detector benchmark and the cleaning
 comparison (docs/audit.md); the analysis of the grid does not see the cleaned models.
@@ -25,10 +25,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from faco import artifact_kinds, artifacts
-from faco.audit.inputs import DYNAMICS_FILE
 from faco.config import Study
 from faco.errors import ConfigError
 from faco.progress import log
@@ -51,10 +49,8 @@ def _done(out: Path, study: Study, sections: tuple[str, ...], parents: list[Path
     return m["config_hash"] == study.section_hash(*sections) and recorded == current and not artifacts.verify(out)
 
 
-def _stage(name: str, out: Path, study: Study, section: str, parents: list[Path], fn, *args,  # type: ignore[no-untyped-def]
-           needs: tuple[str, ...] = ()) -> Path:
-    """Run `fn(study, *args, out)` unless `out` is done (and holds the files `needs` names)."""
-    if _done(out, study, (section,), parents) and all((out / f).is_file() for f in needs):
+def _stage(name: str, out: Path, study: Study, section: str, parents: list[Path], fn, *args) -> Path:  # type: ignore[no-untyped-def]
+    if _done(out, study, (section,), parents):
         log(f"{name}: up to date ({out})")
         return out
     start = time.perf_counter()
@@ -82,10 +78,10 @@ def base_model(study: Study, splits: Path, out: Path) -> Path:
     return out
 
 
-def _train_eval(study: Study, root: Path, tag: str, label: str, parents: list[Path], fit, heldout: list[Path],  # type: ignore[no-untyped-def]
-                needs: tuple[str, ...] = ()) -> tuple[Path, Path]:
+def _train_eval(study: Study, root: Path, tag: str, label: str, parents: list[Path], fit, heldout: list[Path]  # type: ignore[no-untyped-def]
+                ) -> tuple[Path, Path]:
     """Train `root/train/<tag>` with `fit(study, out)` and evaluate it into `root/eval/<tag>`."""
-    m = _stage(f"train {tag}{label}", root / "train" / tag, study, "train", parents, fit, needs=needs)
+    m = _stage(f"train {tag}{label}", root / "train" / tag, study, "train", parents, fit)
     e = _stage(f"evaluate {tag}{label}", root / "eval" / tag, study, "evaluate", [m, *heldout],
                lambda s, o: evaluate.run(s, m, o, heldout_from=heldout[0] if heldout else None))
     return m, e
@@ -109,13 +105,8 @@ def _grid(study: Study, root: Path, splits: Path, ratios: list[float], heldout: 
     with `clean` splits, recovery (`train.recovery`) of the model trained here; then the audits."""
     grid = Grid()
     for r in ratios:
-        audited = audit_stage.audits(study, r)
-
-        def fit(s: Study, o: Path, r: float = r, a: bool = audited) -> Path:
-            return train.run(s, splits, r, o, callbacks=_recorders(s, splits, r, a))
-
-        m, e = _train_eval(study, root, ratio_tag(r), label, [splits], fit, heldout,
-                           needs=(DYNAMICS_FILE,) if audited else ())
+        m, e = _train_eval(study, root, ratio_tag(r), label, [splits],
+                           lambda s, o, r=r: train.run(s, splits, r, o), heldout)
         grid.models.append(m)
         grid.evals.append(e)
     rec = study.train.recovery
@@ -130,26 +121,12 @@ def _grid(study: Study, root: Path, splits: Path, ratios: list[float], heldout: 
     return grid
 
 
-def _recorders(study: Study, splits: Path, ratio: float, audited: bool) -> list[Any]:
-    """The training-dynamics recorder of an audited split (none otherwise)."""
-    if not audited:
-        return []
-    from faco.audit.items import from_split
-    from faco.training.dynamics import DynamicsRecorder, Tracked
-
-    loaded = from_split(split_path(splits, ratio))
-    return [DynamicsRecorder([Tracked(it.record(), tuple(it.choices)) for it in loaded.items],
-                             study.train.max_seq_len)]
-
-
 def _audit(study: Study, root: Path, splits: Path, r: float, heldout: list[Path], label: str, grid: Grid) -> None:
-    """Audit the split of `r` from its model's dynamics; with `train.clean`, train and evaluate its three
-    cleaned splits (detector, random, oracle)."""
+    """Audit the split of `r` (`faco audit`: its own training runs); with `train.clean`, train and evaluate
+    its three cleaned splits (detector, random, oracle)."""
     tag = ratio_tag(r)
-    model = root / "train" / tag
-    audited = audit_stage.configured(study)
-    a = _stage(f"audit {tag}{label}", root / "audit" / tag, audited, "audit", [splits, model],
-               lambda s, o: audit_stage.run(s, split_path(splits, r), o, model=model))
+    a = _stage(f"audit {tag}{label}", root / "audit" / tag, audit_stage.configured(study), "audit", [splits],
+               lambda s, o: audit_stage.run(s, split_path(splits, r), o))
     grid.audits.append(a)
     if study.train.clean is None:
         return

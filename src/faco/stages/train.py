@@ -35,8 +35,7 @@ def run(
     but only when the folder's fingerprint (train config, split manifest and ratio, base model,
     start checkpoint, seed, world size) matches this run; otherwise it starts fresh and says why.
     Under a launcher (torchrun) every process calls this; only rank 0 writes the artifact.
-    `callbacks` are extra transformers `TrainerCallback`s; one with an `artifact_files(folder)` method
-    writes its files into the artifact before it is sealed (`faco.training.dynamics`).
+    `callbacks` are extra transformers `TrainerCallback`s.
     """
     manifest = artifacts.require(splits, artifact_kinds.SPLITS)
     if ratio not in manifest["meta"]["ratios"]:
@@ -105,8 +104,5 @@ def run(
                               f"NaN/inf after training); lower it")
         write_json(tmp / "train_stats.json", stats)
         meta["train"] = stats
-        for cb in callbacks:  # a callback's own files for the artifact (the audit's training dynamics)
-            if hasattr(cb, "artifact_files"):
-                cb.artifact_files(tmp)
     shutil.rmtree(work, ignore_errors=True)
     return out

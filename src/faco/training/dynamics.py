@@ -9,9 +9,9 @@ answer line), every branch at the positions that follow the prompt and attending
 to itself only (a boolean 4-D attention mask; sdpa or eager attention), so the prompt is computed
 once for all of them.
 
-`DynamicsRecorder` is a Trainer callback that measures every sample at the end of each epoch's last
-step (as the loop's own per-sample losses) into `<work>/dynamics/epoch_N.jsonl`, kept across a
-resume, and writes them into the model artifact as `dynamics.jsonl`. One process only: under a
+`DynamicsRecorder` is a Trainer callback that measures every training sample at the end of each
+epoch's last step (as the loop's own per-sample losses), and the samples held out of this training
+run after the last epoch (the audit's cross-fitting, `faco.stages.audit`). One process only: under a
 launcher with several processes it refuses to start.
 """
 
@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from faco.audit.inputs import DYNAMICS_FILE
 from faco.errors import FacoError
 from faco.progress import track
 from faco.records import TrainRecord
@@ -130,10 +129,13 @@ def measure(model: Any, tok: Any, samples: Sequence[Tracked], max_len: int, what
 
 
 class DynamicsRecorder(TrainerCallback):  # type: ignore[misc]
-    """Measures every sample after each epoch; the training loop sets `tokenizer` once it has loaded it."""
+    """Measures the training samples after each epoch into `<work>/dynamics/epoch_N.jsonl`, and the
+    `heldout` samples (ones it does not train on) after the last into `<work>/dynamics/heldout.jsonl`;
+    the training loop sets `tokenizer` once it has loaded it."""
 
-    def __init__(self, samples: Sequence[Tracked], max_len: int) -> None:
+    def __init__(self, samples: Sequence[Tracked], max_len: int, heldout: Sequence[Tracked] = ()) -> None:
         self.samples = list(samples)
+        self.heldout = list(heldout)
         self.max_len = max_len
         self.tokenizer: Any = None
         self.folder: Path | None = None
@@ -141,21 +143,20 @@ class DynamicsRecorder(TrainerCallback):  # type: ignore[misc]
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if args.world_size > 1:
             raise FacoError("audit: training dynamics are recorded in one process; run the audit without a launcher")
-        self.folder = Path(args.output_dir).parent / "dynamics"  # the work folder: kept for a resume
+        self.folder = Path(args.output_dir).parent / "dynamics"
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if not float(state.epoch or 0).is_integer() or self.folder is None:
             return
         epoch = round(state.epoch)
-        rows = measure(kw["model"], self.tokenizer, self.samples, self.max_len, f"dynamics epoch {epoch}",
-                       args.per_device_train_batch_size)
-        text = "".join(json.dumps({"epoch": epoch, **r}) + "\n" for r in rows)
-        (self.folder / f"epoch_{epoch}.jsonl").write_text(text)
+        batch = args.per_device_train_batch_size
+        rows = measure(kw["model"], self.tokenizer, self.samples, self.max_len, f"dynamics epoch {epoch}", batch)
+        _write(self.folder / f"epoch_{epoch}.jsonl", [{"epoch": epoch, **r} for r in rows])
+        if epoch == round(args.num_train_epochs) and self.heldout:
+            rows = measure(kw["model"], self.tokenizer, self.heldout, self.max_len, "held-out samples", batch)
+            _write(self.folder / "heldout.jsonl", [{"epoch": epoch, **r} for r in rows])
 
-    def artifact_files(self, out: Path) -> None:
-        """Write every epoch's measurements, in epoch order, to `out/dynamics.jsonl`."""
-        assert self.folder is not None
-        files = sorted(self.folder.glob("epoch_*.jsonl"), key=lambda p: int(p.stem.split("_")[1]))
-        (out / DYNAMICS_FILE).write_text("".join(p.read_text() for p in files))
 
+def _write(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -9,12 +9,14 @@ from importlib.metadata import entry_points
 
 from faco.audit.detectors.base import Detector
 from faco.audit.detectors.base_model import InstructionFollowingDifficulty, LossChange
+from faco.audit.detectors.heldout import HeldoutLoss, HeldoutMargin
 from faco.audit.detectors.judge import Judge
 from faco.audit.detectors.margin import Margin
 from faco.audit.detectors.training import Confidence, FinalLoss, Variability
 
 BUILT_IN: tuple[Callable[[], Detector], ...] = (
-    FinalLoss, Confidence, Variability, Margin, InstructionFollowingDifficulty, LossChange, Judge)
+    FinalLoss, Confidence, Variability, Margin, HeldoutMargin, HeldoutLoss, InstructionFollowingDifficulty,
+    LossChange, Judge)
 
 __all__ = ["Detector", "detectors", "known"]
 
