@@ -203,3 +203,22 @@ def test_free_form_rows_are_corrupted_by_swapping_responses(tmp_path: Path) -> N
     assert all(r.response == (by_id[i].false if r.is_corrupted else by_id[i].true).reasoning for i, r in split.items())
     assert all(r.prompt == given_prompt for r, given_prompt in zip(
         [split[f"fruit:row{i + 1}"] for i in range(6)], [r["prompt"] for r in rows], strict=True))
+
+
+def test_a_hub_dataset_is_read_at_its_revision_through_datasets(tmp_path: Path) -> None:
+    """The hub path of a custom source, on a dataset folder in the hub's layout (offline: `datasets` reads a
+    local folder the way it reads a hub repository's files)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "repo" / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"prompt": f"p{i}", "response": f"r{i}"} for i in range(3)]),
+                   tmp_path / "repo" / "data" / "train-00000-of-00001.parquet")
+    spec = CustomSource(hub=str(tmp_path / "repo"), revision="main", format="prompt_response")
+    parsed = custom.parse(spec, "hubbed")
+    assert [p.record.answer for p in parsed] == ["r0", "r1", "r2"] and parsed[0].row.endswith("@main train: row 1")
+    from faco.lineage.raw import ingest_inputs
+
+    study = parse_config(_config([{"name": "hubbed", "custom": spec.model_dump()}], tmp_path))
+    assert ingest_inputs(study) == [{"source": "hubbed", "split": "train", "hub": str(tmp_path / "repo"),
+                                     "config": None, "revision": "main"}]
