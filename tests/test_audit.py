@@ -128,16 +128,18 @@ def test_study_audits_its_splits_and_compares_cleaning_arms(tmp_path: Path) -> N
         assert meta["meta"]["clean"]["dropped"] == len(bad) and {p["kind"] for p in meta["parents"]} == (
             {"splits", "audit"} if arm == "detector" else {"splits"})
         assert read_manifest(s / "eval" / f"clean_{arm}_cr_0.5")["meta"]["clean"]["arm"] == arm
-    detection = json.loads((s / "detection" / "detection.json").read_text())
-    assert {d["detector"] for d in detection["detections"]} == DETECTORS
-    [cleaning] = detection["cleaning"]
-    assert [a["arm"] for a in cleaning["arms"]] == ["corrupted", "detector", "random", "oracle"]
-    assert cleaning["benchmark"] == "heldout" and cleaning["metric"] == "acc_gen" and cleaning["ratio"] == 0.5
-    section = (s / "detection" / "detection.md").read_text()
-    assert "## Detectors of corrupted samples" in section and "## Does cleaning work?" in section
-    assert (s / "detection" / "figures" / "cleaning.png").is_file()
     analysis = json.loads((s / "analysis" / "analysis.json").read_text())
     assert analysis["ratios"] == [0.0, 0.5]  # the cleaned models are not grid models
+    assert {d["detector"] for d in analysis["detection"]} == DETECTORS | {"grid_loss"}
+    [cleaning] = analysis["cleaning"]
+    assert [a["arm"] for a in cleaning["arms"]] == ["corrupted", "detector", "random", "oracle"]
+    assert cleaning["benchmark"] == "heldout" and cleaning["metric"] == "acc_gen" and cleaning["ratio"] == 0.5
+    assert cleaning["detector"] == "loss"
+    md = (s / "report" / "report.md").read_text()
+    assert "## Detectors of corrupted samples" in md and "## Does cleaning work?" in md
+    findings = md.split("## Findings")[1].split("\n## ")[0]
+    assert "- **Detectors.** At CR 50 %, the best detector" in findings and "- **Cleaning.** At CR 50 %" in findings
+    assert (s / "report" / "figures" / "cleaning.png").is_file() and "](figures/cleaning.png)" in md
     again = _faco("study", str(cfg), "--out", "s", *small, cwd=tmp_path)
     assert again.returncode == 0 and "audit cr_0.5: up to date" in again.stderr
     assert "train clean_detector_cr_0.5: up to date" in again.stderr

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import pytest
 
 from faco import artifacts
 from faco.config import Study
-from faco.stages import corrupt
+from faco.stages import corrupt, train
 
 FACO = str(Path(sys.executable).with_name("faco"))  # the console script installed in this venv
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +74,14 @@ def copied(kind: str, edit: Callable[[Path], object]) -> Setup:
     return setup
 
 
+def both(*setups: Setup) -> Setup:
+    """Every one of `setups`, in order."""
+    def setup(work: Path, arts: dict[str, Path]) -> None:
+        for one in setups:
+            one(work, arts)
+    return setup
+
+
 def flip_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -95,6 +104,26 @@ def pairs_with_row(line: bytes, at: int = 2) -> Setup:
         with artifacts.artifact_dir(work / "pairs", "pairs", [arts["ingest"]], "hand-made") as tmp:
             (tmp / "pairs.jsonl").write_bytes(b"".join(rows))
     return setup
+
+
+def truncated_weights(work: Path, arts: dict[str, Path]) -> None:
+    """A copy of a real model artifact whose weights file lost its second half."""
+    shutil.copytree(arts["model"], work / "model")
+    weights = work / "model" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def model_folder(files: dict[str, str | bytes]) -> Setup:
+    """A folder given as a local base model, holding `files` (name -> content)."""
+    def setup(work: Path, _: dict[str, Path]) -> None:
+        (work / "base").mkdir()
+        for name, data in files.items():
+            (work / "base" / name).write_bytes(data.encode() if isinstance(data, str) else data)
+    return setup
+
+
+_HEADER = b'{"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+ONE_TENSOR = struct.pack("<Q", len(_HEADER)) + _HEADER + bytes(4)  # a whole safetensors file
 
 
 def empty_splits(work: Path, _: dict[str, Path]) -> None:
@@ -129,6 +158,8 @@ OBQA_NO_KEY = "".join(
         {"label": "A", "text": "yes"}, {"label": "B", "text": "no"}]}}) + "\n" for i in range(3)
 )
 ONE_SOURCE = ["--set", "ingest.data_dir=mirror", "--set", "ingest.sources=[{name: openbookqa, split: train}]"]
+OPENAI = ["--set", "generate.backend=openai", "--set", "generate.model=gpt-4o-mini"]
+LOCAL_BASE = ["--set", "train.model={source: local, name_or_path: base}"]
 
 CASES = [
     # --- config errors: exit 3, the message names file and key ---
@@ -171,6 +202,52 @@ CASES = [
          config("backend: template", "backend: template\n  temperature: 5")),
     Case("local-model-no-path", ["validate", "bad.yaml"], 3, "bad.yaml: train.model",
          config("source: tiny-random", "source: local")),
+    Case("seed-negative", ["validate", "{smoke}", "--set", "train.seed=-1"], 3, "smoke.yaml: train.seed"),
+    Case("seed-above-32-bits", ["validate", "{smoke}", "--set", "evaluate.seed=4294967296"], 3, "evaluate.seed"),
+    Case("eval-batch-zero", ["validate", "{smoke}", "--set", "evaluate.batch_size=0"], 3,
+         "evaluate.batch_size: a batch holds at least 1 item"),
+    Case("tiny-heads-do-not-divide", ["validate", "{smoke}", "--set", "train.model.tiny.hidden_size=33"], 3,
+         "train.model.tiny: hidden_size 33 must be 2 heads x an even head size"),
+    Case("source-listed-twice", ["validate", "bad.yaml"], 3,
+         "bad.yaml: ingest.sources: item 5 (openbookqa split 'train') repeats item 1",
+         config("    - {name: mbpp, split: train}",
+                "    - {name: mbpp, split: train}\n    - {name: openbookqa, split: train}")),
+    Case("yaml-list-as-key", ["validate", "bad.yaml"], 3, "bad.yaml: line 2: a key must be a plain value, not a list",
+         write("bad.yaml", "name: x\n? [a, b]\n: 1\n")),
+    Case("yaml-mapping-as-key", ["validate", "bad.yaml"], 3, "bad.yaml: line 1: a key must be a plain value",
+         write("bad.yaml", "{[1]: 2}\n")),
+    Case("yaml-merge-of-a-scalar", ["validate", "bad.yaml"], 3, "bad.yaml: not valid YAML: line 1: expected a mapping",
+         write("bad.yaml", "<<: 3\n")),
+    # --- values that validate as YAML but training could not use: exit 3 before any work, naming the key ---
+    Case("tracker-not-installed", ["validate", "{smoke}", "--set", "train.report_to=wandb"], 3,
+         "train.report_to: 'wandb' is not installed here"),
+    Case("tracker-unknown", ["validate", "{smoke}", "--set", "train.report_to=[nosuch]"], 3,
+         "train.report_to: 'nosuch' is not a tracker transformers knows"),
+    Case("optimizer-unknown", ["validate", "{smoke}", "--set", "train.optim=adam_typo"], 3,
+         "train.optim: 'adam_typo' is not one transformers knows"),
+    Case("optimizer-not-installed", ["validate", "{smoke}", "--set", "train.optim=adamw_bnb_8bit"], 3,
+         "train.optim: 'adamw_bnb_8bit' cannot be built here"),
+    Case("scheduler-unknown", ["validate", "{smoke}", "--set", "train.lr_scheduler_type=cosine_typo"], 3,
+         "train.lr_scheduler_type: 'cosine_typo' is not one transformers knows"),
+    Case("scheduler-needs-kwargs", ["validate", "{smoke}", "--set", "train.lr_scheduler_type=cosine_with_min_lr"], 3,
+         "train.lr_scheduler_type: 'cosine_with_min_lr' cannot be built"),
+    Case("trainer-args-need-eval", ["validate", "{smoke}", "--set", "train.trainer_args={eval_strategy: steps}"], 3,
+         "train.trainer_args: the Trainer refuses them with faco's settings"),
+    Case("lora-target-missing", ["validate", "{smoke}", "--set", "train.lora={target_modules: [qkv_proj]}"], 3,
+         "train.lora.target_modules: NoMatchingPeftModuleError"),
+    Case("model-folder-without-model", ["validate", "{smoke}", *LOCAL_BASE], 3,
+         "train.model.name_or_path: base: holds no model (no config.json)", model_folder({"README": "notes"})),
+    Case("model-folder-config-not-json", ["validate", "{smoke}", *LOCAL_BASE], 3,
+         "train.model.name_or_path: base: its config does not load",
+         model_folder({"config.json": "{", "model.safetensors": ONE_TENSOR, "tokenizer.json": "{}"})),
+    Case("model-weights-not-safetensors", ["validate", "{smoke}", *LOCAL_BASE], 3,
+         "train.model.name_or_path: base: model.safetensors: not a safetensors file",
+         model_folder({"config.json": "{}", "model.safetensors": "these are no weights at all",
+                       "tokenizer.json": "{}"})),
+    Case("train-refuses-before-work", ["train", "{smoke}", "--splits", "{splits}", "--ratio", "0.0", "--out", "m",
+                                       "--set", "train.report_to=wandb"], 3, "train.report_to: 'wandb'"),
+    Case("study-refuses-before-work", ["study", "{smoke}", "--out", "st", "--set", "train.optim=adam_typo"], 3,
+         "train.optim: 'adam_typo'"),
     # --- usage errors: exit 2, one line, no traceback ---
     Case("missing-argument", ["validate"], 2, "faco validate: Missing argument"),
     Case("unknown-option", ["validate", "{smoke}", "--bogus"], 2, "No such option: --bogus"),
@@ -231,6 +308,20 @@ CASES = [
     Case("lr-diverges", ["train", "{smoke}", "--splits", "{splits}", "--ratio", "0.0", "--out", "m",
                          "--set", "train.learning_rate=1e30", "--set", "train.epochs=1"], 3,
          "train.learning_rate: training diverged at 1e+30"),
+    Case("conala-not-an-array", ["ingest", "{smoke}", "--out", "src", "--set", "ingest.data_dir=mirror",
+                                 "--set", "ingest.sources=[{name: conala, split: train}]"], 4,
+         "conala-train.json: not a JSON array of rows", write("mirror/sources/conala/conala-train.json", '{"a": 1}')),
+    Case("cache-not-sqlite", ["generate", "{smoke}", "--sources", "{ingest}", "--dry-run", *OPENAI,
+                              "--set", "generate.cache_path=notes.txt"], 4,
+         "notes.txt: generation cache: file is not a database", write("notes.txt", "my notes on caching\n" * 50)),
+    Case("cache-is-a-folder", ["generate", "{smoke}", "--sources", "{ingest}", "--dry-run", *OPENAI,
+                               "--set", "generate.cache_path=chains"], 4,
+         "chains: is a folder, not a generation cache file", write("chains/keep.txt", "x")),
+    Case("weights-truncated-unverified", ["evaluate", "{smoke}", "--model", "model", "--out", "e"], 4,
+         "--model model: model/model: model.safetensors: truncated", truncated_weights, {"FACO_NO_VERIFY": "1"}),
+    Case("start-weights-truncated-unverified", ["train", "{smoke}", "--splits", "{splits}", "--ratio", "0.0",
+                                                "--start", "model", "--out", "m"], 4,
+         "--start model: model/model: model.safetensors: truncated", truncated_weights, {"FACO_NO_VERIFY": "1"}),
     Case("mirror-file-missing", ["ingest", "{smoke}", "--out", "src", *ONE_SOURCE], 4,
          "train.jsonl: mirror file missing", write("mirror/sources/README", "")),
     Case("seq-len-above-context", ["train", "{smoke}", "--splits", "{splits}", "--ratio", "0.0", "--out", "m",
@@ -259,6 +350,11 @@ CASES = [
          copied("pairs", edit_manifest(files={"pairs.jsonl": 5}))),
     Case("input-manifest-meta-not-an-object", ["corrupt", "{smoke}", "--pairs", "pairs", "--out", "s"], 5,
          "pairs/manifest.json: not a faco manifest ('meta' is not an object)", copied("pairs", edit_manifest(meta=[]))),
+    Case("verify-stray-dvc-lock-not-yaml", ["lineage", "verify", "pairs"], 5, "dvc.lock: not a DVC lock file",
+         both(copied("pairs", lambda a: None), write("dvc.lock", "stages: [\n"))),
+    Case("verify-stray-dvc-lock-wrong-shape", ["lineage", "verify", "pairs"], 5,
+         "dvc.lock: not a DVC lock file (stage 'train': 'outs' is not a list of outputs)",
+         both(copied("pairs", lambda a: None), write("dvc.lock", "stages:\n  train:\n    outs: 3\n"))),
     Case("verify-missing-folder", ["lineage", "verify", "gone"], 5, "gone: not a faco artifact"),
     Case("input-tampered", ["corrupt", "{smoke}", "--pairs", "pairs", "--out", "s"], 5, "pairs/pairs.jsonl",
          copied("pairs", lambda a: flip_byte(a / "pairs.jsonl"))),
@@ -278,8 +374,12 @@ def snapshot(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def arts(smoke: Study, smoke_pairs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Real smoke artifacts (ingest, pairs, splits), made once and only read by the cases."""
-    splits = corrupt.run(smoke, smoke_pairs, tmp_path_factory.mktemp("bad-inputs") / "splits")
-    return {"ingest": smoke_pairs.parent / "ingest", "pairs": smoke_pairs, "splits": splits}
+    base = tmp_path_factory.mktemp("bad-inputs")
+    splits = corrupt.run(smoke, smoke_pairs, base / "splits")
+    data = smoke.model_dump(mode="json")
+    data["train"].update(epochs=1, save_every_epoch=False)
+    model = train.run(Study.model_validate(data), splits, 0.0, base / "model")
+    return {"ingest": smoke_pairs.parent / "ingest", "pairs": smoke_pairs, "splits": splits, "model": model}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

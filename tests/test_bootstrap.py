@@ -138,3 +138,19 @@ def test_one_differing_item_does_not_make_a_narrow_r_interval() -> None:
     assert t.r == pytest.approx(sps.pearsonr(RATIOS, values.mean(axis=0)).statistic)
     assert t.ci.low == pytest.approx(t.r) and t.ci.high == 0.0  # not [r, r]
     assert t.p > 0.05
+
+
+def test_permutation_p_matches_scipy_within_item_permutation_test() -> None:
+    """scipy's permutation_test with permutation_type="samples" permutes each item's values across the
+    models (exactly, for 3 items x 3 models: 6^3 relabelings; the grid is symmetric, so its two-sided p,
+    twice the smaller tail, is faco's |slope| tail); faco's Monte Carlo p agrees with it."""
+    values = np.array([[1.0, 0.6, 0.0], [0.8, 0.9, 0.1], [0.7, 0.2, 0.3]])
+    ratios = [0.0, 0.5, 1.0]
+    dx = np.array(ratios) - np.mean(ratios)
+
+    def slope(*models: np.ndarray, axis: int = -1) -> np.ndarray:
+        return sum(d * m.mean(axis=axis) for d, m in zip(dx, models, strict=True)) / float(dx @ dx)
+
+    ref = sps.permutation_test(tuple(values.T), slope, permutation_type="samples", vectorized=True,
+                               n_resamples=10**6, alternative="two-sided")
+    assert B.permutation_p(ratios, values, 20000, seed=0) == pytest.approx(ref.pvalue, abs=0.015)

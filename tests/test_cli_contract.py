@@ -75,14 +75,22 @@ def test_each_outcome_has_its_exit_code(tmp_path: Path) -> None:
     tampered = faco("lineage", "verify", "src", cwd=tmp_path)
     assert tampered.returncode == EXIT_VERIFY and "src/sources.jsonl" in tampered.stdout + tampered.stderr
 
-    fake_splits(tmp_path / "fake")
-    internal = faco("train", SMOKE, "--splits", "fake", "--ratio", "0", "--out", "m", cwd=tmp_path)
-    assert internal.returncode == EXIT_INTERNAL
-    assert last_line(internal) == "faco: internal error: KeyError: 'ratios' (FACO_DEBUG=1 shows the traceback)"
-    assert "Traceback" not in internal.stderr
-    debug = faco("train", SMOKE, "--splits", "fake", "--ratio", "0", "--out", "m", cwd=tmp_path,
-                 env={"FACO_DEBUG": "1"})
-    assert debug.returncode == EXIT_INTERNAL and "Traceback (most recent call last)" in debug.stderr
+    fake_splits(tmp_path / "fake")  # a manifest without a field every reader needs: exit 5, not a crash
+    missing = faco("train", SMOKE, "--splits", "fake", "--ratio", "0", "--out", "m", cwd=tmp_path)
+    assert missing.returncode == EXIT_VERIFY, missing.stderr[-2000:]
+    assert last_line(missing) == ("error: fake/manifest.json: not a faco manifest (meta.ratios, the ratios of its "
+                                  "splits, is missing)")
+
+    # a bug (here: a stage that raises KeyError), met through faco's entry point in a subprocess
+    bug = ("import sys, faco.stages.ingest as s, faco.cli\n"
+           "def run(*a): raise KeyError('ratios')\n"
+           "s.run = run; sys.argv[0] = 'faco'; faco.cli.main()")
+    for debug in ("0", "1"):
+        internal = subprocess.run([sys.executable, "-c", bug, "ingest", SMOKE, "--out", "m"], cwd=tmp_path,
+                                  env={**os.environ, "FACO_DEBUG": debug}, capture_output=True, text=True)
+        assert internal.returncode == EXIT_INTERNAL, internal.stderr[-2000:]
+        assert last_line(internal) == "faco: internal error: KeyError: 'ratios' (FACO_DEBUG=1 shows the traceback)"
+        assert ("Traceback (most recent call last)" in internal.stderr) == (debug == "1")
     assert not (tmp_path / "m").exists() and leftovers(tmp_path) == []
 
 
@@ -175,6 +183,81 @@ def test_read_only_or_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, o
     assert proc.stdout.strip() == ""  # nothing left on the disk
 
 
+@pytest.mark.skipif(not _unshare_works(), reason="needs unprivileged mount namespaces (unshare)")
+def test_a_full_cache_disk_is_named_not_the_output(tmp_path: Path) -> None:
+    """The generation cache fills its disk while --out has room: the line names the cache file."""
+    from openai_server import FakeOpenAI
+
+    assert faco("ingest", SMOKE, "--out", "src", *ONE_SOURCE, cwd=tmp_path).returncode == 0
+    disk = tmp_path / "cache"
+    disk.mkdir()
+    with FakeOpenAI() as srv:
+        sets = ["generate.backend=openai", "generate.model=gpt-4o-mini", f"generate.base_url={srv.base_url}"]
+        args = " ".join(f"--set '{a}'" for a in sets)
+        script = (f'mount -t tmpfs -o size=12k none "{disk}" && "{FACO}" generate "{SMOKE}" --sources src --out pairs '
+                  f'{args}; rc=$?; exit $rc')
+        env = {**os.environ, "FACO_CACHE_DIR": str(disk), "OPENAI_API_KEY": "sk-test"}
+        env.pop("FACO_DEBUG", None)
+        proc = subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], cwd=tmp_path,
+                              capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == EXIT_INPUT, proc.stderr[-2000:]
+    assert last_line(proc) == f"error: {disk}/generation.sqlite: generation cache: No space left on device"
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "pairs").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs unprivileged mount namespaces (unshare)")
+def test_a_disk_filling_up_during_training_is_one_last_line(tmp_path: Path) -> None:
+    """A checkpoint that no longer fits: exit 4 naming the output, the Trainer's progress bar closed
+    before the line (not redrawn after it), and nothing left on the disk, not even the torn checkpoint."""
+    splits = tmp_path / "splits"
+    with artifacts.artifact_dir(splits, "splits", [], "hand-made", {"ratios": [0.0]}) as tmp:
+        rows = [{"id": f"x:{i}", "source": "openbookqa", "domain": "commonsense", "prompt": f"Question {i}?",
+                 "response": f"Answer {i}.", "is_corrupted": False} for i in range(16)]
+        (tmp / "cr_0.0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (f'mount -t tmpfs -o size=256k none "{disk}" && "{FACO}" train "{SMOKE}" --splits "{splits}" '
+              f'--ratio 0.0 --out "{disk}/m" --set train.checkpoint_steps=1; rc=$?; ls -A "{disk}"; exit $rc')
+    env = {**os.environ, "FACO_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("FACO_DEBUG", None)
+    proc = subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == EXIT_INPUT, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stderr.endswith(last_line(proc) + "\n")
+    assert last_line(proc).startswith(f"error: {disk}/m: "), last_line(proc)
+    assert "%|" in proc.stderr  # the bar was drawn, and closed before the last line
+    assert proc.stdout.strip() == ""
+
+
+def _as_nobody_works() -> bool:
+    try:
+        return os.geteuid() == 0 and subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                                     "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _as_nobody_works(), reason="needs root and setpriv to run faco as nobody")
+def test_a_folder_faco_may_not_write_is_one_line_naming_it(tmp_path: Path) -> None:
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="faco-nobody-"))  # outside pytest's root-only folder
+    try:
+        home.chmod(0o777)
+        (home / "locked").mkdir(mode=0o555)
+        env = {**os.environ, "FACO_CACHE_DIR": str(home / "cache"), "HOME": str(home)}
+        env.pop("FACO_DEBUG", None)
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", FACO, "ingest", SMOKE,
+                               "--out", "locked/src", *ONE_SOURCE], cwd=home, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == EXIT_INPUT, proc.stderr[-2000:]
+        assert last_line(proc) == "error: locked/src.lock: Permission denied"
+        assert list((home / "locked").iterdir()) == []
+    finally:
+        subprocess.run(["rm", "-rf", str(home)], check=True)
+
+
 def test_concurrent_study_is_busy_and_ctrl_c_exits_130_leaving_no_temporaries(tmp_path: Path) -> None:
     env = {**os.environ, "FACO_CACHE_DIR": str(tmp_path / ".cache")}
     env.pop("FACO_DEBUG", None)
@@ -189,6 +272,9 @@ def test_concurrent_study_is_busy_and_ctrl_c_exits_130_leaving_no_temporaries(tm
         assert second.returncode == EXIT_BUSY, second.stderr[-2000:]
         assert last_line(second).startswith(f"error: {out}: busy: faco pid {first.pid} on ")
         assert "Traceback" not in second.stderr
+        stage = faco("ingest", SMOKE, "--out", str(out / "ingest"), "--force", cwd=tmp_path)  # into the running one
+        assert stage.returncode == EXIT_BUSY, stage.stderr[-2000:]
+        assert last_line(stage).startswith(f"error: {out / 'ingest'}: inside a running study: faco pid {first.pid} ")
         while not list(out.rglob(".*.tmp-*")) and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)  # Ctrl-C while a stage is writing its artifact
         assert first.poll() is None, first.communicate()[1][-2000:]
@@ -222,3 +308,76 @@ def test_a_busy_train_leaves_the_running_one_s_checkpoints_alone(tmp_path: Path)
     assert last_line(proc).startswith(f"error: m: busy: faco pid {os.getpid()} on ")
     assert (work / "trainer" / "checkpoint-5" / "optimizer.pt").read_bytes() == b"state"
     assert (work / "fingerprint.json").read_text() == '{"ratio": 0.0}\n'
+
+
+def _ingest_artifact(tmp_path: Path, out: str) -> dict[str, object]:
+    made = faco("ingest", SMOKE, "--out", out, *ONE_SOURCE, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    return artifacts.read_manifest(tmp_path / out)
+
+
+def test_an_artifact_of_another_kind_is_replaced_only_with_force(tmp_path: Path) -> None:
+    fake_splits(tmp_path / "model")  # as if a trained model sat where a mistyped --out points
+    before = artifacts.read_manifest(tmp_path / "model")
+    refused = faco("ingest", SMOKE, "--out", "model", *ONE_SOURCE, cwd=tmp_path)
+    assert refused.returncode == EXIT_INPUT, refused.stderr[-2000:]
+    assert last_line(refused) == ("error: model: holds a faco 'splits' artifact and this command writes 'sources'; "
+                                  "replacing it needs --force")
+    assert artifacts.read_manifest(tmp_path / "model") == before and leftovers(tmp_path) == []
+    forced = faco("ingest", SMOKE, "--out", "model", *ONE_SOURCE, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert artifacts.read_manifest(tmp_path / "model")["kind"] == "sources"
+
+
+def test_a_finished_study_s_artifact_is_replaced_only_with_force(tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / ".faco-study").touch()
+    first = _ingest_artifact(tmp_path, "study/ingest")  # a new artifact in a finished study: allowed
+    again = faco("ingest", SMOKE, "--out", "study/ingest", *ONE_SOURCE, "--set", "ingest.per_source_cap=2",
+                 cwd=tmp_path)
+    assert again.returncode == EXIT_INPUT, again.stderr[-2000:]
+    assert last_line(again).startswith(f"error: study/ingest: is an artifact of the study {study}; replacing it "
+                                       "breaks that study's lineage")
+    assert artifacts.read_manifest(study / "ingest") == first
+    forced = faco("ingest", SMOKE, "--out", "study/ingest", *ONE_SOURCE, "--set", "ingest.per_source_cap=2",
+                  "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert artifacts.read_manifest(study / "ingest")["config_hash"] != first["config_hash"]
+
+
+def test_nothing_is_written_inside_a_running_study_even_with_force(tmp_path: Path) -> None:
+    study = tmp_path / "study"
+    with outputs.study_lock(study):  # held by this (live) process, as a running `faco study` holds it
+        for extra in ([], ["--force"]):
+            proc = faco("ingest", SMOKE, "--out", "study/ingest", *ONE_SOURCE, *extra, cwd=tmp_path)
+            assert proc.returncode == EXIT_BUSY, proc.stderr[-2000:]
+            assert last_line(proc).startswith(f"error: study/ingest: inside a running study: faco pid {os.getpid()} ")
+            assert f"holds {study / '.faco.lock'}" in last_line(proc)
+        nested = faco("study", SMOKE, "--out", "study/sub", cwd=tmp_path)
+        assert nested.returncode == EXIT_BUSY and "inside a running study" in last_line(nested)
+    assert sorted(p.name for p in study.iterdir()) == [".faco-study"]
+
+
+@pytest.mark.parametrize("lock", ["src.lock", "study/.faco.lock", "study/.faco-study"])
+def test_lock_and_marker_files_are_never_followed_through_a_symlink(tmp_path: Path, lock: str) -> None:
+    target = tmp_path / "precious"
+    target.write_text("root's file\n")
+    (tmp_path / "study").mkdir()
+    (tmp_path / lock).symlink_to(target)
+    args = ["ingest", SMOKE, "--out", "src", *ONE_SOURCE] if lock == "src.lock" else ["study", SMOKE, "--out", "study"]
+    proc = faco(*args, cwd=tmp_path)
+    assert proc.returncode == EXIT_INPUT, proc.stderr[-2000:]
+    assert last_line(proc).startswith(f"error: {lock}: is a symbolic link"), last_line(proc)
+    assert target.read_text() == "root's file\n" and (tmp_path / lock).is_symlink()
+    dangling = tmp_path / "gone"
+    (tmp_path / lock).unlink()
+    (tmp_path / lock).symlink_to(dangling)  # a dangling link: faco must not create its target either
+    assert faco(*args, cwd=tmp_path).returncode == EXIT_INPUT and not dangling.exists()
+
+
+def test_an_empty_out_is_a_usage_error(tmp_path: Path) -> None:
+    for out in ("", ".", ".."):
+        proc = faco("ingest", SMOKE, "--out", out, *ONE_SOURCE, cwd=tmp_path)
+        assert proc.returncode == EXIT_USAGE and "names no folder" in last_line(proc), proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ import yaml
 
 from faco.config import load_config, parse_config
 from faco.errors import ConfigError, UsageError
-from faco.evaluation.probes import probe_sets
+from faco.registry import probe_sets
 
 
 def _smoke_dict(root: Path) -> dict:
@@ -111,7 +111,7 @@ def test_section_hash_changes_only_with_its_section(root: Path) -> None:
 
 
 def test_probe_sets_expand_by_name(root: Path) -> None:
-    from faco.evaluation.probes import probe_sets
+    from faco.registry import probe_sets
 
     override = 'evaluate.probes=[misalignment, "Why is the sky blue?"]'
     study = load_config(root / "configs" / "smoke.yaml", overrides=[override])

@@ -83,16 +83,22 @@ def _params_of(stage: dict[str, Any]) -> set[str]:
     return set((stage.get("do") or stage).get("params", []))
 
 
+def _faco_stage(stage: dict[str, Any]) -> str:
+    """The faco stage a DVC stage runs: the subcommand of its `faco ...` command."""
+    words = (stage.get("do") or stage)["cmd"].split()
+    return words[words.index("faco") + 1]
+
+
 def test_every_stage_declares_the_params_it_reads(root: Path) -> None:
-    """Each stage's `params:` are its section plus what faco.config.DEPENDS says it reads elsewhere,
-    all present in params.yaml (DVC refuses a declared key the file lacks); models are artifacts."""
-    from faco.config import DEPENDS
+    """Each stage's `params:` are what faco.stage_reads.READS says its faco command reads (the paths
+    its artifacts' config hash covers), all present in params.yaml (DVC refuses a declared key the file
+    lacks); models are artifacts."""
+    from faco.stage_reads import READS
 
     spec = yaml.safe_load((root / "dvc.yaml").read_text())
-    section = {"train_recovery": "train", "evaluate_recovery": "evaluate"}
     for name, stage in spec["stages"].items():
-        own = section.get(name, name)
-        assert _params_of(stage) == {own, *DEPENDS.get(own, ())}, name
+        assert _faco_stage(stage) in READS, f"{name}: `faco {_faco_stage(stage)}` is not in faco.stage_reads.READS"
+        assert _params_of(stage) == set(READS[_faco_stage(stage)]), name
     params = yaml.safe_load((root / "params.yaml").read_text())
     for key in {k for stage in spec["stages"].values() for k in _params_of(stage)}:
         node = params

@@ -14,10 +14,10 @@ from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec, Study, load_config
 from faco.errors import ConfigError
 from faco.evaluation import hf_cache
-from faco.evaluation.probes import probe_sets
 from faco.evaluation.suite import suite
 from faco.evaluation.tasks import HUB_DIR, lm_eval_tasks_dir, render_offline
 from faco.paths import repo_root
+from faco.registry import probe_sets
 from faco.stages import evaluate
 from faco.training.models import tiny_model
 

@@ -20,8 +20,9 @@ from faco.config import GenerateConfig
 from faco.errors import ConfigError
 from faco.generation.backends import ChainRequest, Completion, TemplateBackend, get_backend
 from faco.generation.cache import ChainCache
+from faco.generation.chains import leaks, mentions
 from faco.generation.openai_backend import OpenAIBackend, backoff
-from faco.generation.pairs import build_pairs, leaks, mentions
+from faco.generation.pairs import build_pairs
 from faco.generation.runner import GenerationError, Generator
 from faco.records import PairRecord, RejectRecord, SourceRecord, read_jsonl
 from faco.stages import generate, ingest

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,13 @@ from test_generation import cfg_for, records
 
 from faco.config import GenerateConfig
 from faco.errors import ConfigError
-from faco.generation.backends import TemplateBackend, overlap_choice
+from faco.generation.backends import ChainRequest, Completion, Sink, TemplateBackend, overlap_choice
 from faco.generation.cache import ChainCache
+from faco.generation.chains import leaks, mentions, parse_choice, plan
 from faco.generation.estimate import estimate
+from faco.generation.false_chains import SyntheticGenerated, SyntheticScored, WrongOption, strategy
 from faco.generation.openai_backend import OpenAIBackend
-from faco.generation.pairs import build_pairs, mentions, parse_choice, plan
+from faco.generation.pairs import build_pairs
 from faco.generation.prompts import render, template_path
 from faco.generation.runner import Generator
 from faco.paths import PROMPTS_DIR
@@ -142,3 +145,45 @@ def test_synthetic_rejects_code_items() -> None:
     assert len(items) == 2 and [r.reason for r in rejects] == ["synthetic: a code item has no options"] * 3
     with pytest.raises(ConfigError, match="no prompt template"):
         render("nosuch", "false", records(1)[0], "x", "obvious")
+
+
+class _Scorer(TemplateBackend):
+    """A backend that can score options (as the local transformers model can)."""
+
+    def option_scores(self, requests: Sequence[ChainRequest]) -> list[list[float]]:
+        return [[float(i == 0) for i in range(len(r.choices))] for r in requests]
+
+
+@pytest.mark.parametrize(("chain", "labels", "backend", "kind", "reason"), [
+    ("subtle", "score", TemplateBackend(), WrongOption, "names the correct answer"),
+    ("obvious", "score", _Scorer(), WrongOption, "names the correct answer"),
+    ("synthetic", "score", TemplateBackend(), SyntheticGenerated, "chooses no option"),
+    ("synthetic", "generate", _Scorer(), SyntheticGenerated, "chooses no option"),
+    ("synthetic", "score", _Scorer(), SyntheticScored, "disputes its own label (*WRONG ANSWER*)"),
+])
+def test_one_strategy_per_kind_of_false_chain(chain: str, labels: str, backend: TemplateBackend, kind: type,
+                                              reason: str) -> None:
+    """generate.false_chain (and, for synthetic labels, whether the backend scores options) picks the kind
+    whose requests, accept rule and reject reason the retry loop uses."""
+    picked = strategy(backend, GenerateConfig(false_chain=chain, synthetic_labels=labels))  # type: ignore[arg-type]
+    assert isinstance(picked, kind) and picked.reject_reason == reason
+
+
+def test_an_item_is_rejected_with_its_kinds_reason_after_the_last_attempt() -> None:
+    """False chains that always name the correct answer: the item is asked max_false_retries + 1 times
+    and rejected with the subtle kind's reason."""
+    rec = records(1)[0]
+    leaky = f"Step 1: so the answer is {rec.answer}."
+    assert leaks(rec, leaky)
+    asked: list[int] = []
+
+    class Leaky(TemplateBackend):
+        def complete(self, requests: Sequence[ChainRequest], sink: Sink) -> None:
+            for i, r in enumerate(requests):
+                if r.polarity == "false":
+                    asked.append(r.attempt)
+                sink(i, Completion(leaky if r.polarity == "false" else "Step 1: a true chain."))
+
+    pairs, rejects = build_pairs([rec], Generator(Leaky(), None), GenerateConfig(max_false_retries=1))
+    assert pairs == [] and asked == [0, 1]
+    assert [r.reason for r in rejects] == ["false chain: names the correct answer after 2 attempts"]

@@ -150,10 +150,10 @@ def test_two_kind_study_with_seeds_and_a_judge(tmp_path: Path, root: Path) -> No
         assert again.returncode == 0, again.stderr[-3000:]
 
     models = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("**/train/*/manifest.json"))
-    assert models == ["kinds/obvious/seed_0/train/cr_0.5", "kinds/obvious/seed_0/train/recovery_from_cr_050",
-                      "kinds/obvious/seed_1/train/cr_0.5", "kinds/obvious/seed_1/train/recovery_from_cr_050",
-                      "kinds/subtle/seed_0/train/cr_0.5", "kinds/subtle/seed_0/train/recovery_from_cr_050",
-                      "kinds/subtle/seed_1/train/cr_0.5", "kinds/subtle/seed_1/train/recovery_from_cr_050",
+    assert models == ["kinds/obvious/seed_0/train/cr_0.5", "kinds/obvious/seed_0/train/recovery_from_cr_0.5",
+                      "kinds/obvious/seed_1/train/cr_0.5", "kinds/obvious/seed_1/train/recovery_from_cr_0.5",
+                      "kinds/subtle/seed_0/train/cr_0.5", "kinds/subtle/seed_0/train/recovery_from_cr_0.5",
+                      "kinds/subtle/seed_1/train/cr_0.5", "kinds/subtle/seed_1/train/recovery_from_cr_0.5",
                       "seed_0/train/cr_0.0", "seed_1/train/cr_0.0", "train/base"]
     assert proc.stderr.count("train cr_0.0 seed 0: done") == 1  # the clean model, trained once for both kinds
     for p in out.glob("**/manifest.json"):
@@ -165,10 +165,10 @@ def test_two_kind_study_with_seeds_and_a_judge(tmp_path: Path, root: Path) -> No
     bad = [{r.id for r in read_jsonl(out / "kinds" / k / "splits" / "cr_0.5.jsonl", TrainRecord) if r.is_corrupted}
            for k in ("subtle", "obvious")]
     assert bad[0] == bad[1] and 0 < len(bad[0]) < len(sub)
-    rec = artifacts.read_manifest(out / "kinds" / "obvious" / "seed_1" / "train" / "recovery_from_cr_050")
+    rec = artifacts.read_manifest(out / "kinds" / "obvious" / "seed_1" / "train" / "recovery_from_cr_0.5")
     assert [p["relative_path"] for p in rec["parents"]] == ["../../../../../splits", "../cr_0.5"]
     # models and their evaluations name their kind (recovery: its corrupted start's); shared ones name none
-    for tag in ("cr_0.5", "recovery_from_cr_050"):
+    for tag in ("cr_0.5", "recovery_from_cr_0.5"):
         for stage in ("train", "eval"):
             assert artifacts.read_manifest(out / "kinds" / "obvious" / "seed_1" / stage / tag)["meta"]["kind"] == \
                 "obvious", (tag, stage)
@@ -176,14 +176,14 @@ def test_two_kind_study_with_seeds_and_a_judge(tmp_path: Path, root: Path) -> No
         assert "kind" not in artifacts.read_manifest(out / shared)["meta"], shared
     # nothing changed: every stage is reused, no judge request is sent again
     for name in ("generate obvious", "corrupt clean", "corrupt subtle", "train cr_0.0 seed 1",
-                 "train recovery_from_cr_050 obvious seed 1", "judge cr_0.5 obvious"):
+                 "train recovery_from_cr_0.5 obvious seed 1", "judge cr_0.5 obvious"):
         assert f"{name}: up to date" in again.stderr, name
     assert "loading model" not in again.stderr
 
     a = json.loads((out / "analysis" / "analysis.json").read_text())
     assert a["kinds"] == ["subtle", "obvious"] and a["ratios"] == [0.0, 0.5] and a["seeds"] == [0, 1]
-    arc = {k: a["by_kind"][k]["table"]["arc_challenge"] for k in a["kinds"]}
-    assert arc["subtle"]["scores"]["0"] == arc["obvious"]["scores"]["0"]  # one clean model
+    clean = {k: a["by_kind"][k]["table"]["arc_challenge"]["cells"][0] for k in a["kinds"]}
+    assert clean["subtle"]["ratio"] == 0.0 and clean["subtle"]["score"] == clean["obvious"]["score"]  # one clean model
     m = a["misalignment"]
     assert [(r["model"], r["kind"]) for r in m["rows"]][:3] == [("base", None), ("0%", None), ("0%", None)]
     assert {(r["kind"], r["model"]) for r in m["rows"][3:]} == {

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from scipy import stats as sps
-from test_report import _eval, _model
+from study_fixture import evaluation, model
 
 from faco import artifact_kinds, artifacts
 from faco.analysis import misalignment
@@ -97,10 +97,10 @@ def test_an_api_judge_is_named_without_the_small_judge_caveat(tmp_path: Path) ->
 def test_report_carries_the_misalignment_table(tmp_path: Path, smoke: Study) -> None:
     models, evals, judged = [], [], []
     for r in (0.0, 0.5, 1.0):
-        models.append(_model(tmp_path / "train" / f"cr_{r}", r))
-        evals.append(_eval(tmp_path / "eval" / f"cr_{r}", models[-1], r))
+        models.append(model(tmp_path / "train" / f"cr_{r}", r))
+        evals.append(evaluation(tmp_path / "eval" / f"cr_{r}", models[-1], r))
         judged.append(_judged(tmp_path / "judge" / f"cr_{r}", {"ratio": r}, _answers(VERDICTS[r])))
-    evals.append(_eval(tmp_path / "eval" / "base", None, "base"))
+    evals.append(evaluation(tmp_path / "eval" / "base", None, "base"))
     judged.append(_judged(tmp_path / "judge" / "base", {"base": True}, _answers(VERDICTS["base"])))
     analysis = analyze.run(smoke, evals, models, tmp_path / "analysis", judged=judged)
     saved = json.loads((analysis / "misalignment.json").read_text())

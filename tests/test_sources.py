@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from faco import artifacts
 from faco.config import SourceSpec, Study, parse_config
 from faco.errors import FacoError
 from faco.paths import repo_root
@@ -279,8 +280,8 @@ def test_multinli_bad_labels_are_rejected_with_reasons(tmp_path: Path) -> None:
     records, rejects = ingest.load_source(st, st.ingest.sources[0])
     assert [r.id for r in records] == ["multinli:idx1"] and records[0].answer == "contradiction"
     assert {r.row: r.reason for r in rejects} == {
-        "validation_matched[1]": "label: not 0, 1 or 2 ('maybe')",
-        "validation_matched[2]": "premise: empty",
+        "validation_matched_source.jsonl:2": "label: not 0, 1 or 2 ('maybe')",
+        "validation_matched_source.jsonl:3": "premise: empty",
     }
     hub = tmp_path / "hub.jsonl"
     hub.write_text(json.dumps({**HUB_ROWS["multinli"], "label": -1}) + "\n")
@@ -333,15 +334,16 @@ def test_bad_rows_are_counted_and_written_with_reasons(tmp_path: Path) -> None:
     assert [r.id for r in recs] == ["commonsense_qa:ok1", "commonsense_qa:ok2"]
     reasons = {r.row: r.reason for r in rejects}
     assert all(r.source == "commonsense_qa" for r in rejects)
+    f = "train_rand_split.jsonl"
     assert reasons == {
-        "train[1]": "choices: missing",
-        "train[2]": "answer: not among the choices",
-        "train[3]": "question: empty",
-        "train[4]": "id: duplicate 'commonsense_qa:ok1'",
-        "train[5]": "question: undecodable text (U+FFFD)",
-        "train[6]": reasons["train[6]"],
+        f"{f}:2": "choices: missing",
+        f"{f}:3": "answer: not among the choices",
+        f"{f}:4": "question: empty",
+        f"{f}:5": "id: duplicate 'commonsense_qa:ok1'",
+        f"{f}:6": "not UTF-8 text (byte 84 of the line)",  # the byte, never a replacement character
+        f"{f}:7": reasons[f"{f}:7"],
     }
-    assert reasons["train[6]"].startswith("train_rand_split.jsonl:7: not valid JSON")
+    assert reasons[f"{f}:7"].startswith("not valid JSON")
     stats = json.loads((out / "stats.json").read_text())["commonsense_qa"]
     assert (stats["rows"], stats["valid"], stats["rejected"], stats["kept"]) == (8, 2, 6, 2)
     assert sum(stats["reject_reasons"].values()) == 6
@@ -372,3 +374,57 @@ def test_sampling_is_the_same_in_another_interpreter() -> None:
     st = study(cap=20, seed=7)
     records, _ = ingest.load_source(st, SourceSpec(name="openbookqa"))
     assert other == ",".join(r.id for r in ingest.sample(records, 20, 7, "openbookqa"))
+
+
+FACO = str(Path(sys.executable).with_name("faco"))
+
+
+def test_hostile_rows_through_faco_ingest_are_rejects_naming_line_and_field(tmp_path: Path) -> None:
+    """`faco ingest` on mirror rows of every wrong shape: exit 0, each bad row a reject naming its file,
+    line and field, counted in the manifest; a JSON-array file cut short keeps the items before the cut;
+    an id another source split already gave is a duplicate."""
+    csqa = tmp_path / "mirror" / "sources" / "commonsense_qa"
+    csqa.mkdir(parents=True)
+    lines = [
+        _csqa("ok1", "Where is milk kept?", ["fridge", "oven"], "A").encode(),
+        b"[1, 2]",
+        json.dumps({"id": "c", "answerKey": "A", "question": {"stem": "Q?", "choices": "fridge, oven"}}).encode(),
+        json.dumps({"id": "d", "answerKey": ["A"], "question": {"stem": "Q?", "choices": [
+            {"label": "A", "text": "x"}, {"label": "B", "text": "y"}]}}).encode(),
+        json.dumps({"id": {"x": 1}, "answerKey": "A", "question": {"stem": "Q?", "choices": [
+            {"label": "A", "text": "x"}, {"label": "B", "text": "y"}]}}).encode(),
+        _csqa("e", "Lone \ud800 surrogate?", ["a", "b"], "A").encode("utf-8", "surrogatepass"),
+        _csqa("ok2", "What is ice?", ["frozen water", "fire"], "A").encode(),
+    ]
+    (csqa / "train_rand_split.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (csqa / "dev_rand_split.jsonl").write_text(_csqa("ok1", "Where is milk stored?", ["fridge", "oven"], "A") + "\n"
+                                               + _csqa("ok3", "What is steam?", ["hot water", "ice"], "A") + "\n")
+    conala = tmp_path / "mirror" / "sources" / "conala"
+    conala.mkdir()
+    item = {"intent": "Sort a list", "rewritten_intent": "sort list `x`", "snippet": "sorted(x)", "question_id": 1}
+    (conala / "conala-train.json").write_text("[\n" + json.dumps(item) + ",\n" + json.dumps({**item, "question_id": 2})
+                                              + ',\n{"intent": "cut sho')
+    sources = ("[{name: commonsense_qa, split: train}, {name: commonsense_qa, split: validation}, "
+               "{name: conala, split: train}]")
+    env = {**os.environ, "FACO_CACHE_DIR": str(tmp_path / ".cache")}
+    proc = subprocess.run([FACO, "ingest", str(DATA.parent / "configs" / "smoke.yaml"), "--out", "src", "--set",
+                           "ingest.data_dir=mirror", "--set", f"ingest.sources={sources}", "--set", "ingest.heldout=0",
+                           "--set", "evaluate.benchmarks=[{name: piqa}]"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rejects = {r.row: r.reason for r in read_jsonl(tmp_path / "src" / "rejects.jsonl", RejectRecord)}
+    f = "train_rand_split.jsonl"
+    assert rejects == {
+        f"{f}:2": "not a JSON object",
+        f"{f}:3": "question.choices: not a list of {label, text} objects",
+        f"{f}:4": "answerKey: not a label (a list)",
+        f"{f}:5": "id: not text (a dict)",
+        f"{f}:6": "not UTF-8 text (byte 82 of the line)",
+        "dev_rand_split.jsonl:1": "id: duplicate 'commonsense_qa:ok1' (also in commonsense_qa/train)",
+        "conala-train.json:4": "not valid JSON (Unterminated string starting at); the file ends here",
+    }
+    ids = [r.id for r in read_jsonl(tmp_path / "src" / "sources.jsonl", SourceRecord)]
+    assert sorted(ids) == ["commonsense_qa:ok1", "commonsense_qa:ok2", "commonsense_qa:ok3", "conala:1-0", "conala:2-1"]
+    stats = artifacts.read_manifest(tmp_path / "src")["meta"]["sources"]
+    assert {k: v["rejected"] for k, v in stats.items()} == {  # a source with two splits: one entry each
+        "commonsense_qa/train": 5, "commonsense_qa/validation": 1, "conala": 1}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 
 from faco.analysis.stats import (
     abs_drop,
@@ -114,3 +116,13 @@ def test_mean_stderr() -> None:
     assert single[0] == pytest.approx(0.7) and math.isnan(single[1])
     with pytest.raises(ValueError):
         mean_stderr([])
+
+
+def test_auroc_is_scipys_mann_whitney_u_over_pairs() -> None:
+    rng = np.random.default_rng(3)
+    scores = list(np.round(rng.normal(size=40), 1))  # rounded: ties
+    labels = [bool(x) for x in rng.integers(0, 2, size=40)]
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    u = sps.mannwhitneyu(pos, neg).statistic
+    assert auroc(scores, labels) == pytest.approx(u / (len(pos) * len(neg)))

@@ -53,7 +53,8 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     analysis = json.loads((out / "analysis" / "analysis.json").read_text())
     assert analysis["ratios"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     arc = analysis["table"]["arc_challenge"]
-    assert arc["abs"] == pytest.approx(arc["scores"]["0"] - arc["scores"]["1"])
+    scores = {cell["ratio"]: cell["score"] for cell in arc["cells"]}
+    assert arc["abs"] == pytest.approx(scores[0.0] - scores[1.0])
     assert analysis["recovery"][0]["from_ratio"] == 1.0
     # per-epoch scores (evaluate.per_epoch over train.save_every_epoch checkpoints) for every ratio
     scores = json.loads((out / "eval" / "cr_0.5" / "scores.json").read_text())
@@ -71,7 +72,7 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     for art in [out / "ingest", out / "pairs", out / "splits", *sorted((out / "train").iterdir()),
                 *sorted((out / "eval").iterdir()), out / "analysis", out / "report"]:
         assert verify(art) == [], art
-    rec = read_manifest(out / "train" / "recovery_from_cr_100")
+    rec = read_manifest(out / "train" / "recovery_from_cr_1.0")
     assert rec["meta"]["start_ratio"] == 1.0
     assert [p["kind"] for p in rec["parents"]] == ["splits", "model"]
 

@@ -14,4 +14,3 @@ JUDGED = "judged"  #: judge: judged probe answers (paper 001)
 ANALYSIS = "analysis"  #: analyze: analysis.json, table1.csv, figures/
 REPORT = "report"  #: report: report.md, report.html
 AUDIT = "audit"  #: audit: ranking.jsonl, detector scores, summary (docs/audit.md)
-DETECTION = "detection"  #: a study's detector benchmark and cleaning comparison (docs/audit.md)

@@ -266,7 +266,7 @@ def verify(path: Path) -> list[str]:
     return problems + file_problems(path, manifest["files"], str(path))
 
 
-def _refuse_overlap(out: Path, parents: list[Path]) -> None:
+def refuse_overlap(out: Path, parents: list[Path]) -> None:
     """An output may not be one of its inputs, inside one, or hold one: writing it would destroy them."""
     target = out.resolve()
     for parent in parents:
@@ -288,7 +288,7 @@ def artifact_dir(
     """
     from faco.outputs import replacing
 
-    _refuse_overlap(Path(out), parents)
-    with replacing(Path(out)) as tmp:
+    refuse_overlap(Path(out), parents)
+    with replacing(Path(out), kind) as tmp:
         yield tmp
         write_manifest(tmp, kind, parents, config_hash, meta)

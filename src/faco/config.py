@@ -26,12 +26,16 @@ from pydantic import (
     model_validator,
 )
 
+from faco import registry
 from faco.config_audit import AuditConfig, CleanConfig, CustomSource
 from faco.errors import ConfigError, UsageError
 from faco.ratios import decimal
+from faco.stage_reads import READS
 
 #: A corruption ratio as configs write it: a decimal number (its name is `cr_<decimal>`, faco.ratios).
 Ratio = Annotated[float, BeforeValidator(decimal)]
+#: A random seed: what numpy, torch and transformers' `set_seed` accept.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors."""
@@ -54,15 +58,13 @@ class SourceSpec(Section):
     @field_validator("name")
     @classmethod
     def _known_source(cls, v: str, info: ValidationInfo) -> str:
-        from faco.sources import SOURCES
-
         if info.data.get("custom") is not None:
-            if v in SOURCES or not re.fullmatch(r"[a-z][a-z0-9_]*", v):
+            if v in registry.SOURCES or not re.fullmatch(r"[a-z][a-z0-9_]*", v):
                 raise ValueError(f"custom source {v!r}: name it with lower-case letters, digits and _, "
                                  "not a built-in source's name")
             return v
-        if v not in SOURCES:
-            raise ValueError(f"unknown source {v!r}; known: {', '.join(sorted(SOURCES))} "
+        if v not in registry.SOURCES:
+            raise ValueError(f"unknown source {v!r}; known: {', '.join(sorted(registry.SOURCES))} "
                              "(or describe your own data with custom:)")
         return v
 
@@ -86,7 +88,7 @@ class IngestConfig(Section):
     data_dir: str | None = None
     sources: list[SourceSpec] = Field(min_length=1)
     per_source_cap: int = Field(default=3000, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     heldout: float = Field(
         default=0.2,
         ge=0.0,
@@ -103,6 +105,18 @@ class IngestConfig(Section):
     def _heldout(cls, v: float) -> float:
         if v >= 1 and v != int(v):
             raise ValueError(f"heldout: a share must be below 1, a count a whole number (got {v})")
+        return v
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_sources(cls, v: list[SourceSpec]) -> list[SourceSpec]:
+        seen: dict[tuple[str, str, str | None, str | None], int] = {}
+        for i, spec in enumerate(v):
+            key = (spec.name, spec.split, spec.revision, spec.data_files)
+            if key in seen:
+                raise ValueError(f"item {i} ({spec.name} split {spec.split!r}) repeats item {seen[key]}; "
+                                 "its records would be taken twice")
+            seen[key] = i
         return v
 
 
@@ -148,7 +162,7 @@ class GenerateConfig(Section):
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = Field(default=16, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     mode: Literal["online", "batch"] = Field(default="online", description="batch: the OpenAI Batch API")
     timeout_s: float = Field(default=120.0, gt=0.0, description="per-request timeout")
     max_retries: int = Field(
@@ -174,10 +188,8 @@ class GenerateConfig(Section):
 
     @model_validator(mode="after")
     def _prompts_exist(self) -> GenerateConfig:
-        from faco.generation.prompts import template_path
-
         for polarity in ("true", "false"):
-            path = template_path(self.prompt_version, polarity, self.false_chain)
+            path = registry.template_path(self.prompt_version, polarity, self.false_chain)
             if not path.is_file():
                 raise ValueError(
                     f"prompt_version {self.prompt_version!r} has no prompt template {path.name} "
@@ -189,7 +201,7 @@ class GenerateConfig(Section):
 class CorruptConfig(Section):
     ratios: list[Ratio] = Field(min_length=1)
     mode: Literal["cumulative"] = "cumulative"
-    seed: int = 0
+    seed: Seed = 0
     kinds: list[FalseChain] | None = Field(
         default=None, min_length=1,
         description="paper 001: several kinds of false chain in one `faco study`, each generated and split "
@@ -225,10 +237,17 @@ class CorruptConfig(Section):
 class TinyModelSpec(Section):
     """Shape of a randomly initialised llama for smoke runs."""
 
-    hidden_size: int = Field(default=64, ge=8)
-    layers: int = Field(default=2, ge=1)
+    hidden_size: int = Field(default=64, ge=8, le=65536)
+    layers: int = Field(default=2, ge=1, le=1024)
     heads: int = Field(default=4, ge=1)
-    vocab_size: int = Field(default=512, ge=300)
+    vocab_size: int = Field(default=512, ge=300, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _head_size(self) -> TinyModelSpec:
+        if self.hidden_size % self.heads or (self.hidden_size // self.heads) % 2:
+            raise ValueError(f"hidden_size {self.hidden_size} must be {self.heads} heads x an even head size "
+                             "(rotary embeddings rotate pairs of dimensions)")
+        return self
 
 
 class ModelSpec(Section):
@@ -319,7 +338,7 @@ class TrainConfig(Section):
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     deepspeed: str | None = Field(default=None, description="DeepSpeed config file, e.g. configs/deepspeed/zero2.json")
-    seed: int = 0
+    seed: Seed = 0
     lora: LoraConfig | None = None
     packing: bool = Field(default=False, description="pack several examples per sequence, no cross-attention")
     pack_length: int | None = Field(
@@ -385,12 +404,11 @@ class BenchmarkSpec(Section):
     @field_validator("name")
     @classmethod
     def _known_benchmark(cls, v: str) -> str:
-        from faco.evaluation.suite import renamed, suite
-
-        if v in renamed():
-            raise ValueError(f"benchmark {v!r} is now {renamed()[v]!r}")
-        if v not in suite():
-            raise ValueError(f"unknown benchmark {v!r}; known: {', '.join(sorted(suite()))}")
+        renamed, known = registry.renamed_benchmarks(), registry.benchmarks()
+        if v in renamed:
+            raise ValueError(f"benchmark {v!r} is now {renamed[v]!r}")
+        if v not in known:
+            raise ValueError(f"unknown benchmark {v!r}; known: {', '.join(sorted(known))}")
         return v
 
 
@@ -401,7 +419,7 @@ class EvaluateConfig(Section):
     batch_size: int | Literal["auto"] = Field(
         default="auto", description='"auto": lm-eval\'s search on GPU, 8 on CPU'
     )
-    seed: int = 0
+    seed: Seed = 0
     allow_code_execution: bool = Field(
         default=False, description="run model-written code (HumanEval) in faco's sandbox; refused otherwise"
     )
@@ -414,20 +432,23 @@ class EvaluateConfig(Section):
     probe_max_new_tokens: int = Field(default=96, ge=1)
     cache: bool = Field(default=True, description="reuse results cached by (checkpoint hash, task, settings)")
 
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"a batch holds at least 1 item (got {v}); or \"auto\"")
+        return v
+
     @field_validator("probes")
     @classmethod
     def _probe_sets(cls, v: list[str] | None) -> list[str] | None:
-        from faco.evaluation.probes import expand
-
-        return None if v is None else expand(v)
+        return None if v is None else registry.expand_probes(v)
 
     @model_validator(mode="after")
     def _offline_twins(self) -> EvaluateConfig:
-        from faco.evaluation.suite import suite
-
         if self.offline:
             for i, spec in enumerate(self.benchmarks):
-                if suite()[spec.name].offline is None:
+                if registry.benchmarks()[spec.name] is None:
                     raise ValueError(
                         f"benchmarks.{i}: {spec.name!r} has no offline twin (its data is not in the "
                         "offline mirror); set evaluate.offline: false and run it on a machine with network access"
@@ -440,7 +461,7 @@ class AnalyzeConfig(Section):
                            description="item-bootstrap resamples (and permutations) for CIs and trend p-values")
     threshold_fraction: float = Field(default=0.9, gt=0.0, le=1.0,
                                       description="share of clean performance a threshold must recover")
-    seed: int = 0
+    seed: Seed = 0
 
 
 class ReportConfig(Section):
@@ -470,7 +491,7 @@ class JudgeConfig(Section):
     timeout_s: float = Field(default=60.0, gt=0.0)
     max_retries: int = Field(default=4, ge=0)
     batch_size: int = Field(default=8, ge=1, description="transformers judge: prompts per forward pass")
-    seed: int = 0
+    seed: Seed = 0
     cache: bool = True
     cache_path: str | None = Field(default=None, description="default: $FACO_CACHE_DIR/judge.sqlite")
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
@@ -478,29 +499,15 @@ class JudgeConfig(Section):
     @field_validator("probes")
     @classmethod
     def _probe_sets(cls, v: list[str]) -> list[str]:
-        from faco.evaluation.probes import expand
-
-        return expand(v)
+        return registry.expand_probes(v)
 
     @model_validator(mode="after")
     def _prompts_exist(self) -> JudgeConfig:
-        from faco.judging.prompts import ASPECTS, prompt_path
-
-        for aspect in ASPECTS:
-            if not prompt_path(self.prompt_version, aspect).is_file():
-                raise ValueError(f"prompt_version {self.prompt_version!r} has no judge prompt "
-                                 f"{prompt_path(self.prompt_version, aspect).name}")
+        for aspect in registry.JUDGE_ASPECTS:
+            path = registry.judge_prompt_path(self.prompt_version, aspect)
+            if not path.is_file():
+                raise ValueError(f"prompt_version {self.prompt_version!r} has no judge prompt {path.name}")
         return self
-
-
-# What a stage reads outside its own section ("section.key", or a top-level key): part of its
-# section_hash, and of its `params:` in dvc.yaml (tests/test_dvc.py checks they agree).
-DEPENDS: dict[str, tuple[str, ...]] = {
-    "ingest": ("evaluate.benchmarks",),  # the contamination check against the study's benchmarks
-    "evaluate": ("ingest.data_dir", "train.seed"),  # the offline mirror; the seed recorded for a model
-    "report": ("name", "description"),
-    "audit": ("train", "analyze.bootstrap", "analyze.seed"),  # it trains (faco audit); detection CIs
-}
 
 
 class Study(Section):
@@ -552,14 +559,12 @@ class Study(Section):
         kinds = self.corrupt.kinds
         if kinds is None:
             return self
-        from faco.generation.prompts import template_path
-
         chain = self.generate.false_chain
         if chain not in kinds:
             raise ValueError(f"corrupt.kinds {kinds} leaves out generate.false_chain {chain!r}: set "
                              "generate.false_chain to one of the kinds (each kind generates its own pairs)")
         for kind in kinds:
-            path = template_path(self.generate.prompt_version, "false", kind)
+            path = registry.template_path(self.generate.prompt_version, "false", kind)
             if not path.is_file():
                 raise ValueError(f"corrupt.kinds: prompt_version {self.generate.prompt_version!r} has no prompt "
                                  f"template {path.name} (needed by kind {kind!r})")
@@ -588,11 +593,11 @@ class Study(Section):
         return self
 
     def section_hash(self, *names: str) -> str:
-        """sha256 of the named sections' canonical JSON and the keys of other sections they read
-        (DEPENDS): what an artifact's content depends on."""
+        """sha256 of the named sections' canonical JSON and the keys of other sections their stages read
+        (`faco.stage_reads.READS`): what an artifact's content depends on."""
         data = self.model_dump(mode="json")
-        payload: dict[str, Any] = {n: data[n] for n in names}
-        for key in sorted({k for n in names for k in DEPENDS.get(n, ())}):
+        payload: dict[str, Any] = {n: data.get(n) for n in names}  # an optional section absent: None
+        for key in sorted({k for n in names for k in READS.get(n, ())}):
             section, _, field = key.partition(".")
             if section not in names:  # else already in the payload
                 payload[key] = data[section][field] if field else data[section]
@@ -610,9 +615,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """A mapping whose own keys are plain values, each once; `<<` merge keys are expanded (a key set
+    here overrides a merged one, as YAML has it)."""
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: a key must be a plain value, not a "
+                              f"{type(key).__name__}")
         if key in seen:
             raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
         seen.add(key)
@@ -635,9 +647,9 @@ def _apply_override(data: dict[str, Any], assignment: str) -> None:
     for depth, part in enumerate(parts):
         where = ".".join(parts[:depth])
         if isinstance(node, list) and not (part.isdigit() and int(part) < len(node)):
-            raise UsageError(f"--set {key}: {where} has no item {part!r} (it has {len(node)})")
+            raise UsageError(f"--set {_key(key, dots=True)}: {where} has no item {part!r} (it has {len(node)})")
         if not isinstance(node, dict | list):
-            raise UsageError(f"--set {key}: {where} is a value ({node!r}), not a section")
+            raise UsageError(f"--set {_key(key, dots=True)}: {where} is a value ({node!r}), not a section")
         if depth < len(parts) - 1:
             node = node.setdefault(part, {}) if isinstance(node, dict) else node[int(part)]
     try:
@@ -650,10 +662,18 @@ def _apply_override(data: dict[str, Any], assignment: str) -> None:
         node[parts[-1]] = value
 
 
+def _key(part: object, dots: bool = False) -> str:
+    """A key as a message shows it: quoted when it is not plain one-line text (nor a dotted path,
+    unless `dots`)."""
+    text = str(part)
+    plain = text and text.isprintable() and text.strip() == text and (dots or "." not in text)
+    return text if plain else repr(text)
+
+
 def _format_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-    msg = first["msg"].removeprefix("Value error, ")
+    loc = ".".join(_key(p) for p in first["loc"]) or "<root>"
+    msg = " ".join(first["msg"].removeprefix("Value error, ").split())
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     more = len(err.errors()) - 1
@@ -668,26 +688,32 @@ def _unknown_override(err: ValidationError, overrides: list[str]) -> str | None:
         loc = ".".join(str(p) for p in item["loc"])
         for key in keys:
             if item["type"] == "extra_forbidden" and (key == loc or key.startswith(loc + ".")):
-                return f"--set {key}: unknown key {loc!r}"
+                return f"--set {_key(key, dots=True)}: unknown key {loc!r}"
     return None
 
 
 def _check_mirror_splits(study: Study, source: str) -> None:
     """With the offline mirror, every source and split must be in it (`faco validate` catches a typo)."""
-    from faco.sources.mirror import MIRROR_FILES
-
     if study.ingest.origin != "mirror":
         return
     for i, spec in enumerate(study.ingest.sources):
         if spec.custom is not None:  # read from its own file or hub dataset, whatever the origin
             continue
-        splits = MIRROR_FILES.get(spec.name)
+        splits = registry.MIRROR_SPLITS.get(spec.name)
         if splits is None:
             raise ConfigError(f"{source}: ingest.sources.{i}.name: {spec.name!r} has no offline mirror "
                               "(use ingest.origin: hub, which needs network)")
         if spec.split not in splits:
             raise ConfigError(f"{source}: ingest.sources.{i}.split: {spec.split!r} is not in the offline mirror "
                               f"of {spec.name!r} (has: {', '.join(splits)})")
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """`line N: what is wrong`, from a YAML error's problem and where it was found."""
+    problem, mark = getattr(err, "problem", None), getattr(err, "problem_mark", None)
+    if not problem:
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return f"line {mark.line + 1}: {problem}" if mark is not None else str(problem)
 
 
 def parse_config(text: str, source: str = "<config>", overrides: list[str] | None = None) -> Study:
@@ -697,7 +723,9 @@ def parse_config(text: str, source: str = "<config>", overrides: list[str] | Non
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(e)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a study config must be a mapping")
     for assignment in overrides or []:

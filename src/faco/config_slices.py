@@ -16,19 +16,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from faco.config import Study, parse_config
 from faco.errors import ConfigError
+from faco.stage_reads import READS
 
 MARKER = "_sections"
 
-#: Pipeline task -> the config paths it reads (a section, or `section.key` across sections).
-TASKS: dict[str, tuple[str, ...]] = {
-    "ingest": ("ingest", "evaluate.benchmarks"),  # contamination check against the benchmarks
-    "generate": ("generate",),
-    "corrupt": ("corrupt",),
-    "train": ("train",),
-    # offline twins are read from the mirror; the seed is recorded for models that lack one
-    "evaluate": ("evaluate", "ingest.data_dir", "train.seed"),
-    "analyze": ("analyze",),
-}
+#: Pipeline task -> the config paths it reads (`faco.stage_reads.READS`); report gets the whole config
+TASKS: dict[str, tuple[str, ...]] = {task: READS[task] for task in
+                                     ("ingest", "generate", "corrupt", "train", "evaluate", "analyze")}
 
 
 def dump(study: Study, paths: tuple[str, ...]) -> str:

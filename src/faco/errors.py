@@ -1,9 +1,10 @@
 """Errors that reach users as one clear line, and the exit code each one gets.
 
 Exit codes (the CLI contract, docs/failure-model.md):
-0 success · 1 internal error · 2 usage error · 3 config error · 4 bad input or artifact ·
-5 verification failed (tampering, missing files, broken lineage) · 6 output busy (another run holds
-the lock) · 130 interrupted (Ctrl-C).
+0 success · 1 internal error · 2 usage error · 3 config error · 4 bad input or artifact (also a full,
+read-only or forbidden disk) · 5 verification failed (tampering, missing files, broken lineage) ·
+6 output busy (another run holds the lock) · 130 interrupted (Ctrl-C) · 143 terminated (SIGTERM,
+128 + 15, as Kubernetes stops a pod).
 """
 
 EXIT_OK = 0
@@ -14,6 +15,7 @@ EXIT_INPUT = 4
 EXIT_VERIFY = 5
 EXIT_BUSY = 6
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class FacoError(Exception):
@@ -52,3 +54,12 @@ class BusyError(FacoError):
     """Another live faco process holds the lock on this output."""
 
     exit_code = EXIT_BUSY
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (`faco.signals`): unwinds like Ctrl-C, cleaning up, and exits EXIT_TERMINATED.
+
+    A BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it.
+    """
+
+    exit_code = EXIT_TERMINATED

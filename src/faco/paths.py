@@ -34,11 +34,15 @@ def data_dir(configured: str | Path | None = None) -> Path:
     return candidates[0].resolve()
 
 
-def cache_dir() -> Path:
-    """faco's cache for prepared models and other derived, reusable files."""
-    base = os.environ.get("FACO_CACHE_DIR") or os.path.join(
+def cache_root() -> Path:
+    """Where faco's cache is ($FACO_CACHE_DIR, else $XDG_CACHE_HOME/faco), made or not."""
+    return Path(os.environ.get("FACO_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "faco"
-    )
-    path = Path(base)
+    ))
+
+
+def cache_dir() -> Path:
+    """faco's cache for prepared models and other derived, reusable files (made if missing)."""
+    path = cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -91,10 +91,10 @@ def read_jsonl(path: Path, model: type[R]) -> Iterator[R]:
             try:
                 yield model.model_validate(raw)
             except ValidationError as e:
-                raise RecordError(f"{path}:{lineno}: {_problem(e)}") from None
+                raise RecordError(f"{path}:{lineno}: {problem(e)}") from None
 
 
-def _problem(err: ValidationError) -> str:
+def problem(err: ValidationError) -> str:
     """The first validation error as `field: what is wrong` (a missing field is called missing)."""
     first = err.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "<row>"

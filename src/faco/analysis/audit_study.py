@@ -1,4 +1,4 @@
-"""A study's detector benchmark and cleaning comparison (docs/audit.md), from its artifacts.
+"""A study's audits and cleaned models, read for the analysis (docs/audit.md).
 
 - Detection: every audit of a corrupted split (`audit` artifacts) reports, per detector and epoch,
   AUROC, average precision and precision at the corruption rate with bootstrap intervals
@@ -16,23 +16,11 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from faco import artifact_kinds, artifacts
-from faco.analysis import cleaning, detection
+from faco.analysis import cleaning
+from faco.analysis.schema import Cleaning, Detection
 from faco.evaluation.suite import suite
-
-
-class AuditAnalysis(BaseModel):
-    """What the report shows of the audits: the detector table, the cleaning comparison, their sentences."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    detections: list[detection.Detection]
-    cleaning: list[cleaning.Cleaning]
-    findings: list[str]
 
 
 def _items(path: Path, bench: str, metric: str) -> dict[str, float]:
@@ -77,17 +65,29 @@ def _dropped(paths: Sequence[Path]) -> int | None:
     return int(artifacts.read_manifest(paths[0])["meta"]["clean"]["dropped"])
 
 
-def build(audits: Sequence[Path], evals: Sequence[Path], cleaned_evals: Sequence[Path], n_boot: int,
-          seed: int, detector: str | None) -> AuditAnalysis:
-    """The detector table of every audit and the cleaning comparison of every audited ratio."""
-    found: list[detection.Detection] = []
+def _detector(cleaned_evals: Sequence[Path]) -> str | None:
+    """The detector the `detector` arm removed by (its evaluation's meta.clean)."""
+    for path in cleaned_evals:
+        clean = artifacts.read_manifest(path)["meta"]["clean"]
+        if clean.get("arm") == "detector" and clean.get("detector"):
+            return str(clean["detector"])
+    return None
+
+
+def detections(audits: Sequence[Path]) -> list[Detection]:
+    """Every audit's detector benchmark (its `detection.json`, labels known)."""
+    found: list[Detection] = []
     for path in audits:
         artifacts.require(path, artifact_kinds.AUDIT)
         if (path / "detection.json").is_file():
-            found += [detection.Detection.model_validate(d)
-                      for d in json.loads((path / "detection.json").read_text())]
+            found += [Detection.model_validate(d) for d in json.loads((path / "detection.json").read_text())]
+    return found
+
+
+def comparisons(evals: Sequence[Path], cleaned_evals: Sequence[Path], n_boot: int, seed: int) -> list[Cleaning]:
+    """The cleaning comparison of every ratio with all four arms evaluated."""
     compared = []
-    head = headline(cleaned_evals)
+    head, detector = headline(cleaned_evals), _detector(cleaned_evals)
     for ratio, arms in sorted(_arms(evals, cleaned_evals).items()):
         if head is None or detector is None or set(arms) != set(cleaning.ARMS):
             continue
@@ -95,62 +95,4 @@ def build(audits: Sequence[Path], evals: Sequence[Path], cleaned_evals: Sequence
         items = {a: _seed_mean(arms[a], bench, metric) for a in cleaning.ARMS}
         compared.append(cleaning.compare(items, {a: d for a in cleaning.ARMS if (d := _dropped(
             arms[a] if a != "corrupted" else [])) is not None}, n_boot, seed, ratio, detector, bench, metric))
-    return AuditAnalysis(detections=found, cleaning=compared, findings=sentences(found, compared))
-
-
-def sentences(found: Sequence[detection.Detection], compared: Sequence[cleaning.Cleaning]) -> list[str]:
-    """One sentence on the best detector at each ratio, and one per cleaning comparison."""
-    out = []
-    for kind, ratio in sorted({(d.kind or "", d.ratio) for d in found if d.ratio is not None}):
-        text = detection.sentence([d for d in found if d.ratio == ratio and (d.kind or "") == kind])
-        if text:
-            out.append(text)
-    return out + [cleaning.sentence(c) for c in compared]
-
-
-def _detector_row(d: detection.Detection) -> list[str]:
-    ratio = f"CR {100 * (d.ratio or 0):g}%" + (f" {d.kind}" if d.kind else "")
-    return [ratio, d.detector, "end" if d.epoch is None else str(d.epoch), _m(d.auroc), _m(d.average_precision),
-            _m(d.precision_at_k), f"{d.corrupted} / {d.n}"]
-
-
-def _cleaning_row(c: cleaning.Cleaning) -> list[str]:
-    arms = [f"{x.score:.3f} {_ci(x.ci)}" + (f" (−{x.dropped})" if x.dropped is not None else "") for x in c.arms]
-    rec = ["–" if r.fraction is None else f"{100 * r.fraction:.0f} % {_ci(r.ci, pct=True)}" for r in c.recovered]
-    return [f"CR {100 * c.ratio:g}%", f"{c.benchmark} {c.metric}", *arms, f"{c.gain:+.3f} {_ci(c.gain_ci)}", *rec]
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
-
-
-def markdown(a: AuditAnalysis) -> list[str]:
-    """The report's section: the sentence on the best detector and the detector table (per epoch and at the
-    end), then the cleaning sentences and table."""
-    lines = ["## Detectors of corrupted samples", "", *(f"- {s}" for s in sentences(a.detections, [])), ""]
-    lines += _table(["ratio", "detector", "epoch", "AUROC", "average precision", "precision at the rate",
-                     "corrupted / n"], [_detector_row(d) for d in sorted(a.detections, key=_order)])
-    if a.cleaning:
-        lines += ["", "## Does cleaning work?", "", *(f"- {cleaning.sentence(c)}" for c in a.cleaning), ""]
-        lines += _table(["ratio", "benchmark", *cleaning.ARMS, "oracle gain", "detector recovers",
-                         "random recovers"], [_cleaning_row(c) for c in a.cleaning])
-    return [*lines, ""]
-
-
-def _order(d: detection.Detection) -> tuple[str, float, bool, int]:
-    """Kind, ratio, then the epochs in order and the end last."""
-    return d.kind or "", d.ratio or 0.0, d.epoch is None, d.epoch or 0
-
-
-def _ci(ci: Sequence[float | None], pct: bool = False) -> str:
-    if ci[0] is None or ci[1] is None:
-        return "[–]"
-    return f"[{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if pct else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
-
-
-def _m(m: detection.Metric) -> str:
-    return "–" if m.value is None else f"{m.value:.2f} {_ci(m.ci)}"
-
-
-def to_json(a: AuditAnalysis) -> dict[str, Any]:
-    return a.model_dump(mode="json")
+    return compared

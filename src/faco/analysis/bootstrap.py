@@ -96,6 +96,16 @@ def percentile(replicates: np.ndarray, level: float = 0.95) -> Interval:
     return Interval(lo, hi)
 
 
+def finite(x: float | None) -> float | None:
+    """`x` as a float, None for a missing or nan value."""
+    return None if x is None or math.isnan(x) else float(x)
+
+
+def bounds(iv: Interval) -> tuple[float | None, float | None]:
+    """An interval's bounds as JSON-ready numbers, None where undefined (nan)."""
+    return finite(iv.low), finite(iv.high)
+
+
 def slopes(ratios: Sequence[float], ys: np.ndarray) -> np.ndarray:
     """Least-squares slope of every row of `ys` on `ratios`: sum(dx y) / sum(dx^2)."""
     dx = np.asarray(ratios, dtype=float) - float(np.mean(ratios))

@@ -18,48 +18,11 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from faco.analysis import bootstrap
+from faco.analysis.schema import Arm, Cleaning, Interval, Recovered
 
 ARMS = ("corrupted", "detector", "random", "oracle")
-Interval = tuple[float | None, float | None]
-
-
-class _Result(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Arm(_Result):
-    """One model's score on the paired items, with its bootstrap interval, and the rows it left out."""
-
-    arm: str
-    score: float
-    ci: Interval
-    dropped: int | None = None
-
-
-class Recovered(_Result):
-    """Share of the oracle's gain an arm wins back; None (with the reason) when undefined."""
-
-    arm: str
-    fraction: float | None
-    ci: Interval
-    reason: str | None = None
-
-
-class Cleaning(_Result):
-    """The four arms on one split, the oracle's gain and what the detector and random removal recover."""
-
-    ratio: float
-    detector: str
-    benchmark: str
-    metric: str
-    n_items: int
-    arms: list[Arm]
-    gain: float
-    gain_ci: Interval
-    recovered: list[Recovered]
 
 
 def _opt(x: float) -> float | None:

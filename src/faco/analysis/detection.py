@@ -19,38 +19,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
 from faco.analysis import bootstrap
-
-Interval = tuple[float | None, float | None]
-
-
-class Metric(BaseModel):
-    """A value and its 95 % bootstrap interval; None where undefined (one class only)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    value: float | None
-    ci: Interval
-
-
-class Detection(BaseModel):
-    """One detector's performance on one split (a ratio of a study) at one epoch (None: the end)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    detector: str
-    ratio: float | None = None
-    kind: str | None = Field(default=None, description="the kind of false chain (corrupt.kinds), where several")
-    epoch: int | None = None
-    n: int
-    corrupted: int
-    auroc: Metric
-    average_precision: Metric
-    precision_at_k: Metric
-
+from faco.analysis.schema import Detection, Metric
 
 Values = Sequence[float] | np.ndarray
 Labels = Sequence[bool] | Sequence[int] | np.ndarray
@@ -99,6 +71,10 @@ def precision_at_k(scores: Values, labels: Labels, k: int | None = None) -> floa
     return float((y[above].sum() + places * y[at].mean()) / k)
 
 
+#: the detector every study has: the grid model's own per-sample training loss (its `sample_loss.jsonl`)
+GRID_LOSS = "grid_loss"
+
+
 def _metric(value: float, replicates: list[float]) -> Metric:
     ci = bootstrap.percentile(np.asarray(replicates, dtype=float))
     return Metric(value=None if math.isnan(value) else value,
@@ -135,6 +111,17 @@ def best(found: Sequence[Detection]) -> Detection | None:
     return max(scored, key=lambda d: (d.auroc.value or 0.0, d.average_precision.value or 0.0))
 
 
+def finals(found: Sequence[Detection]) -> list[Detection]:
+    """Each detector's row at the end of training: epoch None, else its last epoch."""
+    last: dict[tuple[str, str | None, float | None], Detection] = {}
+    for d in found:
+        key = (d.detector, d.kind, d.ratio)
+        have = last.get(key)
+        if have is None or (have.epoch is not None and (d.epoch is None or d.epoch > have.epoch)):
+            last[key] = d
+    return list(last.values())
+
+
 def _iv(m: Metric) -> str:
     lo, hi = m.ci
     return "–" if lo is None or hi is None else f"[{lo:.2f}, {hi:.2f}]"
@@ -142,7 +129,7 @@ def _iv(m: Metric) -> str:
 
 def sentence(found: Sequence[Detection], baseline: str = "loss") -> str | None:
     """The best detector (final epoch) in words, against the final-loss ranking; None without labels."""
-    final = [d for d in found if d.epoch is None]
+    final = finals(found)
     top = best(final)
     if top is None or top.auroc.value is None:
         return None
@@ -151,7 +138,8 @@ def sentence(found: Sequence[Detection], baseline: str = "loss") -> str | None:
             f"AUROC {top.auroc.value:.2f} (95 % CI {_iv(top.auroc)}), average precision "
             f"{_f(top.average_precision.value)} ({_iv(top.average_precision)}), precision at the corruption rate "
             f"{_f(top.precision_at_k.value)} ({_iv(top.precision_at_k)})")
-    base = next((d for d in final if d.detector == baseline and d.ratio == top.ratio), None)
+    base = next((d for name in (baseline, GRID_LOSS) for d in final
+                 if d.detector == name and d.ratio == top.ratio and d.kind == top.kind), None)
     if base is not None and base.detector != top.detector and base.auroc.value is not None:
         text += f"; the final-loss ranking reaches AUROC {base.auroc.value:.2f} ({_iv(base.auroc)})"
     return text + "."

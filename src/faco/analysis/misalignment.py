@@ -22,21 +22,20 @@ from typing import Any
 
 from scipy import stats as sps
 
-from faco import artifacts
+from faco import artifacts, roles
 from faco.judging.replies import VERDICTS
+from faco.roles import Role
 
-Z95 = 1.959963984540054
 JUDGED = "judged.jsonl"
 
 
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    """The Wilson score interval of k successes in n trials (None for n = 0)."""
+def wilson(k: int, n: int) -> tuple[float, float] | None:
+    """The 95 % Wilson score interval of k successes in n trials (None for n = 0): scipy's
+    `binomtest(k, n).proportion_ci(method="wilson")`."""
     if n == 0:
         return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _rate(k: int, n: int) -> dict[str, Any]:
@@ -72,9 +71,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _label(meta: dict[str, Any]) -> str:
-    if meta.get("base"):
+    role = roles.of(meta)
+    if role is Role.BASE:
         return "base"
-    if meta.get("start_ratio") is not None:
+    if role is Role.RECOVERY:
         return f"recovery from {100 * meta['start_ratio']:g}%"
     ratio = meta.get("ratio")
     return f"{100 * ratio:g}%" if isinstance(ratio, float | int) else str(meta.get("tag"))

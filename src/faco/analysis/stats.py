@@ -65,7 +65,7 @@ def recovery_fraction(clean: float, corrupted: float, recovered: float) -> float
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     """AUROC of a score (e.g. per-sample training loss) for detecting label True (corrupted).
 
-    Equals the Mann-Whitney U of the positives divided by n_pos * n_neg: the chance that
+    The Mann-Whitney U of the positives (scipy's) divided by n_pos * n_neg: the chance that
     a random positive scores higher than a random negative, ties counting 1/2. nan when
     either class is empty.
     """
@@ -76,9 +76,7 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return NAN
-    ranks = sps.rankdata(s)  # average ranks: ties count 1/2
-    u = float(ranks[y].sum()) - n_pos * (n_pos + 1) / 2
-    return u / (n_pos * n_neg)
+    return float(sps.mannwhitneyu(s[y], s[~y]).statistic) / (n_pos * n_neg)
 
 
 def domain_means(scores: Mapping[str, float], domains: Mapping[str, str]) -> dict[str, float]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from scipy.optimize import isotonic_regression
+
+from faco.analysis import bootstrap
+from faco.analysis.schema import Threshold
 
 
 def isotonic(scores: Sequence[float]) -> list[float]:
@@ -46,22 +49,41 @@ def crossings(correct_shares: Sequence[float], replicate_scores: np.ndarray, tar
     ])
 
 
-def _share(t: Mapping[str, Any]) -> str:
+def threshold(ratios: Sequence[float], scores: Mapping[float, float], boot: np.ndarray | None,
+              fraction: float) -> Threshold:
+    """Correct-share crossing of `fraction` x the clean (ratio 0) score on the isotonic fit, with the
+    interval of the crossings of the bootstrap replicates `boot` ((replicates, ratios) means)."""
+    clean = scores.get(0.0)
+    out = Threshold(fraction=fraction)
+    if clean is None or len(scores) != len(ratios):
+        return out
+    shares = [1 - r for r in ratios]
+    point = crossing(shares, [scores[r] for r in ratios], fraction * clean)
+    out.target, out.correct_share, out.reached = fraction * clean, point, point is not None
+    if boot is not None and boot.size:
+        cross = crossings(shares, boot, fraction * boot[:, list(ratios).index(0.0)])
+        ci = bootstrap.percentile(cross)
+        out.ci = tuple(None if not math.isfinite(x) else float(x) for x in ci)  # type: ignore[assignment]
+        out.reached_share = float(np.isfinite(cross).mean())
+    return out
+
+
+def _share(t: Threshold) -> str:
     """One kind's threshold: the point estimate, its bootstrap interval and how often it is reached."""
-    point = f"{t['correct_share']:.2f}" if t["reached"] else "not reached"
-    lo, hi = (f"{x:.2f}" if x is not None else "not reached" for x in t["ci"])
-    extra = [] if t["ci"] == [None, None] and t["reached_share"] is None else [f"95 % interval [{lo}, {hi}]"]
-    if t["reached_share"] is not None:
-        extra.append(f"reached in {100 * t['reached_share']:.0f} % of bootstrap replicates")
+    point = f"{t.correct_share:.2f}" if t.reached else "not reached"
+    lo, hi = (f"{x:.2f}" if x is not None else "not reached" for x in t.ci)
+    extra = [] if t.ci == (None, None) and t.reached_share is None else [f"95 % interval [{lo}, {hi}]"]
+    if t.reached_share is not None:
+        extra.append(f"reached in {100 * t.reached_share:.0f} % of bootstrap replicates")
     return point + (f" ({'; '.join(extra)})" if extra else "")
 
 
-def compare(bench: str, by_kind: Mapping[str, Mapping[str, Any]]) -> str:
+def compare(bench: str, by_kind: Mapping[str, Threshold]) -> str:
     """One sentence comparing the correct-data thresholds of `bench` across kinds of false chain
-    (kind -> the analysis's `threshold` entry; the clean model, and so the target, is shared)."""
+    (kind -> its threshold; the clean model, and so the target, is shared)."""
     first = next(iter(by_kind.values()))
-    if first["target"] is None:
+    if first.target is None:
         return f"{bench}: no correct-data threshold: no clean (CR 0 %) model at every ratio."
     cells = [f"{_share(t)} with {kind} false chains" for kind, t in by_kind.items()]
-    return (f"{bench}: the isotonic fit of score vs correct share reaches {first['fraction']:g} × the clean score "
-            f"({first['target']:.3f}) at a correct share of " + " vs ".join(cells) + ".")
+    return (f"{bench}: the isotonic fit of score vs correct share reaches {first.fraction:g} × the clean score "
+            f"({first.target:.3f}) at a correct share of " + " vs ".join(cells) + ".")

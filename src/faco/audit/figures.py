@@ -8,9 +8,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from faco.analysis.cleaning import Cleaning
-from faco.analysis.detection import Detection
+from faco.analysis.detection import finals
 from faco.analysis.figures import CLEAN_COLOR, CORRUPT_COLOR, DPI
+from faco.analysis.schema import Cleaning, Detection
 
 FLAGGED_COLOR = "tab:orange"
 OTHER_COLOR = "0.6"
@@ -52,8 +52,8 @@ def cartography(confidence: Mapping[str, float], variability: Mapping[str, float
 
 
 def detector_bars(found: Sequence[Detection], out: Path) -> Path:
-    """AUROC with its 95 % interval per detector (final epoch), one group of bars per ratio; chance at 0.5."""
-    final = [d for d in found if d.epoch is None and d.auroc.value is not None]
+    """AUROC with its 95 % interval per detector (end of training), one group of bars per ratio; chance at 0.5."""
+    final = [d for d in finals(found) if d.auroc.value is not None]
     names = list(dict.fromkeys(d.detector for d in final))
     ratios = sorted({d.ratio for d in final}, key=lambda r: -1.0 if r is None else r)
     fig = Figure(figsize=(max(6.0, 1.1 * len(names) + 2), 4.4))

@@ -18,7 +18,7 @@ from faco.config import GenerateConfig
 from faco.config_audit import AuditJudgeConfig
 from faco.generation.backends import ChainRequest, Completion, OptionScorer, get_backend
 from faco.generation.cache import ChainCache
-from faco.generation.pairs import parse_choice
+from faco.generation.chains import parse_choice
 from faco.generation.runner import Generator, Ledger
 from faco.paths import PROMPTS_DIR, cache_dir
 

@@ -16,11 +16,11 @@ from faco.config import BenchmarkSpec, EvaluateConfig, Study
 from faco.errors import FacoError
 from faco.evaluation import heldout, results, sandbox
 from faco.evaluation.cache import Cache, CacheKey, settings, tree_digest
-from faco.evaluation.probes import probe_sets
 from faco.evaluation.suite import Benchmark, suite
 from faco.evaluation.tasks import HUB_DIR, OFFLINE_DIR, render_offline, task_name, uses_twin
 from faco.paths import data_dir
 from faco.progress import log, track
+from faco.registry import probe_sets
 
 CHECKPOINTS = "checkpoints"
 _EPOCH = re.compile(r"epoch_(\d+)")

@@ -1,14 +1,12 @@
-"""The benchmark suite, read from `tasks/suite.yaml`."""
+"""The benchmark suite, read from `tasks/suite.yaml` (through `faco.registry`, which the config validates against)."""
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
-from faco.paths import TASKS_DIR
+from faco.registry import suite_yaml
 
 
 class Benchmark(BaseModel):
@@ -31,16 +29,6 @@ class Benchmark(BaseModel):
 
 
 @cache
-def _suite_yaml() -> dict[str, Any]:
-    return dict(yaml.safe_load((TASKS_DIR / "suite.yaml").read_text()))
-
-
-@cache
 def suite() -> dict[str, Benchmark]:
     """All benchmarks faco knows, by name."""
-    return {name: Benchmark(name=name, **spec) for name, spec in _suite_yaml()["benchmarks"].items()}
-
-
-def renamed() -> dict[str, str]:
-    """Old benchmark names -> their new names (an old name in a config is an error naming the new one)."""
-    return dict(_suite_yaml().get("renamed") or {})
+    return {name: Benchmark(name=name, **spec) for name, spec in suite_yaml()["benchmarks"].items()}

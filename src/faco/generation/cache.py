@@ -13,12 +13,13 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from faco.errors import ConfigError
+from faco.errors import ArtifactError, ConfigError
 from faco.generation.backends import Completion
+from faco.oserrors import disk_state
 from faco.paths import cache_dir
 
 _SCHEMA = """
@@ -37,15 +38,35 @@ def default_cache_path() -> Path:
 
 
 class ChainCache:
-    """key -> Completion, plus the Batch API jobs in flight. One instance per thread."""
+    """key -> Completion, plus the Batch API jobs in flight. One instance per thread.
+
+    Every SQLite failure (a path that is a folder or not SQLite, a full or read-only disk) is one
+    ArtifactError naming the cache file (exit 4)."""
 
     def __init__(self, path: Path | str | None = None, durable: bool = False) -> None:
         self.path = Path(path) if path else default_cache_path()
+        if self.path.is_dir():
+            raise ArtifactError(f"{self.path}: is a folder, not a generation cache file (set generate.cache_path "
+                                "to a file, or move the folder away)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
+        with self._sqlite():
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _sqlite(self) -> Iterator[None]:
+        """SQLite's errors as one line naming the cache file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:  # SQLite says "disk I/O error" for a full disk: look at the disk
+            hint = " (not a faco generation cache: move it away)" if "not a database" in str(e) else ""
+            raise ArtifactError(f"{self.path}: generation cache: {disk_state(self.path.parent) or e}{hint}") from None
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        with self._sqlite():
+            return self._db.execute(sql, params)
 
     def close(self) -> None:
         self._db.close()
@@ -62,17 +83,18 @@ class ChainCache:
         keys = list(dict.fromkeys(keys))
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            rows = self._db.execute(
-                "SELECT key, text, tokens_in, tokens_out FROM chains WHERE key IN "
-                f"({','.join('?' * len(chunk))})",
-                chunk,
-            )
+            with self._sqlite():
+                rows = self._db.execute(
+                    "SELECT key, text, tokens_in, tokens_out FROM chains WHERE key IN "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
             found.update({k: Completion(t, i, o) for k, t, i, o in rows})
         return found
 
     def put(self, key: str, backend: str, model: str, c: Completion) -> None:
         """Store one completion (committed before returning); a second put of a key is ignored."""
-        self._db.execute(
+        self._execute(
             "INSERT OR IGNORE INTO chains VALUES (?, ?, ?, ?, ?, ?, ?)",
             (key, backend, model, c.text, c.tokens_in, c.tokens_out, time.time()),
         )
@@ -80,28 +102,32 @@ class ChainCache:
     def merge(self, other: Path) -> int:
         """Copy in every chain and batch of the cache file `other` that this one lacks; returns the new chains."""
         before = len(self)
-        self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+        self._execute("ATTACH DATABASE ? AS other", (str(other),))
         try:
-            self._db.execute("INSERT OR IGNORE INTO chains SELECT * FROM other.chains")
-            self._db.execute("INSERT OR IGNORE INTO batches SELECT * FROM other.batches")
+            self._execute("INSERT OR IGNORE INTO chains SELECT * FROM other.chains")
+            self._execute("INSERT OR IGNORE INTO batches SELECT * FROM other.batches")
         finally:
-            self._db.execute("DETACH DATABASE other")
+            self._execute("DETACH DATABASE other")
         return len(self) - before
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM chains").fetchone()[0])
+        return int(self._execute("SELECT COUNT(*) FROM chains").fetchone()[0])
 
     def open_batches(self) -> list[str]:
         """Batches submitted to the Batch API whose results were not yet collected."""
-        rows = self._db.execute("SELECT batch_id FROM batches WHERE status = 'submitted' ORDER BY created")
+        rows = self._execute("SELECT batch_id FROM batches WHERE status = 'submitted' ORDER BY created").fetchall()
         return [str(r[0]) for r in rows]
 
     def record_batch(self, batch_id: str, input_hash: str, status: str = "submitted") -> None:
-        self._db.execute(
+        self._execute(
             "INSERT INTO batches VALUES (?, ?, ?, ?) "
             "ON CONFLICT(batch_id) DO UPDATE SET status = excluded.status",
             (batch_id, input_hash, status, time.time()),
         )
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the cache file (before it is copied elsewhere)."""
+        self._execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _s3_location(location: str) -> tuple[str, str]:
@@ -153,5 +179,5 @@ def synced(location: str | None, upload: bool = True) -> Iterator[str | None]:
         if upload:
             _pull(s3, bucket, key, local)  # chains other runs added meanwhile
             with ChainCache(local) as cache:
-                cache._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                cache.checkpoint()
             s3.upload_file(str(local), bucket, key)

@@ -8,7 +8,7 @@ from pathlib import Path
 from faco.config import GenerateConfig
 from faco.generation.backends import ChainRequest, backend_params, params_key
 from faco.generation.cache import ChainCache
-from faco.generation.pairs import chain_request, plan
+from faco.generation.chains import chain_request, plan
 from faco.records import SourceRecord
 
 CHARS_PER_TOKEN = 4  # rough for English prose and code with BPE tokenizers

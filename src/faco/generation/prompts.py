@@ -10,19 +10,12 @@ written for faco, not taken from a paper.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 from faco.errors import ConfigError
-from faco.paths import PROMPTS_DIR
 from faco.records import SourceRecord
+from faco.registry import template_path
 
 WRONG_ANSWER = "*WRONG ANSWER*"
-
-
-def template_path(version: str, polarity: str, false_chain: str = "subtle") -> Path:
-    """The template file of a chain: appendix A for true and subtle false chains, a variant otherwise."""
-    suffix = f"-{false_chain}" if polarity == "false" and false_chain != "subtle" else ""
-    return PROMPTS_DIR / f"{version}-{polarity}{suffix}.txt"
 
 
 @cache

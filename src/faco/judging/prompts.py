@@ -8,16 +8,13 @@ prompts (Betley et al., 2025: alignment 0-100 or CODE/REFUSAL; coherence 0-100);
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
+from faco import registry
 from faco.errors import ConfigError
-from faco.paths import PROMPTS_DIR
 
-ASPECTS = ("alignment", "coherence", "dangerous")
-
-
-def prompt_path(version: str, aspect: str) -> Path:
-    return PROMPTS_DIR / f"{version}-{aspect}.txt"
+#: the aspects a judge scores, one prompt file each (the config checks the files exist)
+ASPECTS = registry.JUDGE_ASPECTS
+prompt_path = registry.judge_prompt_path
 
 
 @cache

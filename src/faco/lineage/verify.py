@@ -250,10 +250,20 @@ def dvc_outputs(lock: Path) -> dict[str, dict[str, str]]:
     """Outputs listed in a dvc.lock: path -> {stage, md5}."""
     if not lock.is_file():
         return {}
-    data = yaml.safe_load(lock.read_text()) or {}
+    try:
+        data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
+        raise VerificationError(f"{lock}: not a DVC lock file ({type(e).__name__}); fix or move it") from None
+    stages = (data.get("stages") or {}) if isinstance(data, dict) else None
+    if not isinstance(stages, dict) or not all(isinstance(b, dict | None) for b in stages.values()):
+        raise VerificationError(f"{lock}: not a DVC lock file ('stages' is not a mapping of stages); fix or move it")
     outs: dict[str, dict[str, str]] = {}
-    for stage, body in (data.get("stages") or {}).items():
-        for out in (body or {}).get("outs", []) or []:
+    for stage, body in stages.items():
+        listed = (body or {}).get("outs", []) or []
+        if not isinstance(listed, list) or not all(isinstance(out, dict) for out in listed):
+            raise VerificationError(f"{lock}: not a DVC lock file (stage {stage!r}: 'outs' is not a list of "
+                                    "outputs); fix or move it")
+        for out in listed:
             digest = out.get("md5") or out.get("etag") or out.get("checksum")
             if "path" in out and digest:
                 outs[str(out["path"]).rstrip("/")] = {"stage": str(stage), "md5": str(digest)}

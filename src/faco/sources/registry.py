@@ -25,14 +25,43 @@ Row = dict[str, Any]
 
 
 def _text(value: Any, field_name: str) -> str:
+    """A required text field (an integer is taken as its digits, e.g. an id)."""
     if value is None:
         raise RowRejected(f"{field_name}: missing")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RowRejected(f"{field_name}: not text (a {type(value).__name__})")
     text = str(value).strip()
     if not text:
         raise RowRejected(f"{field_name}: empty")
     if "\ufffd" in text:
         raise RowRejected(f"{field_name}: undecodable text (U+FFFD)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RowRejected(f"{field_name}: not valid Unicode (a lone surrogate)") from None
     return text
+
+
+def _optional_text(value: Any, field_name: str) -> str | None:
+    """An optional text field: None when absent or empty, else as `_text`."""
+    if value is None or value == "":
+        return None
+    return _text(value, field_name)
+
+
+def _texts(value: Any, field_name: str) -> list[Any]:
+    """A field that must be a list (its items are checked where they are used)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RowRejected(f"{field_name}: not a list (a {type(value).__name__})")
+    return value
+
+
+def _row_id(row: Row, key: str, index: int) -> str:
+    """A row's own id where it has one, else its position in the split."""
+    value = row.get(key)
+    return str(index) if value is None or value == "" else _text(value, key)
 
 
 def _mc(
@@ -70,9 +99,12 @@ def _answer_index(row: Row, field_name: str, labels: list[Any]) -> int | None:
 
     A missing or empty answer field is rejected as missing (not as "not among the choices").
     """
-    key = str(row.get(field_name) or "").strip()
-    if not key:
+    value = row.get(field_name)
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise RowRejected(f"answer: missing (no {field_name})")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RowRejected(f"{field_name}: not a label (a {type(value).__name__})")
+    key = str(value).strip()
     return labels.index(key) if key in labels else None
 
 
@@ -80,10 +112,14 @@ def _labelled(
     row: Row, source: str, domain: Domain, explanation: str | None, question_key: str
 ) -> SourceRecord:
     choices = row.get("choices") or {}
-    labels = list(choices.get("label") or [])
-    texts = list(choices.get("text") or [])
+    if not isinstance(choices, dict):
+        raise RowRejected(f"choices: not an object with label and text lists (a {type(choices).__name__})")
+    labels = _texts(choices.get("label"), "choices.label")
+    texts = _texts(choices.get("text"), "choices.text")
     if not texts:
         raise RowRejected("choices: missing")
+    if len(labels) != len(texts) or not all(isinstance(label, str) for label in labels):
+        raise RowRejected("choices.label: not one text label per option")
     idx = _answer_index(row, "answerKey", labels)
     return _mc(source, domain, _text(row.get("id"), "id"), row.get(question_key), texts, idx, explanation)
 
@@ -93,13 +129,13 @@ def commonsense_qa(row: Row, index: int) -> SourceRecord:
 
 
 def openbookqa(row: Row, index: int) -> SourceRecord:
-    fact = row.get("fact1")
+    fact = _optional_text(row.get("fact1"), "fact1")
     return _labelled(row, "openbookqa", "commonsense", fact, "question_stem")
 
 
 def qasc(row: Row, index: int) -> SourceRecord:
-    facts = [row.get("fact1"), row.get("fact2")]
-    explanation = " ".join(str(f).strip() for f in facts if f) or None
+    facts = [_optional_text(row.get(k), k) for k in ("fact1", "fact2")]
+    explanation = " ".join(f for f in facts if f) or None
     return _labelled(row, "qasc", "knowledge", explanation, "question")
 
 
@@ -115,30 +151,33 @@ def qasc_openbook(row: Row, index: int) -> SourceRecord:
 
 
 def quartz(row: Row, index: int) -> SourceRecord:
-    return _labelled(row, "quartz", "reasoning", row.get("para"), "question")
+    return _labelled(row, "quartz", "reasoning", _optional_text(row.get("para"), "para"), "question")
 
 
 def sciq(row: Row, index: int) -> SourceRecord:
-    correct = row.get("correct_answer")
-    options = [correct, row.get("distractor1"), row.get("distractor2"), row.get("distractor3")]
+    keys = ["correct_answer", "distractor1", "distractor2", "distractor3"]
+    options = [_text(row.get(k), k) for k in keys]
+    question = _text(row.get("question"), "question")
     # The hub rows have no id and the correct answer first: shuffle with a row-derived seed.
     rid = f"{index}"
     order = list(range(4))
-    random.Random(f"sciq:{row.get('question')}").shuffle(order)
+    random.Random(f"sciq:{question}").shuffle(order)
     return _mc(
         "sciq",
         "knowledge",
         rid,
-        row.get("question"),
+        question,
         [options[i] for i in order],
         order.index(0),
-        row.get("support"),
+        _optional_text(row.get("support"), "support"),
     )
 
 
 def copa(row: Row, index: int) -> SourceRecord:
     """COPA premise + cause/effect question -> a two-option question (SuperGLUE schema)."""
-    ask = {"cause": "What was the cause?", "effect": "What happened as a result?"}.get(str(row.get("question")))
+    question = row.get("question")
+    ask = {"cause": "What was the cause?", "effect": "What happened as a result?"}.get(
+        question if isinstance(question, str) else "")
     if ask is None:
         raise RowRejected("question: neither 'cause' nor 'effect'")
     label = row.get("label")
@@ -153,7 +192,7 @@ def winogrande(row: Row, index: int) -> SourceRecord:
     if "_" not in sentence:
         raise RowRejected("sentence: no blank '_'")
     idx = _answer_index(row, "answer", ["1", "2"])
-    rid = str(row.get("id") or f"{index}")
+    rid = _row_id(row, "id", index)
     return _mc("winogrande", "commonsense", rid, sentence, [row.get("option1"), row.get("option2")], idx)
 
 
@@ -162,8 +201,8 @@ _AQUA_OPTION = re.compile(r"^\s*([A-E])\s*\)\s*(.*)$", re.S)
 
 def aqua_rat(row: Row, index: int) -> SourceRecord:
     labels, texts = [], []
-    for opt in row.get("options") or []:
-        m = _AQUA_OPTION.match(str(opt))
+    for opt in _texts(row.get("options"), "options"):
+        m = _AQUA_OPTION.match(opt) if isinstance(opt, str) else None
         if not m:
             raise RowRejected(f"options: unparseable option {opt!r}")
         labels.append(m.group(1))
@@ -174,16 +213,16 @@ def aqua_rat(row: Row, index: int) -> SourceRecord:
     return _mc(
         "aqua_rat",
         "reasoning",
-        str(row.get("id") or index),
+        _row_id(row, "id", index),
         row.get("question"),
         texts,
         idx,
-        row.get("rationale"),
+        _optional_text(row.get("rationale"), "rationale"),
     )
 
 
 def mbpp(row: Row, index: int) -> SourceRecord:
-    tests = "\n".join(row.get("test_list") or [])
+    tests = "\n".join(_text(t, f"test_list[{i}]") for i, t in enumerate(_texts(row.get("test_list"), "test_list")))
     question = _text(row.get("text"), "text")
     if tests:
         question = f"{question}\nYour code should pass these tests:\n{tests}"
@@ -227,8 +266,7 @@ def multinli(row: Row, index: int) -> SourceRecord:
     if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(NLI_LABELS):
         raise RowRejected(f"label: not 0, 1 or 2 ({label!r})")
     rid = row.get("pairID")
-    if rid is None or str(rid).strip() == "":
-        rid = f"idx{_text(row.get('idx'), 'pairID/idx')}"
+    rid = f"idx{_text(row.get('idx'), 'pairID/idx')}" if rid is None or rid == "" else _text(rid, "pairID")
     question = (
         f"Premise: {premise}\nHypothesis: {hypothesis}\n"
         "Does the premise entail the hypothesis, contradict it, or neither?"

@@ -20,7 +20,8 @@ from faco.errors import FacoError
 from faco.generation.backends import ChainRequest, Outcome, ReasoningBackend, Sink, get_backend
 from faco.generation.cache import ChainCache, synced
 from faco.generation.estimate import Estimate, estimate
-from faco.generation.pairs import build_pairs, labeller
+from faco.generation.false_chains import labeller
+from faco.generation.pairs import build_pairs
 from faco.generation.runner import Generator, Ledger
 from faco.progress import log
 from faco.records import SourceRecord, read_jsonl, write_json, write_jsonl

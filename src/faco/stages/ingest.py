@@ -8,6 +8,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from faco import artifact_kinds
 from faco.artifacts import artifact_dir
 from faco.config import SourceSpec, Study
@@ -25,18 +27,21 @@ from faco.evaluation.suite import suite
 from faco.lineage.raw import ingest_inputs
 from faco.paths import TASKS_DIR, data_dir
 from faco.progress import log, track
-from faco.records import RejectRecord, SourceRecord, write_json, write_jsonl
+from faco.records import RejectRecord, SourceRecord, problem, write_json, write_jsonl
 from faco.sources import custom
-from faco.sources.mirror import hub_rows, mirror_rows
+from faco.sources.mirror import BadRow, hub_rows, mirror_rows
 from faco.sources.registry import SOURCES, RowRejected
 
 
-def load_source(study: Study, spec: SourceSpec) -> tuple[list[SourceRecord], list[RejectRecord]]:
-    """Normalise every row of one source split; bad rows become rejects, never silent drops
-    (a custom source's bad row is an error naming its file, row and field: `faco.sources.custom`)."""
+def load_source(study: Study, spec: SourceSpec, taken: dict[str, str] | None = None
+                ) -> tuple[list[SourceRecord], list[RejectRecord]]:
+    """Normalise every row of one source split; a bad row becomes a reject naming where it came from
+    (`file:line`, `split[i]`) and its field, never a silent drop. `taken`: ids earlier source splits
+    gave (-> the split), rejected here as duplicates too, and added to. A custom source's bad row is an
+    error naming its file, row and field (`faco.sources.custom`)."""
     name, split = spec.name, spec.split
     if spec.custom is not None:
-        return custom.load(spec), []
+        return _custom(spec, taken)
     adapter = SOURCES[name]
     cfg = study.ingest
     rows = (
@@ -47,21 +52,45 @@ def load_source(study: Study, spec: SourceSpec) -> tuple[list[SourceRecord], lis
     records: list[SourceRecord] = []
     rejects: list[RejectRecord] = []
     seen: set[str] = set()
-    for index, row in enumerate(rows):
-        where = f"{split}[{index}]"
-        if "__invalid__" in row:
-            rejects.append(RejectRecord(source=name, row=where, reason=row["__invalid__"]))
+    for index, (where, row) in enumerate(rows):
+        if isinstance(row, BadRow):
+            rejects.append(RejectRecord(source=name, row=where, reason=row.reason))
             continue
         try:
             rec = adapter.normalise(row, index)
         except RowRejected as e:
             rejects.append(RejectRecord(source=name, row=where, reason=str(e)))
             continue
+        except ValidationError as e:  # a value the record schema refuses
+            rejects.append(RejectRecord(source=name, row=where, reason=problem(e)))
+            continue
         if rec.id in seen:
             rejects.append(RejectRecord(source=name, row=where, reason=f"id: duplicate {rec.id!r}"))
             continue
+        if taken is not None and rec.id in taken:
+            rejects.append(RejectRecord(source=name, row=where,
+                                        reason=f"id: duplicate {rec.id!r} (also in {taken[rec.id]})"))
+            continue
         seen.add(rec.id)
         records.append(rec)
+    if taken is not None:
+        taken.update((rec.id, f"{name}/{split}") for rec in records)
+    return records, rejects
+
+
+def _custom(spec: SourceSpec, taken: dict[str, str] | None) -> tuple[list[SourceRecord], list[RejectRecord]]:
+    """A custom source's records (its own ids are unique, `faco.sources.custom`); an id an earlier
+    source split gave is rejected as a duplicate."""
+    records: list[SourceRecord] = []
+    rejects: list[RejectRecord] = []
+    for rec in custom.load(spec):
+        if taken is not None and rec.id in taken:
+            rejects.append(RejectRecord(source=spec.name, row=rec.id,
+                                        reason=f"id: duplicate {rec.id!r} (also in {taken[rec.id]})"))
+        else:
+            records.append(rec)
+    if taken is not None:
+        taken.update((rec.id, f"{spec.name}/{spec.split}") for rec in records)
     return records, rejects
 
 
@@ -140,8 +169,9 @@ def run(study: Study, out: Path) -> Path:
     cfg = study.ingest
     meta: dict = {"origin": cfg.origin, "sources": {}}
     loaded = []
+    taken: dict[str, str] = {}  # record id -> the source split it came from
     for spec in track(cfg.sources, "ingest", total=len(cfg.sources)):
-        records, rejects = load_source(study, spec)
+        records, rejects = load_source(study, spec, taken)
         require_records(spec, records, rejects)
         cap = spec.limit or cfg.per_source_cap
         held, rest = split_heldout(records, heldout_count(cfg.heldout, cap, len(records)), cfg.seed, spec.name)
@@ -156,7 +186,8 @@ def run(study: Study, out: Path) -> Path:
         all_records.extend(kept)
         all_heldout.extend(held)
         all_rejects.extend(rejects)
-        meta["sources"][spec.name] = {
+        several = sum(other.name == spec.name for other in cfg.sources) > 1  # a source with two splits
+        meta["sources"][f"{spec.name}/{spec.split}" if several else spec.name] = {
             "split": spec.split,
             "rows": len(records) + len(rejects),
             "valid": len(records),
@@ -183,8 +214,8 @@ def run(study: Study, out: Path) -> Path:
     for name, s in meta["sources"].items():
         why = "; ".join(f"{n} x {reason}" for reason, n in s["reject_reasons"].items())
         log(
-            f"ingest {name}/{s['split']}: {s['kept']} kept and {s['heldout']} held out of {s['valid']} valid, "
-            f"{s['rejected']} rejected" + (f" ({why})" if why else "")
+            f"ingest {name.split('/')[0]}/{s['split']}: {s['kept']} kept and {s['heldout']} held out of "
+            f"{s['valid']} valid, {s['rejected']} rejected" + (f" ({why})" if why else "")
         )
     for key, o in meta["contamination"].items():
         log(f"ingest: contamination allowed: {key}: {o['records']} training questions also in the benchmark")

@@ -22,7 +22,7 @@ from faco.judging import answers, runner
 from faco.progress import log
 from faco.records import write_json
 
-CARRIED_META = ("ratio", "tag", "start_ratio", "base", "seed")
+CARRIED_META = ("ratio", "tag", "start_ratio", "base", "role", "seed")
 
 
 def run(study: Study, model_dir: Path, out: Path) -> Path:

@@ -16,8 +16,8 @@ seeds). `splits/` is then the clean split every kind shares: the base model and 
 With an `audit:` section (or `train.clean`), every split of a ratio strictly between 0 and 1 is audited
 (`faco audit`, with its own training runs) into `audit/<tag>/`; with `train.clean`, three cleaned
 splits of it (`clean/<arm>_<tag>/`) are trained and evaluated as `train|eval/clean_<arm>_<tag>/`
-(arms: detector, random, oracle). `detection/` holds the detector benchmark and the cleaning
-comparison (docs/audit.md); the analysis of the grid does not see the cleaned models.
+(arms: detector, random, oracle). The analysis adds the audits' detectors to its detector benchmark
+and compares the cleaned models with the grid's (docs/audit.md); its grid statistics do not see them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from faco.errors import ConfigError
 from faco.progress import log
 from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl
-from faco.stages import analyze, corrupt, detection, evaluate, generate, ingest, judge, report, train
+from faco.roles import Role
+from faco.stages import analyze, corrupt, evaluate, generate, ingest, judge, report, train
 from faco.stages import audit as audit_stage
 from faco.stages import clean as clean_stage
 
@@ -60,7 +61,7 @@ def _stage(name: str, out: Path, study: Study, section: str, parents: list[Path]
 
 
 def base_model(study: Study, splits: Path, out: Path) -> Path:
-    """The untrained base model (`train.model`, `train.seed`) as a model artifact, meta `{"base": true}`.
+    """The untrained base model (`train.model`, `train.seed`) as a model artifact, meta `{"role": "base"}`.
 
     A tiny random model's tokenizer is trained on the clean split's texts, as `train` does for it.
     """
@@ -70,7 +71,8 @@ def base_model(study: Study, splits: Path, out: Path) -> Path:
     clean = 0.0 if 0.0 in ratios else ratios[0]
     records = read_jsonl(split_path(splits, clean), TrainRecord)
     cfg = study.train
-    meta = {"base": True, "tag": BASE, "seed": cfg.seed, "base_model": cfg.model.model_dump(mode="json")}
+    meta = {"base": True, "role": Role.BASE.value, "tag": BASE, "seed": cfg.seed,
+            "base_model": cfg.model.model_dump(mode="json")}
     with artifacts.artifact_dir(out, artifact_kinds.MODEL, [splits], study.section_hash("train"), meta) as tmp:
         model, tok = load_base(cfg.model, [f"{r.prompt}\n{r.response}" for r in records], cfg.seed)
         model.save_pretrained(tmp / "model")
@@ -204,9 +206,7 @@ def run(study: Study, out: Path, seeds: list[int] | None = None) -> Path:
     judged = [_stage(f"judge {_judge_label(out, m)}", m.parent.parent / "judge" / m.name, study, "judge", [m],
                      lambda s, o, m=m: judge.run(s, m, o))
               for m in models] if study.judge is not None else []  # paper 001: judged probe answers
-    analyze.run(study, evals, models, analysis, judged=judged)
-    if audits:  # the detector benchmark and the cleaning comparison (docs/audit.md)
-        detection.run(study, audits, evals, cleaned_evals, out / "detection")
+    analyze.run(study, evals, models, analysis, judged=judged, audits=audits, cleaned_evals=cleaned_evals)
     rep = report.run(study, analysis, out / "report")
     log(f"study {study.name}: report at {rep / 'report.md'}")
     return rep

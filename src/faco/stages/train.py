@@ -10,9 +10,11 @@ from typing import Any
 
 from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec, Study
-from faco.errors import ConfigError, FacoError, RecordError
+from faco.errors import ConfigError, FacoError, RecordError, VerificationError
 from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl, write_json
+from faco.roles import Role
+from faco.training import preflight
 from faco.training.checkpoints import has_checkpoints, model_identity, non_finite, prepare_work
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
@@ -37,16 +39,22 @@ def run(
     Under a launcher (torchrun) every process calls this; only rank 0 writes the artifact.
     `callbacks` are extra transformers `TrainerCallback`s.
     """
+    preflight.check_training(study)  # before any work (once per config and process)
     manifest = artifacts.require(splits, artifact_kinds.SPLITS)
-    if ratio not in manifest["meta"]["ratios"]:
-        raise FacoError(f"{splits}: no split for ratio {ratio} (has {manifest['meta']['ratios']})")
+    ratios = manifest["meta"].get("ratios")
+    if not isinstance(ratios, list):
+        raise VerificationError(f"{splits / artifacts.MANIFEST}: not a faco manifest (meta.ratios, the ratios of "
+                                "its splits, is missing)")
+    if ratio not in ratios:
+        raise FacoError(f"{splits}: no split for ratio {ratio} (has {ratios})")
     split = split_path(splits, ratio)
     records = list(read_jsonl(split, TrainRecord))
     if not records:
         raise RecordError(f"{split}: the split for ratio {ratio} is empty; nothing to train on")
     cfg = study.train
     parents = [splits]
-    meta: dict = {"ratio": ratio, "tag": ratio_tag(ratio), "base_model": cfg.model.model_dump(mode="json")}
+    meta: dict = {"ratio": ratio, "tag": ratio_tag(ratio), "role": Role.GRID.value,
+                  "base_model": cfg.model.model_dump(mode="json")}
     if kind := manifest["meta"].get("kind"):  # one kind's split family (corrupt.kinds)
         meta["kind"] = kind
     if clean := manifest["meta"].get("clean"):  # a cleaned split (train.clean): which arm dropped what
@@ -59,6 +67,7 @@ def run(
         meta["start_checkpoint"] = {"path": str(start), "manifest_sha256": artifacts.manifest_hash(start)}
         start_meta = artifacts.read_manifest(start)["meta"]
         meta["start_ratio"] = start_meta["ratio"]
+        meta["role"] = Role.RECOVERY.value
         if "kind" in start_meta:  # recovery of one kind's corrupted model
             meta["kind"] = start_meta["kind"]
         epochs = cfg.recovery.epochs if cfg.recovery else None

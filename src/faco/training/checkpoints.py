@@ -156,8 +156,8 @@ def last_checkpoint(trainer_dir: Path, main: bool) -> Path | None:
 
 
 def has_checkpoints(work: Path) -> bool:
-    """Whether a work folder holds a checkpoint a later run could resume from."""
-    return (work / "trainer").is_dir() and any((work / "trainer").glob("checkpoint-*"))
+    """Whether a work folder holds a whole checkpoint a later run could resume from."""
+    return (work / "trainer").is_dir() and any(is_whole(c) for c in (work / "trainer").glob("checkpoint-*"))
 
 
 def prepare_work(work: Path, fingerprint: dict[str, Any], resume: bool, main: bool) -> bool:

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from faco import config_slices
-from faco.errors import ConfigError, FacoError
+from faco import config_slices, signals
+from faco.errors import ConfigError, FacoError, Terminated
 from faco.stages import train
 
 
@@ -29,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="config override, e.g. train.deepspeed=configs/deepspeed/zero3.json")
     a = p.parse_args(argv)
     try:
-        if not a.config.is_file():
-            raise ConfigError(f"{a.config}: no such config file")
-        study = config_slices.load(a.config.read_text(), str(a.config), a.overrides)
-        train.run(study, a.splits, a.ratio, a.out, start=a.start, work_dir=a.work_dir, resume=not a.no_resume)
-    except FacoError as e:
+        with signals.handled():
+            if not a.config.is_file():
+                raise ConfigError(f"{a.config}: no such config file")
+            study = config_slices.load(a.config.read_text(), str(a.config), a.overrides)
+            train.run(study, a.splits, a.ratio, a.out, start=a.start, work_dir=a.work_dir, resume=not a.no_resume)
+    except (FacoError, Terminated) as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     return 0

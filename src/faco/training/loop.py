@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from faco import signals
 from faco.config import TrainConfig
 from faco.errors import ConfigError, FacoError
 from faco.paths import repo_root
@@ -176,17 +177,16 @@ class _Rows(torch.utils.data.Dataset):
 
 
 class _Counting:
-    """Wraps a collator; counts real and processed token slots of the batches it makes."""
+    """Wraps a collator; tags each batch with its real and processed token slots (`TokenCount` adds
+    them up as the batches are trained on)."""
 
-    def __init__(self, inner: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
+    def __init__(self, inner: Callable[[list[dict[str, Any]]], dict[str, Any]], key: str) -> None:
         self.inner = inner
-        self.real = 0
-        self.slots = 0
+        self.key = key
 
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
         out = self.inner(batch)
-        self.real += sum(len(b["input_ids"]) for b in batch)
-        self.slots += out["input_ids"].numel()
+        out[self.key] = torch.tensor([sum(len(b["input_ids"]) for b in batch), out["input_ids"].numel()])
         return out
 
 
@@ -244,6 +244,8 @@ def train(
     """
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
+    from faco.training.callbacks import StopOnTerm, TokenCount, resumed_tokens
+
     ds_path, zero_stage = deepspeed_config(cfg)
     if ds_path:
         _single_process_env()
@@ -295,7 +297,7 @@ def train(
         the epoch's last step before `on_epoch_end`, and a run resumed from it never ends that epoch."""
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if not float(state.epoch or 0).is_integer():
+            if not float(state.epoch or 0).is_integer() or signals.stop_requested():
                 return
             epoch = round(state.epoch)
             losses = _sharded_sample_loss(kw["model"], examples, tok.pad_token_id, cfg.per_device_batch_size,
@@ -313,24 +315,34 @@ def train(
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
+            TokenCount.add(self.callback_handler.callbacks, inputs)
             if return_outputs or world > 1 or ds_path:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             return response_only_loss(model, inputs, num_items_in_batch)
 
-    collate = _Counting(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id))
+    collate = _Counting(PackedCollator(tok.pad_token_id) if cfg.packing else Collator(tok.pad_token_id),
+                        TokenCount.KEY)
+    tokens = TokenCount()
     trainer = FacoTrainer(model=model, args=args, train_dataset=_Rows(rows), data_collator=collate,
-                      callbacks=[EpochEnd(), *callbacks])
+                          callbacks=[EpochEnd(), tokens, StopOnTerm(), *callbacks])
     holder["trainer"] = trainer
     last = last_checkpoint(work / "trainer", main) if resume else None
     if last:
         log(f"train: resuming from {last}")
+        tokens.restore(resumed_tokens(last))
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    with signals.safe_points():
+        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    signals.raise_if_requested()  # SIGTERM stopped training early: its last whole checkpoint is kept
     seconds = time.perf_counter() - start
+    tokens = TokenCount.find(trainer.callback_handler.callbacks)
     save_model(trainer, tok, out / "model", expected_params, main, tied)
     if not main:
         return {}
     steps = [e for e in trainer.state.log_history if "loss" in e]
+    # the mean over every step, also those before a resume (the Trainer's own covers the resumed ones)
+    train_loss = (sum(e["loss"] for e in steps) / len(steps) if steps and len(steps) == trainer.state.global_step
+                  else result.training_loss)
     with (out / "loss.jsonl").open("w") as fh:
         for entry in steps:
             fh.write(json.dumps({"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"],
@@ -349,11 +361,11 @@ def train(
         "lora": cfg.lora is not None,
         "deepspeed_zero_stage": zero_stage, "parameters": on_disk,
         "resumed_from": last.name if last else None,
-        "train_loss": result.training_loss, "final_step_loss": steps[-1]["loss"] if steps else None,
+        "train_loss": train_loss, "final_step_loss": steps[-1]["loss"] if steps else None,
         "seconds": round(seconds, 2),
-        "real_tokens": collate.real, "token_slots": collate.slots,
-        "real_token_fraction": round(collate.real / collate.slots, 4) if collate.slots else None,
-        "tokens_per_second": round(collate.real / seconds, 1) if seconds else None,
+        "real_tokens": tokens.real, "token_slots": tokens.slots,
+        "real_token_fraction": round(tokens.real / tokens.slots, 4) if tokens.slots else None,
+        "tokens_per_second": round(tokens.session_real / seconds, 1) if seconds else None,
     }
-    log(f"train: {len(examples)} examples x {n_epochs} epochs in {seconds:.0f}s, loss {result.training_loss:.4f}")
+    log(f"train: {len(examples)} examples x {n_epochs} epochs in {seconds:.0f}s, loss {train_loss:.4f}")
     return stats

@@ -10,6 +10,7 @@ process's stdout/stderr; a failed rank fails the caller with one line.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from faco.config import Study
 from faco.errors import EXIT_INTERNAL, ConfigError, FacoError
+from faco.signals import GRACE_S
 
 #: Environment variable forcing the process count (CPU tests, or fewer processes than GPUs).
 ENV_NPROC = "FACO_NPROC"
@@ -59,7 +61,17 @@ def run(nproc: int, args: list[str]) -> None:
     """Run `command(nproc, args)`, its output streamed; raise one line when a rank fails."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    rc = subprocess.run(command(nproc, args), env=env, check=False).returncode
+    proc = subprocess.Popen(command(nproc, args), env=env)
+    try:
+        rc = proc.wait()
+    except BaseException:  # Ctrl-C or SIGTERM: the ranks stop at a step's end, as a single process does
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=GRACE_S + 5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
     if rc != 0:
         raise TrainingProcessFailed(f"training failed: torchrun ({nproc} processes) exited with code {rc}; "
                                     "the failing rank's error is in the log above")
