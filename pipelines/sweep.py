@@ -3,9 +3,9 @@
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from components.plan import sweep_cells
+from faco.components.plan import sweep_cells
 from faco.k8s.settings import ClusterSettings
-from pipelines import _tasks, corruption_study
+from faco.pipelines import _tasks, corruption_study
 
 NAME = "faco-sweep"
 
@@ -22,6 +22,6 @@ def build(s: ClusterSettings | None = None) -> GraphComponent:
         cells = _tasks.light(sweep_cells(ratio_grids=ratio_grids, seeds=seeds, overrides=overrides), s)
         # no `name=`: see corruption_study.py (https://github.com/kubeflow/pipelines/issues/13239)
         with dsl.ParallelFor(cells.output, parallelism=s.sweep_parallelism) as cell:
-            study(config_yaml=config_yaml, ratios=cell.ratios, overrides=cell.overrides)
+            study(config_yaml=config_yaml, ratios=cell.ratios, overrides=cell.overrides, seeds=[])
 
     return sweep

@@ -38,8 +38,8 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return out
 
 
-def test_both_images_exist() -> None:
-    assert {p.name for p in DOCKERFILES} >= {"Dockerfile.cpu", "Dockerfile.train"}
+def test_every_image_exists() -> None:
+    assert {p.name for p in DOCKERFILES} >= {"Dockerfile.cpu", "Dockerfile.train", "Dockerfile.train-cpu"}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -84,14 +84,44 @@ def test_multi_stage_pinned_non_root(dockerfile: Path) -> None:
     assert users and users[-1].split(":")[0] not in {"root", "0"}, "final stage must run as non-root"
     assert int(users[-1].split(":")[0]) > 10000, "UID above 10000 (pods use runAsUser 10001)"
     for word, args in steps:
-        if word == "RUN" and "pip install" in args:
-            assert "==" in args or "--constraint" in args, f"unpinned pip install: {args}"
+        if word == "RUN" and "pip install" in args:  # --no-index: only local files (the wheel built before)
+            assert "==" in args or "--constraint" in args or "--no-index" in args, f"unpinned pip install: {args}"
 
 
 def test_image_names_match_images_module() -> None:
+    from faco.kfp_docker import local_images
+
     assert images.CPU.repository in (ROOT / "docker/Dockerfile.cpu").read_text()
     assert images.TRAIN.repository in (ROOT / "docker/Dockerfile.train").read_text()
     assert f":{images.VERSION} " in (ROOT / "docker/Dockerfile.cpu").read_text()
+    # the tag `faco kfp run --local --docker` runs the train image's tasks in is the CPU build's
+    assert f"-t {local_images()[images.TRAIN.ref]} " in (ROOT / "docker/Dockerfile.train-cpu").read_text()
+
+
+def stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
+    """Named build stages -> their instructions (FROM included)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for word, args in instructions(dockerfile):
+        if word == "FROM":
+            current = []
+            if " AS " in f" {args.upper()} ":
+                out[args.split()[-1]] = current
+        current.append((word, args))
+    return out
+
+
+def test_train_cpu_build_shares_the_cpu_images_dependency_layers() -> None:
+    """The CPU build of the train image starts with the CPU image's stages, instruction for
+    instruction, so a builder's layer cache installs faco's dependencies once for both."""
+    cpu, train_cpu = stages(ROOT / "docker/Dockerfile.cpu"), stages(ROOT / "docker/Dockerfile.train-cpu")
+    for name in ("requirements", "deps"):
+        assert train_cpu[name] == cpu[name], name
+    pins = re.compile(r"(torch|deepspeed)==[\d.]+")
+    assert set(pins.findall((ROOT / "docker/Dockerfile.train").read_text())) == {"torch", "deepspeed"}
+    want = sorted(m.group(0) for m in pins.finditer((ROOT / "docker/Dockerfile.train").read_text()))
+    have = sorted(m.group(0) for m in pins.finditer((ROOT / "docker/Dockerfile.train-cpu").read_text()))
+    assert set(have) == set(want), "the CPU build must pin the torch and DeepSpeed of the train image"
 
 
 def test_train_image_cuda_matches_torch_build() -> None:
@@ -106,7 +136,8 @@ def test_dockerignore_is_an_allowlist() -> None:
              if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed <= {"pyproject.toml", "README.md", "src", "configs", "data", "docker/constraints.txt"}
+    assert allowed <= {"pyproject.toml", "README.md", "src", "components", "pipelines", "configs", "data",
+                       "docker/constraints.txt"}
     for dockerfile in DOCKERFILES:
         for word, args in instructions(dockerfile):
             if word == "COPY" and "--from" not in args:

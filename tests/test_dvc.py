@@ -52,9 +52,19 @@ def test_dvc_repro_fresh_clone(tmp_path: Path, root: Path) -> None:
     env = fresh_clone(root, clone, {"corrupt": {"ratios": [0.0, 1.0]}})
 
     first = dvc(clone, env, "repro")
-    assert "Running stage 'train@1'" in first.stdout or "Running stage 'train@1.0'" in first.stdout
+    assert "Running stage 'train@0-1.0'" in first.stdout
     assert (clone / "artifacts" / "report" / "report.md").is_file()
     assert (clone / "reports" / "metrics.json").is_file()
+    # the analysis is the one `faco study` writes from the same config, base-model row included
+    # (issue 19, defect 8); the evaluations declare the ingest artifact they ask `heldout` from (defect 3)
+    study = subprocess.run([str(Path(sys.executable).parent / "faco"), "study", "params.yaml", "--out", "study"],
+                           cwd=clone, env=env, capture_output=True, text=True)
+    assert study.returncode == 0, study.stderr[-3000:]
+    ours = json.loads((clone / "artifacts" / "analysis" / "analysis.json").read_text())
+    assert ours["has_base"] and ours["recovery"]
+    assert ours == json.loads((clone / "study" / "analysis" / "analysis.json").read_text())
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    assert "artifacts/ingest" in {d["path"] for d in lock["evaluate@0-0.0"]["deps"]}
 
     second = dvc(clone, env, "repro")
     assert "Running stage" not in second.stdout
@@ -75,8 +85,7 @@ def test_dvc_repro_fresh_clone(tmp_path: Path, root: Path) -> None:
     steps = [(r["corruption_ratio"], int(r["step"])) for r in loss["content"]["data"]["values"]]
     assert {s for s in steps if s[1] == 1} == {("0", 1), ("1", 1)}
     assert {"reports/figures/score_vs_ratio.png", "reports/figures/train_loss.png"} <= set(plots)
-    lock = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
-    assert lock["evaluate@0.0"]["params"]["params.yaml"]["ingest.data_dir"] is None
+    assert lock["evaluate@0-0.0"]["params"]["params.yaml"]["ingest.data_dir"] is None
 
 
 def _params_of(stage: dict[str, Any]) -> set[str]:
@@ -84,9 +93,11 @@ def _params_of(stage: dict[str, Any]) -> set[str]:
 
 
 def _faco_stage(stage: dict[str, Any]) -> str:
-    """The faco stage a DVC stage runs: the subcommand of its `faco ...` command."""
+    """The faco stage a DVC stage runs: the subcommand of its `faco ...` command (`faco base-model`
+    is the train stage's base model: it reads what train reads)."""
     words = (stage.get("do") or stage)["cmd"].split()
-    return words[words.index("faco") + 1]
+    command = words[words.index("faco") + 1]
+    return {"base-model": "train"}.get(command, command)
 
 
 def test_every_stage_declares_the_params_it_reads(root: Path) -> None:
@@ -105,8 +116,13 @@ def test_every_stage_declares_the_params_it_reads(root: Path) -> None:
         for part in key.split("."):
             assert part in node, key
             node = node[part]
-    trained = {spec["stages"]["train"]["do"]["outs"][0].rsplit("/", 1)[0], *spec["stages"]["train_recovery"]["outs"]}
+    trained = {spec["stages"]["train"]["outs"][0].rsplit("/", 1)[0],
+               spec["stages"]["train_recovery"]["do"]["outs"][0].rsplit("/", 1)[0]}
     assert {a["path"] for a in spec["artifacts"].values() if a["type"] == "model"} == trained
+    assert spec["stages"]["base_model"]["outs"] == ["artifacts/train/base"]
+    for name in ("evaluate", "evaluate_base", "evaluate_recovery"):  # heldout's questions: a declared input
+        stage = spec["stages"][name].get("do") or spec["stages"][name]
+        assert "--heldout artifacts/ingest" in stage["cmd"] and "artifacts/ingest" in stage["deps"], name
 
 
 #: The cheapest study that still runs every stage: few rows, one epoch, four documents.
@@ -122,7 +138,7 @@ def test_dvc_exp_run_sweeps_the_ratio_grid(tmp_path: Path, root: Path) -> None:
     env = fresh_clone(root, clone, TINY)  # the committed grid stays the smoke config's five ratios
     run = dvc(clone, env, "exp", "run", "-n", "cr-ends", "-S", "corrupt.ratios=[0.0,1.0]")
     trained = sorted(line.split("'")[1] for line in run.stdout.splitlines() if line.startswith("Running stage 'train@"))
-    assert trained == ["train@0.0", "train@1.0"], run.stdout[-2000:]
+    assert trained == ["train@0-0.0", "train@0-1.0"], run.stdout[-2000:]
 
     shown = json.loads(dvc(clone, env, "exp", "show", "--json").stdout)
     (baseline,) = [r for r in shown if r["rev"] != "workspace"]  # the one commit; experiments hang below it

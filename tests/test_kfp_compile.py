@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,13 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def docs(path: Path) -> list[dict[str, Any]]:
-    return list(yaml.safe_load_all(path.read_text()))
+    """The YAML documents of a compiled pipeline (parsed once per file version: they are half a MB)."""
+    return _parsed(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str, mtime_ns: int) -> list[dict[str, Any]]:
+    return list(yaml.load_all(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
 
 
 def platform(path: Path) -> dict[str, Any]:
@@ -55,8 +62,8 @@ def executors(path: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(kfp_cli.PIPELINES))
 def test_committed_yaml_is_fresh(compiled: dict[str, Path], name: str) -> None:
     committed = ROOT / "pipelines" / f"{name}.yaml"
-    assert committed.is_file(), f"{committed} missing: run `python pipelines/compile.py`"
-    assert docs(compiled[name]) == docs(committed), f"{committed} is stale: run `python pipelines/compile.py`"
+    assert committed.is_file(), f"{committed} missing: run `faco kfp compile`"
+    assert docs(compiled[name]) == docs(committed), f"{committed} is stale: run `faco kfp compile`"
 
 
 def test_train_task_gets_gpus_placement_shm_pvc_and_secret_names(compiled: dict[str, Path]) -> None:
@@ -106,6 +113,31 @@ def test_image_digest_pin(monkeypatch: pytest.MonkeyPatch) -> None:
         _ = images.TRAIN.ref
 
 
+def test_registry_org_and_tag_are_set_at_compile_time(tmp_path: Path) -> None:
+    """`faco kfp compile --registry/--org/--tag` (or `images:` in the settings file) names every image
+    the compiled YAML runs, the multi-node job's included; nothing of the default is left."""
+    import subprocess
+    import sys
+
+    faco = str(Path(sys.executable).parent / "faco")
+    (tmp_path / "multi.yaml").write_text("multi_node: {nodes: 2}\nimages: {org: other}\n")
+    done = subprocess.run([faco, "kfp", "compile", "--out", str(tmp_path / "out"),
+                           "--settings", str(tmp_path / "multi.yaml"),
+                           "--registry", "registry.example.org:5000", "--tag", "2.0.0-rc1"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "out" / "corruption_study.yaml").read_text()
+    refs = {e["container"]["image"] for e in executors(tmp_path / "out" / "corruption_study.yaml").values()}
+    assert refs == {"registry.example.org:5000/other/faco-cpu:2.0.0-rc1",
+                    "registry.example.org:5000/other/faco-train:2.0.0-rc1"}
+    spec = docs(tmp_path / "out" / "corruption_study.yaml")[0]
+    launchers = [t for c in spec["components"].values() if "dag" in c for t in c["dag"]["tasks"].values()
+                 if t["componentRef"]["name"].startswith("comp-launch-training-job")]
+    assert launchers and {t["inputs"]["parameters"]["image"]["runtimeValue"]["constant"] for t in launchers} == {
+        "registry.example.org:5000/other/faco-train:2.0.0-rc1"}  # the image the training job's pods run
+    assert "ghcr.io" not in text and "faco-project" not in text
+
+
 def test_plan_applies_ratios_and_checks_recovery() -> None:
     p = plan(SMOKE, [1.0, 0.0], ["train.seed=3"])
     assert p.ratios == [0.0, 1.0] and p.recovery and p.study.train.seed == 3
@@ -134,10 +166,10 @@ def policy_labels() -> dict[str, dict[str, str]]:
 
 @pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
 def test_code_executing_evaluation_carries_the_policy_label(name: str) -> None:
-    """The label the committed pipeline sets on evaluate pods is the one both NetworkPolicies select."""
+    """The label the committed pipeline sets on evaluate pods is the one the NetworkPolicy selects."""
     selected = policy_labels()
-    assert set(selected) == {"manifests/base/networkpolicy.yaml", "manifests/kubeflow-profile/networkpolicy.yaml"}
-    (label,) = {json.dumps(v, sort_keys=True) for v in selected.values()}  # both select the same label
+    assert set(selected) == {"manifests/base/networkpolicy.yaml"}  # in the namespace the steps run in
+    (label,) = {json.dumps(v, sort_keys=True) for v in selected.values()}
     path = ROOT / "pipelines" / f"{name}.yaml"
     args = {ex: e["container"]["args"] for ex, e in executors(path).items() if "container" in e}
     functions = {ex: a[a.index("--function_to_execute") + 1] for ex, a in args.items() if "--function_to_execute" in a}
@@ -198,6 +230,30 @@ def test_every_task_runs_as_the_images_non_root_user(name: str) -> None:
         context = platform(path)[ex]["securityContext"]
         assert context == {"runAsUser": str(images.USER_ID), "runAsGroup": str(images.GROUP_ID),
                            "runAsNonRoot": True}, ex
+
+
+@pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
+def test_every_task_records_the_kfp_run_id(name: str) -> None:
+    """Every container task gets the run id from its pod's `pipeline/runid` label (downward API, so
+    the cache key does not change per run); faco writes it into each manifest's meta.kfp_run_id."""
+    path = ROOT / "pipelines" / f"{name}.yaml"
+    for ex in (ex for ex, e in executors(path).items() if "container" in e):
+        assert {"name": "FACO_KFP_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"} in \
+            platform(path)[ex]["fieldPathAsEnv"], ex
+
+
+def test_an_artifact_made_in_a_kfp_task_names_its_run(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    faco = str(Path(sys.executable).parent / "faco")
+    env = {**os.environ, "FACO_KFP_RUN_ID": "4d2c-run"}
+    done = subprocess.run([faco, "ingest", str(ROOT / "configs" / "smoke.yaml"), "--out", "src", "--set",
+                           "ingest.per_source_cap=2"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    shown = subprocess.run([faco, "lineage", "show", "src", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert json.loads(shown.stdout)["kfp_run_id"] == "4d2c-run"
 
 
 def test_plan_says_when_evaluation_runs_model_code() -> None:
@@ -296,13 +352,13 @@ def test_compiled_tasks_get_their_config_slice_from_plan() -> None:
     spec = docs(ROOT / "pipelines" / "corruption_study.yaml")[0]
     root = spec["root"]["dag"]["tasks"]
     for task, key in [("ingest", "ingest_config"), ("generate", "generate_config"), ("corrupt", "corrupt_config"),
-                      ("ratio-grid", "corrupt_config")]:
+                      ("base-model", "train_config"), ("grid-cells", "config_yaml")]:
         assert _param_source(root[task])["taskOutputParameter"] == {"producerTask": "plan", "outputParameterKey": key}
-    # the ratio grids (nested pipelines behind the If/Else) receive the slices, and their tasks use them
+    # the grids (nested pipelines behind the conditions) receive the slices, and their tasks use them
     dags = {c: comp["dag"]["tasks"] for c, comp in spec["components"].items() if "dag" in comp}
-    wants = {"comp-train": "train_config", "comp-recover": "train_config", "comp-evaluate": "evaluate_config",
-             "comp-evaluate-untrusted": "evaluate_config", "comp-analyze": "analyze_config",
-             "comp-report": "config_yaml"}
+    wants = {"comp-train": "train_config", "comp-train-from": "train_config", "comp-evaluate": "evaluate_config",
+             "comp-evaluate-untrusted": "evaluate_config", "comp-judge": "judge_config",
+             "comp-analyze": "analyze_config", "comp-report": "config_yaml"}
     seen = set()
     for tasks in dags.values():
         for t in tasks.values():
@@ -323,3 +379,104 @@ def test_generate_keeps_its_chain_cache_on_the_checkpoint_volume() -> None:
     assert [e["secretName"] for e in k8s["secretAsEnv"]] == ["faco-openai", "faco-s3"]  # S3: a cache there
     env = executors(path)["exec-generate"]["container"]["env"]
     assert {"name": "FACO_CACHE_DIR", "value": f"{s.checkpoint_mount}/cache"} in env
+
+
+def _dag_tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """dag component (or root) -> its tasks."""
+    dags = {c: comp["dag"]["tasks"] for c, comp in spec["components"].items() if "dag" in comp}
+    dags["root"] = spec["root"]["dag"]["tasks"]
+    return dags
+
+
+def _function(spec: dict[str, Any], task: dict[str, Any]) -> str | None:
+    """The component function a task runs (None for a nested pipeline or an importer)."""
+    comp = spec["components"][task["componentRef"]["name"]]
+    label = comp.get("executorLabel")
+    container = spec["deploymentSpec"]["executors"].get(label, {}).get("container") if label else None
+    args = (container or {}).get("args", [])
+    return args[args.index("--function_to_execute") + 1] if "--function_to_execute" in args else None
+
+
+@pytest.mark.parametrize("name", ["corruption_study", "sweep"])
+def test_the_plan_picks_one_of_the_eight_grids(name: str) -> None:
+    """Base row, judge and seeds as `faco study` runs them (issue 19, defect 8): one nested grid per
+    variant, run when plan's `variant` output names it; the judge runs in the `+judge` grids only."""
+    from faco.kfp_glue import variant
+
+    spec = docs(ROOT / "pipelines" / f"{name}.yaml")[0]
+    names = {variant(*v) for v in [(i, j, r) for i in (False, True) for j in (False, True) for r in (False, True)]}
+    grids = {c for c in spec["components"] if c.startswith("comp-faco-grid-")}
+    assert {c.removeprefix("comp-faco-grid-") for c in grids} == {n.replace("+", "-") for n in names}
+    conditions = json.dumps(spec)
+    # one condition per grid but the last of each chain (isolated, plain), its Else
+    assert all(f"== '{n}'" in conditions for n in names if not n.endswith("+judge+recovery"))
+    for grid in grids:
+        tasks = spec["components"][grid]["dag"]["tasks"]
+        loops = [spec["components"][t["componentRef"]["name"]]["dag"]["tasks"] for t in tasks.values()
+                 if t["componentRef"]["name"].startswith("comp-for-loop")]
+        functions = [_function(spec, t) for t in [*tasks.values(), *(t for loop in loops for t in loop.values())]]
+        judged = "-judge" in grid
+        # the base model, each grid cell, and with recovery each start and recovered model
+        assert functions.count("judge") == judged * (2 + 2 * ("-recovery" in grid)), (grid, functions)
+        assert ("train_from" in functions) == ("-recovery" in grid), grid
+        (analyze,) = [t for t in tasks.values() if _function(spec, t) == "analyze"]
+        assert "base_evaluation" in analyze["inputs"]["artifacts"]  # the base row
+        assert ("base_judged" in analyze["inputs"]["artifacts"]) == judged
+        assert analyze["inputs"]["parameters"]["seeds"]["componentInputParameter"] == "seeds"
+    if name == "corruption_study":
+        root = spec["root"]["inputDefinitions"]["parameters"]
+        assert root["seeds"]["defaultValue"] == [] and "seeds" in spec["root"]["dag"]["tasks"]["plan"]["inputs"][
+            "parameters"]
+        assert _function(spec, spec["root"]["dag"]["tasks"]["base-model"]) == "base_model"
+
+
+@pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
+def test_each_task_downloads_only_what_it_reads(name: str) -> None:
+    """Issue 19, defect 6: analyze takes evaluations and loss logs, never a model; recovery retrains the
+    one model a train task of its own loop iteration made (no list of models anywhere); evaluate takes
+    the model, its epoch snapshots and the ingest artifact; judge one model."""
+    spec = docs(ROOT / "pipelines" / f"{name}.yaml")[0]
+    model_inputs = {}
+    for comp in spec["components"].values():
+        if "executorLabel" not in comp:
+            continue
+        arts = comp.get("inputDefinitions", {}).get("artifacts", {})
+        executor = spec["deploymentSpec"]["executors"][comp["executorLabel"]]
+        if "container" not in executor:  # an importer
+            continue
+        args = executor["container"]["args"]
+        function = args[args.index("--function_to_execute") + 1]
+        for inp, d in arts.items():
+            assert not (d.get("isArtifactList") and d["artifactType"]["schemaTitle"] == "system.Model"), function
+            if d["artifactType"]["schemaTitle"] == "system.Model":
+                model_inputs.setdefault(function, set()).add(inp)
+        if function == "analyze":
+            assert {d["artifactType"]["schemaTitle"] for d in arts.values()} == {"system.Artifact"}
+            assert set(arts) >= {"evaluations", "logs", "base_evaluation"}
+    assert set(model_inputs) <= {"evaluate", "evaluate_untrusted", "judge", "train_from"}
+    assert all(v == {"model"} for f, v in model_inputs.items() if f != "train_from")
+    assert model_inputs.get("train_from", {"start"}) == {"start"}
+    for tasks in _dag_tasks(spec).values():
+        for t in tasks.values():
+            function = _function(spec, t)
+            arts = t.get("inputs", {}).get("artifacts", {})
+            if function == "train_from" and name != "recovery":
+                assert arts["start"]["taskOutputArtifact"]["outputArtifactKey"] == "model"
+                assert arts["start"]["taskOutputArtifact"]["producerTask"] in tasks  # the same loop iteration
+            if function in ("evaluate", "evaluate_untrusted"):
+                assert "sources" in arts  # issue 19, defect 3: the held-out questions are a declared input
+                if "snapshots" in arts:  # straight from a train task, or passed into a condition
+                    src = arts["snapshots"]
+                    key = src.get("taskOutputArtifact", {}).get("outputArtifactKey") or src["componentInputArtifact"]
+                    assert key.endswith("snapshots"), src
+
+
+def test_evaluate_declares_the_ingest_artifact_it_reads() -> None:
+    """Issue 19, defect 3: `heldout` questions come from a declared input, not from walking the model's
+    lineage on a disk the pod does not have."""
+    spec = docs(ROOT / "pipelines" / "corruption_study.yaml")[0]
+    for c, comp in spec["components"].items():
+        if c.rstrip("-0123456789") in ("comp-evaluate", "comp-evaluate-untrusted"):
+            arts = comp["inputDefinitions"]["artifacts"]
+            assert arts["sources"]["artifactType"]["schemaTitle"] == "system.Dataset", c
+            assert arts["snapshots"].get("isOptional"), c  # the base model has none

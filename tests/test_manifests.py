@@ -1,6 +1,8 @@
 """Kubernetes manifests: every kustomization renders (kubectl kustomize), every object validates
 (kubernetes-validate for core kinds, the Kubeflow CRD schemas for training jobs), checkov passes,
-and the security properties the design promises hold in the rendered output."""
+and the security properties the design promises hold in the rendered output: one namespace (the
+pipeline's) for the PVC, the RBAC of the job launcher and the NetworkPolicies, and a checkpoint
+volume that the images' UID 10001 can write."""
 
 from __future__ import annotations
 
@@ -22,10 +24,10 @@ from faco.k8s.settings import UNTRUSTED_CODE_LABEL as UNTRUSTED
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
 SCHEMAS = Path(__file__).parent / "data" / "k8s-schemas"
-KUSTOMIZATIONS = ["base", "base/examples", "base/trainer-runtime", "overlays/dev-minio", "overlays/production",
-                  "kubeflow-profile"]
-#: Kustomizations for the Kubeflow profile namespace (where pipeline steps run), not for `faco`.
-PROFILE = "kubeflow-profile"
+KUSTOMIZATIONS = ["base", "base/examples", "base/trainer-runtime", "overlays/dev-minio", "overlays/production"]
+OVERLAYS = ["overlays/dev-minio", "overlays/production"]
+#: The one namespace of a study: the Kubeflow profile namespace its pipeline runs in (a placeholder to edit).
+NAMESPACE = "kubeflow-user-example-com"
 K8S_VERSION = "1.32.0"
 CRDS = {("kubeflow.org", "PyTorchJob"): "kubeflow.org_pytorchjobs.yaml",
         ("trainer.kubeflow.org", "TrainJob"): "trainer.kubeflow.org_trainjobs.yaml",
@@ -85,14 +87,65 @@ def test_every_object_validates(rendered: tuple[str, list[dict[str, Any]]]) -> N
         validate(obj)
 
 
-def test_objects_live_in_the_faco_namespace(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_one_namespace_for_everything(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """Issue 19, defect 4: every kustomization puts every object into the one namespace the pipeline's
+    steps run in (they mount the PVC and read the Secrets there; the launcher creates training jobs
+    there). None creates a Namespace (a Kubeflow profile's belongs to Kubeflow) or a cluster-scoped object."""
     rel, objects = rendered
-    namespace = yaml.safe_load((MANIFESTS / PROFILE / "kustomization.yaml").read_text())["namespace"] \
-        if rel == PROFILE else "faco"
+    assert yaml.safe_load((MANIFESTS / rel / "kustomization.yaml").read_text())["namespace"] == NAMESPACE, rel
     for obj in objects:
-        if obj["kind"] != "Namespace":
-            assert obj["metadata"].get("namespace") == namespace, obj["metadata"]["name"]
-        assert not obj["kind"].startswith("Cluster"), "namespaced objects only"
+        assert obj["kind"] != "Namespace" and not obj["kind"].startswith("Cluster"), obj["metadata"]["name"]
+        assert obj["metadata"].get("namespace") == NAMESPACE, obj["metadata"]["name"]
+        if obj["kind"] == "RoleBinding":  # a ServiceAccount subject without a namespace is the binding's
+            assert all(sub.get("namespace") in (None, NAMESPACE) for sub in obj["subjects"]), obj["subjects"]
+
+
+@pytest.mark.parametrize("rel", OVERLAYS)
+def test_the_pipeline_finds_its_volume_and_identity_in_that_namespace(rel: str) -> None:
+    """What the compiled pipeline names (ClusterSettings: the PVC, the multi-node job's service account)
+    and the identity KFP runs its steps as (the profile's default-editor) are there, together."""
+    from faco.k8s.settings import ClusterSettings
+
+    if KUBECTL is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    s = ClusterSettings()
+    objects = {f"{o['kind']}/{o['metadata']['name']}": o for o in render(rel)}
+    assert f"PersistentVolumeClaim/{s.checkpoint_pvc}" in objects
+    assert f"ServiceAccount/{s.multi_node.service_account}" in objects
+    (binding,) = [o for o in objects.values() if o["kind"] == "RoleBinding"]
+    assert {(x["kind"], x["name"]) for x in binding["subjects"]} == {("ServiceAccount", "default-editor")}
+
+
+def _volume_init(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (job,) = [o for o in objects if o["kind"] == "Job" and o["metadata"]["name"] == "faco-volume-init"]
+    return job
+
+
+@pytest.mark.parametrize("rel", ["base", *OVERLAYS])
+def test_the_checkpoint_volume_is_made_writable_for_uid_10001(rel: str) -> None:
+    """KFP tasks run as 10001 and cannot set fsGroup: a Job with fsGroup 10001 mounts the checkpoint PVC
+    and creates, as 10001, every folder the steps write there (FACO_WORK_ROOT, FACO_CACHE_DIR, jobs/)."""
+    from faco import images
+    from faco.k8s.settings import ClusterSettings
+    from faco.kfp_glue import ENV_WORK_ROOT
+
+    if KUBECTL is None:
+        pytest.skip("kubectl (with kustomize) is not installed")
+    s = ClusterSettings()
+    pod = _volume_init(render(rel))["spec"]["template"]["spec"]
+    sc = pod["securityContext"]
+    assert sc["runAsUser"] == sc["runAsGroup"] == sc["fsGroup"] == images.USER_ID
+    (volume,) = pod["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == s.checkpoint_pvc
+    (container,) = pod["containers"]
+    assert container["volumeMounts"] == [{"name": volume["name"], "mountPath": s.checkpoint_mount}]
+    script = container["command"][-1]
+    assert "for d in work cache jobs; do" in script and f'mkdir -p "{s.checkpoint_mount}/$d"' in script
+    # the folders the compiled pipeline and the launcher write: FACO_WORK_ROOT, FACO_CACHE_DIR, jobs/
+    compiled = (ROOT / "pipelines" / "corruption_study.yaml").read_text()
+    assert f"name: {ENV_WORK_ROOT}\n" in compiled and f"value: {s.checkpoint_mount}/work\n" in compiled
+    assert f"value: {s.checkpoint_mount}/cache\n" in compiled
+    assert 'Path(settings.checkpoint_mount) / "jobs"' in (ROOT / "src/faco/k8s/launcher.py").read_text()
 
 
 def test_pods_meet_restricted_pod_security(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -115,15 +168,6 @@ def test_pods_meet_restricted_pod_security(rendered: tuple[str, list[dict[str, A
                 assert not any("value" in e and "KEY" in e["name"] for e in c.get("env", [])), name
 
 
-def test_namespace_enforces_restricted() -> None:
-    if KUBECTL is None:
-        pytest.skip("kubectl (with kustomize) is not installed")
-    (ns,) = [o for o in render("base") if o["kind"] == "Namespace"]
-    labels = ns["metadata"]["labels"]
-    for mode in ("enforce", "audit", "warn"):
-        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
-
-
 @needs_kubectl
 def test_rbac_is_least_privilege() -> None:
     objects = render("base")
@@ -142,21 +186,15 @@ def test_rbac_is_least_privilege() -> None:
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": "faco-runner"}
     accounts = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceAccount"}
+    assert set(accounts) == {"faco-workload"}  # the training pods' identity; steps run as the profile's
     assert accounts["faco-workload"]["automountServiceAccountToken"] is False
 
 
 @needs_kubectl
-def test_untrusted_code_pods_have_no_network() -> None:
-    policies = [o for o in render("base") if o["kind"] == "NetworkPolicy"]
-    (policy,) = [p for p in policies if p["spec"]["podSelector"]["matchLabels"].get(UNTRUSTED) == "true"]
-    assert set(policy["spec"]["policyTypes"]) == {"Egress", "Ingress"}
-    assert policy["spec"].get("egress", []) == [] and policy["spec"].get("ingress", []) == []
-
-
-@needs_kubectl
 def test_untrusted_code_pipeline_steps_reach_only_kfp() -> None:
-    """In the profile namespace: no ingress; egress only to DNS, KFP's namespace and one API-server address."""
-    (policy,) = [o for o in render(PROFILE) if o["kind"] == "NetworkPolicy"]
+    """No ingress; egress only to DNS, KFP's namespace and one API-server address."""
+    (policy,) = [o for o in render("base") if o["kind"] == "NetworkPolicy"
+                 and o["metadata"]["name"] == "isolate-untrusted-code"]
     spec = policy["spec"]
     assert spec["podSelector"] == {"matchLabels": {UNTRUSTED: "true"}}
     assert set(spec["policyTypes"]) == {"Egress", "Ingress"} and spec["ingress"] == []
@@ -200,7 +238,7 @@ def test_dev_overlay_wires_minio() -> None:
     for o in objects:
         by_kind[f"{o['kind']}/{o['metadata']['name']}"] = o
     config = by_kind["ConfigMap/faco-s3-config"]["data"]
-    assert config["AWS_ENDPOINT_URL"] == "http://minio.faco.svc.cluster.local:9000"
+    assert config["AWS_ENDPOINT_URL"] == "http://minio:9000"  # the Service in the same namespace
     assert by_kind["Service/minio"]["spec"]["ports"][0]["port"] == 9000
     minio = by_kind["Deployment/minio"]["spec"]["template"]["spec"]
     assert minio["volumes"][-1]["secret"]["secretName"] == "faco-s3"
@@ -214,8 +252,8 @@ def test_production_overlay() -> None:
     assert objects["PersistentVolumeClaim/faco-checkpoints"]["spec"]["storageClassName"]
     assert objects["ConfigMap/faco-s3-config"]["data"]["AWS_ENDPOINT_URL"] == ""
     assert "ResourceQuota/faco-gpus" in objects
-    subjects = objects["RoleBinding/faco-runner"]["subjects"]
-    assert {s["name"] for s in subjects} == {"faco-runner", "default-editor"}
+    (policy,) = [o for o in objects.values() if o["metadata"]["name"] == "isolate-untrusted-code"]
+    assert policy["spec"]["egress"][2]["to"][0]["ipBlock"]["cidr"].endswith("/32")  # the API server, patched
 
 
 def test_secret_templates_have_keys_but_no_values() -> None:

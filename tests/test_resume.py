@@ -121,3 +121,19 @@ def test_fingerprint_covers_world_size_and_start_checkpoint(tmp_path: Path) -> N
         assert not (work / "trainer").exists()
         prepare_work(work, fp, resume=False, main=True)  # back to the original fingerprint
     assert prepare_work(work, fp, resume=False, main=True) is False, "resume=False never resumes"
+
+
+def test_a_start_model_downloaded_again_resumes(
+    tmp_path: Path, splits: Path, smoke: Study, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A retried recovery pod gets its start model downloaded anew: another path, new mtimes, the same
+    content. The fingerprint is the content, so the retry resumes (issue 19, defect 7)."""
+    study = _study(smoke)
+    start = train.run(study, splits, 1.0, tmp_path / "pod1" / "start")
+    with pytest.raises(KeyboardInterrupt):
+        train.run(study, splits, 0.0, tmp_path / "m", start=start, work_dir=tmp_path / "work", callbacks=[Crash(3)])
+    again = shutil.copytree(start, tmp_path / "pod2" / "start", copy_function=shutil.copy)  # fresh mtimes
+    capfd.readouterr()
+    train.run(study, splits, 0.0, tmp_path / "m", start=again, work_dir=tmp_path / "work")
+    assert _stats(tmp_path / "m")["resumed_from"] == "checkpoint-2"
+    assert "not resuming" not in capfd.readouterr().err

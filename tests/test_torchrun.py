@@ -68,16 +68,13 @@ def test_kfp_train_component_runs_torchrun_locally(tmp_path: Path, monkeypatch: 
     from kfp import dsl, local
     from kfp.dsl import Dataset
 
-    from faco import kfp_cli
+    from faco.components.train import train as train_component
     from faco.kfp_glue import plan
-
-    kfp_cli.checkout()
-    from components.train import train as train_component
 
     @dsl.pipeline(name="train-only")
     def train_only(config_yaml: str, splits_uri: str, ratio: float):
         data = dsl.importer(artifact_uri=splits_uri, artifact_class=Dataset, reimport=False)
-        train_component(config_yaml=config_yaml, splits=data.output, ratio=ratio)
+        train_component(config_yaml=config_yaml, splits=data.output, ratio=ratio, seed=0)
 
     monkeypatch.setenv("FACO_NPROC", "2")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
+from faco import ds_config
 from faco.config import Study
 from faco.stages import corrupt, train
 
@@ -50,7 +51,7 @@ def test_two_processes_match_one(
     tmp_path: Path, root: Path, splits: Path, single: Path, config: str, stage: int
 ) -> None:
     out = tmp_path / config
-    done = _torchrun(root, splits, out, f"train.deepspeed=configs/deepspeed/{config}.json",
+    done = _torchrun(root, splits, out, f"train.deepspeed={config}",
                      "train.save_every_epoch=true")
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((out / "train_stats.json").read_text())
@@ -66,7 +67,7 @@ def test_two_processes_match_one(
 
 
 def test_zero3_without_gathered_weights_is_refused(tmp_path: Path, root: Path, splits: Path) -> None:
-    ds = json.loads((root / "configs" / "deepspeed" / "zero3.json").read_text())
+    ds = json.loads(ds_config.resolve("zero3").read_text())
     ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = False
     (tmp_path / "ds.json").write_text(json.dumps(ds))
     done = _torchrun(root, splits, tmp_path / "m", f"train.deepspeed={tmp_path / 'ds.json'}")

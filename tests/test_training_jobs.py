@@ -188,7 +188,7 @@ def test_pytorchjob_pods_are_restricted(nodes: int) -> None:
         assert_writable_paths(pod["volumes"], container["volumeMounts"])
         # Guaranteed QoS: limits equal requests
         assert container["resources"]["limits"] == container["resources"]["requests"]
-        assert "serviceAccountName" not in pod  # the namespace's default, unless configured
+        assert pod["serviceAccountName"] == "faco-workload"  # manifests/base creates it in the pipeline's namespace
 
 
 def test_service_account_is_configurable() -> None:

@@ -30,6 +30,8 @@ MANIFEST = "manifest.json"
 SELF_HASH = "self_sha256"
 SCHEMA_VERSION = 3  # 2: self-hash, relative parent paths; 3: optional signature, no symbolic links
 SELF_HASHED = 2  # manifests of an older schema carry no self-hash: refused unless legacy ones are allowed
+#: Set in every KFP task from the pod's `pipeline/runid` label (faco.pipelines._tasks): recorded as meta.kfp_run_id.
+KFP_RUN_ID_ENV = "FACO_KFP_RUN_ID"
 
 
 def sha256_file(path: Path) -> str:
@@ -144,19 +146,47 @@ def ancestors(path: Path, prune: Callable[[dict[str, Any]], bool] = lambda m: Fa
             todo += [(p / e["relative_path"]).resolve() for e in m["parents"] if e.get("relative_path")]
 
 
-def require(path: Path, kind: str) -> dict[str, Any]:
-    """Read an input artifact's manifest, check its kind, and verify its files before use.
+def require(path: Path, kind: str, *others: str) -> dict[str, Any]:
+    """Read an input artifact's manifest, check its kind (`kind` or one of `others`), and verify its
+    files before use.
 
     Verification re-hashes the files unless the stat cache vouches for them (`faco.integrity`);
     a mismatch raises VerificationError. `FACO_NO_VERIFY=1` skips it.
     """
-    from faco import integrity
-
     manifest = read_manifest(path)
-    if manifest.get("kind") != kind:
-        raise ArtifactError(f"{path}: expected a {kind!r} artifact, found {manifest.get('kind')!r}")
-    integrity.check(path)
+    if manifest.get("kind") not in (kind, *others):
+        wanted = " or ".join(repr(k) for k in (kind, *others))
+        raise ArtifactError(f"{path}: expected a {wanted} artifact, found {manifest.get('kind')!r}")
+    check_intact(path)
     return manifest
+
+
+def check_intact(path: Path) -> None:
+    """Raise VerificationError naming the first problem of artifact `path` (unless opted out).
+
+    Uses the stat cache (`faco.integrity`) when it vouches for every file; otherwise re-hashes and,
+    when intact, refreshes the cache.
+    """
+    from faco import integrity
+    from faco.lineage import signing
+
+    if integrity.disabled():
+        return
+    manifest = read_manifest(path)
+    names = sorted(manifest.get("files", {}))
+    digest = manifest_hash(path)
+    present, odd = tree_entries(path)
+    untrusted = signing.trust_problem(path / MANIFEST, manifest, signing.trusted_keys([]))
+    if not odd and not untrusted and present == names and integrity.known_good(path, digest, names):
+        return
+    problems = verify(path)
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VerificationError(
+            f"{problems[0]}{more}: {path} changed after its manifest was written; "
+            f"re-run the stage that made it (or set {integrity.NO_VERIFY_ENV}=1 to use it anyway)"
+        )
+    integrity.remember(path, digest, names)
 
 
 def tree_entries(root: Path) -> tuple[list[str], list[str]]:
@@ -244,7 +274,7 @@ def write_manifest(
         "code_version": code_version(),
         "config_hash": config_hash,
         "parents": [parent_entry(p, path) for p in parents],
-        "meta": meta or {},
+        "meta": {**({"kfp_run_id": run} if (run := os.environ.get(KFP_RUN_ID_ENV)) else {}), **(meta or {})},
         "files": _hash_tree(path),
     }
     if key is not None:

@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.exceptions import TyperException
@@ -18,8 +18,20 @@ from typer.exceptions import TyperException
 from faco import artifact_kinds as kinds
 from faco import progress
 from faco.config import Study, load_config
-from faco.errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FacoError, Terminated
+from faco.errors import (
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    FacoError,
+    Terminated,
+    UsageError,
+)
 from faco.progress import close_displays, stdout_to_stderr
+
+if TYPE_CHECKING:
+    from faco.k8s.settings import ClusterSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -78,12 +90,9 @@ def _load(config: Path, overrides: list[str] | None, training: bool = False) -> 
 
 def _model_input(model: Path, option: str) -> None:
     """Refuse a model artifact whose weights cannot be loaded (also with FACO_NO_VERIFY=1)."""
-    from faco.errors import ArtifactError
-    from faco.training.preflight import model_folder_problem
+    from faco.training.preflight import require_weights
 
-    problem = model_folder_problem(model / "model") if (model / "manifest.json").is_file() else None
-    if problem:
-        raise ArtifactError(f"{option} {model}: {model / 'model'}: {problem}")
+    require_weights(model, option)
 
 
 def _artifacts(paths: list[Path]) -> list[Path]:
@@ -200,6 +209,18 @@ def train(
         train_split(study, splits, ratio, out, start=start, nproc=nproc)
 
 
+@app.command("base-model")
+def base_model(
+    config: ConfigArg, out: OutOpt, splits: Annotated[Path, typer.Option(help="corrupt artifact")],
+    set_: SetOpt = None,
+) -> None:
+    """The untrained base model as a model artifact: the analysis's base row (`faco study`'s train/base)."""
+    from faco.stages import train as stage
+
+    with stdout_to_stderr():
+        stage.base(_load(config, set_), splits, out)
+
+
 @app.command()
 def evaluate(
     config: ConfigArg, out: OutOpt, model: Annotated[Path, typer.Option(help="model artifact")],
@@ -213,7 +234,6 @@ def evaluate(
     from faco.stages import evaluate as stage
 
     study = _load(config, set_)
-    _model_input(model, "--model")
     with _writing(out, kinds.EVAL, force, model, benchmarks, heldout):
         stage.run(study, model, out, benchmarks=benchmarks, heldout_from=heldout)
 
@@ -340,19 +360,31 @@ def tasks_render(
 
 kfp_app = typer.Typer(no_args_is_help=True, help="Kubeflow Pipelines: compile, run locally, submit.")
 app.add_typer(kfp_app, name="kfp")
-SettingsOpt = Annotated[Path | None, typer.Option(help="cluster settings YAML (GPUs, node selector, secrets)")]
+SettingsOpt = Annotated[Path | None, typer.Option(help="cluster settings YAML (GPUs, node selector, secrets, images)")]
+RegistryOpt = Annotated[str | None, typer.Option(help="image registry (default: the settings', ghcr.io)")]
+OrgOpt = Annotated[str | None, typer.Option(help="image organisation below the registry (default: faco-project)")]
+TagOpt = Annotated[str | None, typer.Option(help="image tag (default: the package version)")]
+
+
+def _cluster_settings(settings: Path | None, registry: str | None, org: str | None, tag: str | None
+                      ) -> ClusterSettings:
+    """The settings file (or defaults) with the image flags applied."""
+    from faco.k8s.settings import load_settings
+
+    loaded = load_settings(settings)
+    flags = {k: v for k, v in {"registry": registry, "org": org, "tag": tag}.items() if v is not None}
+    return loaded.model_copy(update={"images": loaded.images.model_copy(update=flags)}) if flags else loaded
 
 
 @kfp_app.command("compile")
 def kfp_compile(
-    out: Annotated[Path | None, typer.Option(help="output directory (default: pipelines/)")] = None,
-    settings: SettingsOpt = None,
+    out: Annotated[Path | None, typer.Option(help="output directory (default: ./pipelines)")] = None,
+    settings: SettingsOpt = None, registry: RegistryOpt = None, org: OrgOpt = None, tag: TagOpt = None,
 ) -> None:
     """Compile every pipeline to YAML."""
     from faco import kfp_cli
-    from faco.k8s.settings import load_settings
 
-    for path in kfp_cli.compile_all(out, load_settings(settings)):
+    for path in kfp_cli.compile_all(out, _cluster_settings(settings, registry, org, tag)):
         typer.echo(path)
 
 
@@ -363,14 +395,26 @@ def kfp_run(
     ratio: Annotated[list[float] | None, typer.Option(help="override the ratio grid")] = None,
     set_: SetOpt = None,
     root: Annotated[Path, typer.Option(help="local pipeline root")] = Path("kfp-local"),
+    docker: Annotated[bool, typer.Option("--docker", help="as a cluster runs it: each task of the compiled "
+                                         "pipeline in its image, seeing only its declared inputs")] = False,
+    package: Annotated[Path | None, typer.Option(help="with --docker: the compiled pipeline YAML "
+                                                 "(default: the packaged corruption_study.yaml)")] = None,
+    network: Annotated[bool, typer.Option("--network", help="with --docker: give tasks a network")] = False,
+    seeds: Annotated[str | None, typer.Option(
+        help="training seeds, comma-separated (0,1,2): the grid once per seed, as `faco study --seeds`")] = None,
 ) -> None:
-    """Run the corruption-study pipeline locally (kfp.local SubprocessRunner)."""
+    """Run the corruption-study pipeline locally (kfp.local), in this venv or, with --docker, in containers."""
     from faco import kfp_cli
+    from faco.stages.study import parse_seeds
 
     if not local:
         raise FacoError("kfp run: only --local is supported; use `faco kfp submit` for a cluster")
+    if (package or network) and not docker:
+        raise UsageError("kfp run: --package and --network go with --docker")
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     with stdout_to_stderr():
-        run = kfp_cli.run_local(config, ratio or None, set_ or [], root)
+        run = kfp_cli.run_local(config, ratio or None, set_ or [], root, docker=docker, package=package,
+                                network=network, seeds=seed_list)
     typer.echo(run)
 
 
@@ -381,7 +425,7 @@ def kfp_submit(
     experiment: str = "faco",
     cache: Annotated[bool, typer.Option(help="enable KFP caching")] = True,
     pipeline: str = "corruption_study",
-    settings: SettingsOpt = None,
+    settings: SettingsOpt = None, registry: RegistryOpt = None, org: OrgOpt = None, tag: TagOpt = None,
     package: Annotated[Path | None, typer.Option(help="compiled pipeline YAML (default: compile now)")] = None,
     run_name: Annotated[str | None, typer.Option(help="run name (default: <study>-<config hash[:12]>)")] = None,
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace")] = None,
@@ -390,11 +434,10 @@ def kfp_submit(
 ) -> None:
     """Submit a study to a Kubeflow cluster (token: $KFP_TOKEN, else kubeconfig / in-cluster)."""
     from faco import kfp_cli
-    from faco.k8s.settings import load_settings
 
     typer.echo(kfp_cli.submit(host, config, pipeline=pipeline, experiment=experiment, enable_caching=cache,
-                              settings=load_settings(settings), package=package, run_name=run_name,
-                              namespace=namespace, dry_run=dry_run))
+                              settings=_cluster_settings(settings, registry, org, tag), package=package,
+                              run_name=run_name, namespace=namespace, dry_run=dry_run))
 
 
 def _mount() -> None:

@@ -337,7 +337,9 @@ class TrainConfig(Section):
         default_factory=dict, description="further transformers TrainingArguments, passed through"
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    deepspeed: str | None = Field(default=None, description="DeepSpeed config file, e.g. configs/deepspeed/zero2.json")
+    deepspeed: str | None = Field(
+        default=None, description="DeepSpeed config: a shipped one by name (zero2, zero3, zero3_offload) or a JSON path"
+    )
     seed: Seed = 0
     lora: LoraConfig | None = None
     packing: bool = Field(default=False, description="pack several examples per sequence, no cross-attention")
@@ -364,6 +366,15 @@ class TrainConfig(Section):
             if isinstance(data, dict) and old in data:
                 raise ValueError(f"{old}: renamed to {new} (the transformers TrainingArguments name)")
         return data
+
+    @field_validator("deepspeed")
+    @classmethod
+    def _deepspeed_resolves(cls, v: str | None) -> str | None:
+        from faco.ds_config import resolve
+
+        if v is not None:
+            resolve(v)  # a name the package lacks, or a missing file, fails validation
+        return v
 
     @field_validator("trainer_args")
     @classmethod
@@ -415,7 +426,7 @@ class BenchmarkSpec(Section):
 class EvaluateConfig(Section):
     benchmarks: list[BenchmarkSpec] = Field(min_length=1)
     offline: bool = True
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["hf"] = Field(default="hf", description="lm-eval model backend: hf (HFLM), in both images")
     batch_size: int | Literal["auto"] = Field(
         default="auto", description='"auto": lm-eval\'s search on GPU, 8 on CPU'
     )
@@ -431,6 +442,13 @@ class EvaluateConfig(Section):
     )
     probe_max_new_tokens: int = Field(default=96, ge=1)
     cache: bool = Field(default=True, description="reuse results cached by (checkpoint hash, task, settings)")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend_in_the_images(cls, v: Any) -> Any:
+        if v == "vllm":  # lm-eval's VLLM model needs the vllm package, which neither image installs
+            raise ValueError("vllm: no faco image installs vLLM; use hf (docs/evaluation.md, Backends)")
+        return v
 
     @field_validator("batch_size")
     @classmethod

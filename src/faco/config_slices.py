@@ -22,7 +22,7 @@ MARKER = "_sections"
 
 #: Pipeline task -> the config paths it reads (`faco.stage_reads.READS`); report gets the whole config
 TASKS: dict[str, tuple[str, ...]] = {task: READS[task] for task in
-                                     ("ingest", "generate", "corrupt", "train", "evaluate", "analyze")}
+                                     ("ingest", "generate", "corrupt", "train", "evaluate", "judge", "analyze")}
 
 
 def dump(study: Study, paths: tuple[str, ...]) -> str:
@@ -64,6 +64,12 @@ def _partial(cls: type[BaseModel], values: dict[str, Any], where: str) -> BaseMo
     return _strict(cls, checked)
 
 
+def _section_class(annotation: Any) -> Any:
+    """The section model of a Study field: `JudgeConfig` for an optional section (`JudgeConfig | None`)."""
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    return args[0] if len(args) == 1 else annotation
+
+
 def load(text: str, source: str = "config_yaml", overrides: list[str] | None = None) -> Study:
     """A study config or a slice of one (see the module docstring)."""
     data = yaml.safe_load(text)
@@ -75,7 +81,7 @@ def load(text: str, source: str = "config_yaml", overrides: list[str] | None = N
     sections: dict[str, Any] = {}
     for name, value in data.items():
         field = Study.model_fields.get(name)
-        cls = field.annotation if field else None
+        cls = _section_class(field.annotation) if field else None
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or not isinstance(value, dict):
             raise ConfigError(f"{source}: {name}: not a config section")
         if name in paths:

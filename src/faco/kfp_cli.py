@@ -1,7 +1,8 @@
 """Kubeflow Pipelines front end: compile the pipelines, run one locally, submit one to a cluster.
 
-Mounted by the CLI as `faco kfp compile|run --local|submit`. The pipeline modules live in the
-source checkout (`pipelines/`, `components/`), so these functions need one.
+Mounted by the CLI as `faco kfp compile|run --local|submit`. The pipelines and components ship in
+the package (`faco.pipelines`, `faco.components`; `pipelines/` and `components/` in the source
+tree), so an installed faco compiles and submits without a checkout.
 """
 
 from __future__ import annotations
@@ -16,62 +17,63 @@ from typing import Any
 from faco.config import parse_config
 from faco.errors import FacoError
 from faco.k8s.settings import ClusterSettings
-from faco.paths import repo_root
 
 #: Compiled file stem -> module with `build(settings)`.
 PIPELINES = {
-    "audit": "pipelines.audit",
-    "corruption_study": "pipelines.corruption_study",
-    "recovery": "pipelines.recovery",
-    "sweep": "pipelines.sweep",
+    "audit": "faco.pipelines.audit",
+    "corruption_study": "faco.pipelines.corruption_study",
+    "recovery": "faco.pipelines.recovery",
+    "sweep": "faco.pipelines.sweep",
 }
 
 
-def checkout() -> Path:
-    """The source checkout, importable (its `pipelines` and `components` packages)."""
-    root = repo_root()
-    if root is None or not (root / "pipelines").is_dir():
-        raise FacoError("the KFP pipelines need the faco source checkout (pipelines/, components/)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return root
-
-
 def build(name: str, settings: ClusterSettings | None = None) -> Any:
-    """The pipeline `name` (a key of PIPELINES) built for `settings`."""
-    checkout()
+    """The pipeline `name` (a key of PIPELINES) built for `settings` (images: see `compile_here`)."""
     if name not in PIPELINES:
         raise FacoError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
     return importlib.import_module(PIPELINES[name]).build(settings or ClusterSettings())
 
 
-def compile_all(out_dir: Path | None = None, settings: ClusterSettings | None = None) -> list[Path]:
-    """Compile every pipeline to `<out_dir>/<name>.yaml` (default: the checkout's pipelines/).
+def compile_all(out_dir: Path | None = None, settings: ClusterSettings | None = None,
+                names: list[str] | None = None) -> list[Path]:
+    """Compile the pipelines (`names`, default all) to `<out_dir>/<name>.yaml` (default: ./pipelines).
 
-    Compiles in a child process on protobuf's pure-Python backend, so the YAML is the same on
-    every run: kfp 2.17 renames colliding components of nested pipelines in protobuf-map order
+    Compiles in a child process, for two reasons: the images' registry, org and tag come from
+    `settings` and each component names its image when it is imported (`faco.images.configure`
+    first, then the import), and protobuf's pure-Python backend keeps the YAML the same on every
+    run: kfp 2.17 renames colliding components of nested pipelines in protobuf-map order
     (`_merge_component_spec`), which the default upb backend randomises per process, and the
-    sweep (a study holding two ratio-grid variants, inside a loop) has such collisions. No
-    upstream issue found.
+    sweep (a study holding several grid variants, inside a loop) has such collisions. No upstream
+    issue found.
     """
-    out = (out_dir or checkout() / "pipelines").resolve()
+    out = (out_dir or Path("pipelines")).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    chosen = names or list(PIPELINES)
+    unknown = [n for n in chosen if n not in PIPELINES]
+    if unknown:
+        raise FacoError(f"unknown pipeline {', '.join(unknown)}; known: {', '.join(PIPELINES)}")
     code = ("import sys; from pathlib import Path; from faco.kfp_cli import compile_here; "
             "from faco.k8s.settings import ClusterSettings; "
-            "compile_here(Path(sys.argv[1]), ClusterSettings.model_validate_json(sys.argv[2]))")
+            "compile_here(Path(sys.argv[1]), ClusterSettings.model_validate_json(sys.argv[2]), sys.argv[3:])")
     env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
-    done = subprocess.run([sys.executable, "-c", code, str(out), (settings or ClusterSettings()).model_dump_json()],
-                          cwd=checkout(), env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, str(out), (settings or ClusterSettings()).model_dump_json(),
+                           *chosen], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise FacoError(f"compiling the pipelines failed:\n{done.stderr[-4000:]}")
-    return [out / f"{name}.yaml" for name in PIPELINES]
+    return [out / f"{name}.yaml" for name in chosen]
 
 
-def compile_here(out: Path, settings: ClusterSettings) -> None:
-    """Compile every pipeline into `out` in this process (see `compile_all`)."""
+def compile_here(out: Path, settings: ClusterSettings, names: list[str]) -> None:
+    """Compile pipelines `names` into `out` in this process, which must not have imported the
+    components yet (see `compile_all`)."""
     from kfp import compiler
 
-    for name in PIPELINES:
+    from faco import images
+
+    if any(m.startswith("faco.components.") for m in sys.modules):
+        raise FacoError("compile_here: the components are already imported with their images")
+    images.configure(settings.images.registry, settings.images.org, settings.images.tag)
+    for name in names:
         compiler.Compiler().compile(build(name, settings), str(out / f"{name}.yaml"))
 
 
@@ -83,13 +85,36 @@ def _checked(text: str, config_path: Path, overrides: list[str] | None) -> None:
 
 
 def run_local(config_path: Path, ratios: list[float] | None = None, overrides: list[str] | None = None,
-              pipeline_root: Path = Path("kfp-local")) -> Path:
-    """Run the corruption study with kfp.local in this environment; returns the report directory."""
+              pipeline_root: Path = Path("kfp-local"), *, docker: bool = False, package: Path | None = None,
+              network: bool = False, seeds: list[int] | None = None) -> Path:
+    """Run the corruption study with kfp.local; returns the report directory.
+
+    In this environment, or with `docker` as a cluster runs it: every task of the compiled `package`
+    (default: the packaged one, `packaged("corruption_study")`) in a container of its image that sees
+    only its declared inputs (`faco.kfp_docker`), with a network only when `network`. `seeds`: the
+    pipeline's `seeds` argument (the grid once per seed), passed only when given.
+    """
     text = config_path.read_text()
     _checked(text, config_path, overrides)
-    run_pipeline_local("corruption_study", {"config_yaml": text, "ratios": list(ratios or []),
-                                            "overrides": list(overrides or [])}, pipeline_root)
-    return report_dir(pipeline_root.resolve())
+    args: dict[str, Any] = {"config_yaml": text, "ratios": list(ratios or []), "overrides": list(overrides or [])}
+    if seeds:
+        args["seeds"] = list(seeds)
+    if not docker:
+        run_pipeline_local("corruption_study", args, pipeline_root)
+        return report_dir(pipeline_root.resolve())
+    from faco import kfp_docker
+
+    package = package or packaged("corruption_study")
+    return report_dir(kfp_docker.run_package(package, args, pipeline_root, network=network))
+
+
+def packaged(name: str) -> Path:
+    """The compiled YAML of pipeline `name` shipped in the package (default settings, as committed)."""
+    if name not in PIPELINES:
+        raise FacoError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    import faco.pipelines
+
+    return Path(faco.pipelines.__file__).parent / f"{name}.yaml"
 
 
 def run_pipeline_local(name: str, arguments: dict[str, Any], pipeline_root: Path = Path("kfp-local"),
@@ -177,10 +202,7 @@ def submit(host: str, config_path: Path, *, pipeline: str = "corruption_study", 
     _checked(config_path.read_text(), config_path, overrides)  # before compiling
     with tempfile.TemporaryDirectory() as tmp:
         if package is None:
-            from kfp import compiler
-
-            package = Path(tmp) / f"{pipeline}.yaml"
-            compiler.Compiler().compile(build(pipeline, settings), str(package))
+            (package,) = compile_all(Path(tmp), settings, [pipeline])
         req = submit_request(host, config_path, package, pipeline=pipeline, experiment=experiment,
                              run_name=run_name, ratios=ratios, overrides=overrides,
                              enable_caching=enable_caching, namespace=namespace)

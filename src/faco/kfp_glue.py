@@ -1,6 +1,8 @@
-"""Small helpers the KFP components share: resolving the study plan, metrics, picking models.
+"""Small helpers the KFP components share: resolving the study plan, the grid's cells, metrics.
 
-Components stay thin by calling these; none of them holds stage logic.
+Components stay thin by calling these; none of them holds stage logic. The pipeline runs what
+`faco study` runs (`faco.stages.study`): the base model row, the grid once per seed, recovery of
+each seed's `from_ratio` model, the judge when configured, one analysis over all of it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import yaml
 
 from faco import artifacts, config_slices
 from faco.config import Study, parse_config
@@ -24,9 +28,21 @@ class Plan(NamedTuple):
     config_yaml: str
     ratios: list[float]
     recovery: bool
-    from_ratio: float
     untrusted_code: bool
     slices: dict[str, str]
+    seeds: list[int]
+    judge: bool
+
+    @property
+    def variant(self) -> str:
+        """Which grid the pipeline takes (`variant`)."""
+        return variant(self.untrusted_code, self.judge, self.recovery)
+
+
+def variant(untrusted: bool, judge: bool, recovery: bool) -> str:
+    """The name of one grid variant: `plain` or `isolated` (evaluation runs model-written code), then
+    `+judge`, `+recovery`. The pipeline holds one grid per variant and runs the plan's."""
+    return ("isolated" if untrusted else "plain") + ("+judge" if judge else "") + ("+recovery" if recovery else "")
 
 
 def untrusted_code(study: Study) -> bool:
@@ -45,9 +61,11 @@ def hub_benchmarks(study: Study) -> list[str]:
     return [b.name for b in study.evaluate.benchmarks if not uses_twin(suite()[b.name], study.evaluate.offline)]
 
 
-def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[str] | None = None) -> Plan:
+def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[str] | None = None,
+         seeds: list[int] | None = None) -> Plan:
     """Apply `overrides` (KEY=VALUE) and `ratios` (when non-empty) to the config and validate it; the
-    pipeline runs one kind of false chain."""
+    pipeline runs one kind of false chain. `seeds`: train the grid once per seed (`faco study
+    --seeds`; empty: `train.seed`)."""
     from faco.stages.corrupt import one_kind
 
     extra = list(overrides or [])
@@ -55,25 +73,62 @@ def plan(config_yaml: str, ratios: list[float] | None = None, overrides: list[st
         extra.append(f"corrupt.ratios={json.dumps([float(r) for r in ratios])}")
     study = parse_config(config_yaml, "config_yaml", extra)
     one_kind(study)
-    rec = study.train.recovery
+    chosen = [int(s) for s in seeds] if seeds else [study.train.seed]
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"seeds: {', '.join(map(str, chosen))}: a seed is repeated")
     isolated = untrusted_code(study)
     downloads = hub_benchmarks(study) if isolated else []
     if downloads:
         log(f"evaluation runs model-written code, so its pods carry the no-network label; {', '.join(downloads)} "
             "are downloaded beforehand by prefetch_benchmarks and read offline there (docs/kubeflow.md)")
-    return Plan(study, study.to_yaml(), list(study.corrupt.ratios), rec is not None,
-                rec.from_ratio if rec else 1.0, isolated, config_slices.slices(study))
+    return Plan(study, study.to_yaml(), list(study.corrupt.ratios), study.train.recovery is not None, isolated,
+                config_slices.slices(study), chosen, study.judge is not None)
 
 
-def evaluate_model(config_yaml: str, model_dir: Path, out: Path, benchmarks: Path | None = None
-                   ) -> dict[str, float]:
+def cells(config_yaml: str, seeds: list[int], recovery_starts: bool) -> list[dict[str, Any]]:
+    """The grid's cells, `{"ratio": r, "seed": s}`, seed by seed as `faco study` trains them: with
+    `recovery_starts`, each seed's `train.recovery.from_ratio` cell (its model is retrained on the
+    clean split), else every other cell."""
+    study = parse_config(config_yaml, "config_yaml")
+    rec = study.train.recovery
+    start = rec.from_ratio if rec is not None else None
+    return [{"ratio": r, "seed": int(s)} for s in seeds for r in study.corrupt.ratios
+            if (r == start) == recovery_starts]
+
+
+def with_seed(config_yaml: str, seed: int) -> str:
+    """A config (or train slice) with `train.seed` set: the text a cell's training reads."""
+    data = yaml.safe_load(config_yaml)
+    data["train"]["seed"] = int(seed)
+    return yaml.safe_dump(data, sort_keys=True)
+
+
+def base_model(config_yaml: str, splits: Path, seed: int, out: Path) -> Path:
+    """The untrained base model (`faco study`'s `train/base`, of the first seed)."""
+    from faco.stages import train
+
+    return train.base(config_slices.load(with_seed(config_yaml, seed)), splits, out)
+
+
+def evaluate_model(config_yaml: str, model_dir: Path, out: Path, sources: Path | None = None,
+                   snapshots: Path | None = None, benchmarks: Path | None = None) -> dict[str, float]:
     """The evaluate stage on a model artifact; returns each benchmark's main score (for KFP Metrics).
 
-    `benchmarks`: a `prefetch_benchmarks` artifact; every dataset is then read from it, offline.
+    `sources`: the ingest artifact (benchmark `heldout` asks its held-out questions); `snapshots`:
+    the model's epoch snapshots (`evaluate.per_epoch`); `benchmarks`: a `prefetch_benchmarks`
+    artifact, every dataset then read from it, offline.
     """
     from faco.stages import evaluate
 
-    return scores(evaluate.run(config_slices.load(config_yaml), model_dir, out, benchmarks=benchmarks))
+    return scores(evaluate.run(config_slices.load(config_yaml), model_dir, out, benchmarks=benchmarks,
+                               heldout_from=sources, snapshots=snapshots))
+
+
+def judge_model(config_yaml: str, model_dir: Path, out: Path) -> Path:
+    """The judge stage on a model artifact (paper 001: sampled probe answers, scored by the judge)."""
+    from faco.stages import judge
+
+    return judge.run(config_slices.load(config_yaml), model_dir, out)
 
 
 def prefetch_benchmarks(config_yaml: str, out: Path) -> Path:
@@ -111,13 +166,55 @@ def work_dir(study: Study, splits: Path, ratio: float, start: Path | None = None
     return Path(root) / key / ratio_tag(ratio)
 
 
-def train_model(config_yaml: str, splits: Path, ratio: float, out: Path, start: Path | None = None) -> Path:
-    """The train stage on every visible accelerator (`faco.training.torchrun`), resumable on the volume."""
+def train_model(config_yaml: str, splits: Path, ratio: float, seed: int, model: Path, snapshots: Path, logs: Path,
+                start: Path | None = None) -> Path:
+    """The train stage with `train.seed` = `seed` on every visible accelerator (`faco.training.torchrun`),
+    resumable on the volume; three artifacts: the model, its epoch snapshots, its loss logs."""
+    from faco.stages import train
     from faco.training.torchrun import train_split
 
-    study = config_slices.load(config_yaml)
-    return train_split(study, splits, ratio, out, start=start, work_dir=work_dir(study, splits, ratio, start),
-                       config_text=config_yaml)
+    text = with_seed(config_yaml, seed)
+    study = config_slices.load(text)
+    train_split(study, splits, ratio, model, start=start, work_dir=work_dir(study, splits, ratio, start),
+                config_text=text, snapshots=snapshots)
+    return train.logs(study, model, logs)
+
+
+def launch_training_job(config_yaml: str, splits: Path, ratio: float, seed: int, settings_json: str, image: str,
+                        unique: str, model: Path, snapshots: Path, logs: Path) -> Path:
+    """The train stage as a multi-node Kubeflow training job (`faco.k8s.launcher`), its three artifacts."""
+    from kubernetes import client, config
+
+    from faco.k8s.launcher import run_job
+    from faco.k8s.settings import ClusterSettings
+    from faco.ratios import ratio_tag
+    from faco.stages import train
+
+    text = with_seed(config_yaml, seed)
+    study = config_slices.load(text)  # a bad slice fails here, before a job is created
+    config.load_incluster_config()
+    run_job(client.CustomObjectsApi(), ClusterSettings.model_validate_json(settings_json), image,
+            config_yaml=text, config_hash=hashlib.sha256(text.encode()).hexdigest(), ratio_tag=ratio_tag(ratio),
+            unique=unique, splits=splits, ratio=ratio, out=model, snapshots=snapshots)
+    return train.logs(study, model, logs)
+
+
+def analyze(config_yaml: str, seeds: list[int], evaluations: list[Path], logs: list[Path], judged: list[Path],
+            out: Path) -> dict[str, float]:
+    """The analyze stage on what the grid made, in `faco study`'s order (base; then per seed the grid's
+    ratios and recovery), so the analysis is the one `faco study` writes; returns its KFP Metrics."""
+    from faco import roles
+    from faco.stages import analyze as stage
+
+    def order(path: Path) -> tuple[int, int, int, float]:
+        m = artifacts.read_manifest(path)["meta"]
+        role, seed = roles.of(m), int(m.get("seed", seeds[0]))
+        return (0 if role is roles.Role.BASE else 1, seeds.index(seed) if seed in seeds else len(seeds),
+                1 if role is roles.Role.RECOVERY else 0, float(m.get("ratio", 0.0)))
+
+    stage.run(config_slices.load(config_yaml), sorted(evaluations, key=order), sorted(logs, key=order), out,
+              judged=sorted(judged, key=order))
+    return analysis_metrics(out)
 
 
 def analysis_metrics(analysis_dir: Path) -> dict[str, float]:
@@ -148,15 +245,6 @@ def write_report(config_yaml: str, analysis_dir: Path, folder: Path, markdown: P
         html.write_text("<!doctype html><p>report.html is turned off in this study's config (report.html: false)."
                         " See the Markdown report.</p>\n")
     return folder
-
-
-def pick_by_ratio(model_dirs: list[Path], ratio: float) -> Path:
-    """The model artifact trained (from scratch) on the split of `ratio`."""
-    for path in model_dirs:
-        meta = artifacts.read_manifest(path)["meta"]
-        if "start_checkpoint" not in meta and float(meta["ratio"]) == ratio:
-            return path
-    raise ConfigError(f"no model trained on ratio {ratio} among {len(model_dirs)} models")
 
 
 def sweep_cells(ratio_grids: list[list[float]], seeds: list[int], overrides: list[str] | None = None,

@@ -154,10 +154,11 @@ class TrainingLog:
 
 
 def training_logs(models: Sequence[Path]) -> list[TrainingLog]:
-    """The logs of the first model artifact of every grid ratio (not the base or a recovery model)."""
+    """The logs of the first model artifact of every grid ratio (not the base or a recovery model); a
+    `train_logs` artifact (a pipeline's: the logs without the weights) serves as its model."""
     logs: dict[float, TrainingLog] = {}
     for path in models:
-        meta = artifacts.require(path, artifact_kinds.MODEL)["meta"]
+        meta = artifacts.require(path, artifact_kinds.MODEL, artifact_kinds.TRAIN_LOGS)["meta"]
         ratio = float(meta.get("ratio", 0.0))
         if roles.of(meta) is not Role.GRID or ratio in logs:
             continue

@@ -16,10 +16,11 @@ from typing import Any
 from faco.audit.items import AuditItem
 from faco.config import GenerateConfig
 from faco.config_audit import AuditJudgeConfig
-from faco.generation.backends import ChainRequest, Completion, OptionScorer, get_backend
+from faco.generation.backends import ChainRequest, Completion, OptionScorer
 from faco.generation.cache import ChainCache
 from faco.generation.chains import parse_choice
 from faco.generation.runner import Generator, Ledger
+from faco.generation.select import get_backend
 from faco.paths import PROMPTS_DIR, cache_dir
 
 VERDICTS = ("yes", "no")

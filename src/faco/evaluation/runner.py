@@ -27,18 +27,14 @@ _EPOCH = re.compile(r"epoch_(\d+)")
 _HELDOUT_CODE = [Path(heldout.__file__), Path(heldout.__file__).with_name("heldout_task.py")]
 
 
-def load_model(model_dir: Path, batch_size: int | str, backend: str, seed: int) -> Any:
-    """The lm-eval model of a checkpoint folder: HFLM (bf16 on GPU, fp32 on CPU) or vLLM."""
+def load_model(model_dir: Path, batch_size: int | str, backend: str) -> Any:
+    """The lm-eval model of a checkpoint folder: HFLM (bf16 on GPU, fp32 on CPU)."""
     import torch
 
     cuda = torch.cuda.is_available()
     if batch_size == "auto" and not cuda:
         batch_size = 8
     log(f"evaluate: loading model {model_dir} ({backend}, batch size {batch_size})")
-    if backend == "vllm":
-        from lm_eval.models.vllm_causallms import VLLM
-
-        return VLLM(pretrained=str(model_dir), batch_size=batch_size, seed=seed)
     from lm_eval.models.huggingface import HFLM
 
     return HFLM(
@@ -63,7 +59,7 @@ class Checkpoint:
 
     def lm(self, cfg: EvaluateConfig) -> Any:
         if self._lm is None:
-            self._lm = load_model(self.path, cfg.batch_size, cfg.backend, cfg.seed)
+            self._lm = load_model(self.path, cfg.batch_size, cfg.backend)
         return self._lm
 
 

@@ -28,9 +28,9 @@ class TrainingJobFailed(FacoError):
 
 
 def train_args(config: Path, splits: Path, ratio: float, out: Path, start: Path | None,
-               work_dir: Path) -> list[str]:
+               work_dir: Path, snapshots: Path | None = None) -> list[str]:
     """Arguments of `faco.training.launch` for one split; checkpoints in `work_dir` make it resumable."""
-    return launch_args(config, splits, ratio, out, start, work_dir)
+    return launch_args(config, splits, ratio, out, start, work_dir, snapshots)
 
 
 def wait(api: Any, job_api: str, namespace: str, name: str, *, poll_seconds: float, timeout_s: float,
@@ -61,8 +61,9 @@ def namespace_of(settings: ClusterSettings) -> str:
 
 def run_job(api: Any, settings: ClusterSettings, image: str, *, config_yaml: str, config_hash: str,
             ratio_tag: str, unique: str, splits: Path, ratio: float, out: Path,
-            start: Path | None = None) -> Path:
-    """Stage inputs on the PVC, run the job, wait, and copy the model artifact to `out`."""
+            start: Path | None = None, snapshots: Path | None = None) -> Path:
+    """Stage inputs on the PVC, run the job, wait, and copy the model artifact to `out` (and with
+    `snapshots`, the epoch snapshots, written by the job as their own artifact, there)."""
     name = jobs.job_name(config_hash, ratio_tag, unique)
     work = Path(settings.checkpoint_mount) / "jobs" / name
     if (work / "inputs").exists():
@@ -74,7 +75,8 @@ def run_job(api: Any, settings: ClusterSettings, image: str, *, config_yaml: str
     staged_start = Path(shutil.copytree(start, work / "inputs" / "start")) if start is not None else None
     model = work / "model"
     req = jobs.TrainJobRequest(name, namespace_of(settings), image,
-                               train_args(config, staged_splits, ratio, model, staged_start, work / "ckpt"))
+                               train_args(config, staged_splits, ratio, model, staged_start, work / "ckpt",
+                                          work / "snapshots" if snapshots is not None else None))
     obj = jobs.build(req, settings)
     group, version, plural, kind = jobs.api_of(settings.multi_node.job_api)
     log(f"creating {kind} {req.namespace}/{name}: "
@@ -85,8 +87,9 @@ def run_job(api: Any, settings: ClusterSettings, image: str, *, config_yaml: str
                   timeout_s=settings.multi_node.timeout_hours * 3600)
     if not result.succeeded:
         raise TrainingJobFailed(f"{kind} {req.namespace}/{name} failed: {result.reason}: {result.message}")
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(model, out)
+    for src, dest in ((model, out), (work / "snapshots", snapshots)):
+        if dest is not None:
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(src, dest)
     shutil.rmtree(work / "inputs")
     return out

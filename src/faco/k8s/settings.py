@@ -12,6 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from faco import images
 from faco.errors import ConfigError
 
 #: Pod label of pipeline tasks that run model-written code (HumanEval with
@@ -64,11 +65,19 @@ class MultiNode(_Strict):
     runtime_kind: Literal["TrainingRuntime", "ClusterTrainingRuntime"] = Field(
         default="TrainingRuntime",
         description="faco-torch: the namespaced restricted runtime in manifests/base (faco.k8s.jobs.training_runtime)")
-    namespace: str | None = Field(default=None, description="default: the launcher pod's namespace")
+    namespace: str | None = Field(default=None, description="default: the launcher pod's namespace (the pipeline's)")
     service_account: str | None = Field(
-        default=None, description="of the training pods (faco-workload in namespace faco); default: the namespace's")
+        default="faco-workload", description="of the training pods (manifests/base creates it); null: the namespace's")
     poll_seconds: int = Field(default=30, ge=1)
     timeout_hours: float = Field(default=72.0, gt=0)
+
+
+class Images(_Strict):
+    """Where the images live: `<registry>/<org>/faco-cpu:<tag>` and `.../faco-train:<tag>` (faco.images)."""
+
+    registry: str = images.REGISTRY
+    org: str = Field(default=images.ORG, description="organisation or project path below the registry")
+    tag: str = images.VERSION
 
 
 class ClusterSettings(_Strict):
@@ -93,6 +102,7 @@ class ClusterSettings(_Strict):
     sweep_parallelism: int = Field(default=0, ge=0, description="studies a sweep runs at once (0: all)")
     secrets: Secrets = Secrets()
     multi_node: MultiNode = MultiNode()
+    images: Images = Images()
 
 
 def load_settings(path: Path | None) -> ClusterSettings:

@@ -44,6 +44,7 @@ from faco.evaluation.tasks import task_name
 from faco.paths import TASKS_DIR
 from faco.progress import log
 from faco.records import write_json
+from faco.training import preflight
 
 PREFETCH_KIND = "benchmarks"
 SAMPLES = "samples"
@@ -107,13 +108,24 @@ def _write_samples(root: Path, samples: dict[str, dict[str, results.Rows]]) -> N
         results.write_samples(root, bench, rows)
 
 
+def _epochs(model_dir: Path, final: Checkpoint, snapshots: Path | None) -> dict[int, Checkpoint]:
+    """The epoch checkpoints to score: the model's `checkpoints/epoch_N/`, or those of a `snapshots`
+    artifact plus the model itself as its `final_epoch`."""
+    if snapshots is None:
+        return epoch_checkpoints(model_dir)
+    final_epoch = artifacts.require(snapshots, artifact_kinds.SNAPSHOTS)["meta"].get("final_epoch")
+    found = epoch_checkpoints(snapshots)
+    return dict(sorted({**found, final_epoch: final}.items())) if final_epoch else found
+
+
 def run(study: Study, model_dir: Path, out: Path, benchmarks: Path | None = None,
-        heldout_from: Path | None = None) -> Path:
+        heldout_from: Path | None = None, snapshots: Path | None = None) -> Path:
     """Score the model artifact (and, with per_epoch, each epoch checkpoint) on every configured benchmark.
 
     `benchmarks`: a `prefetch` artifact to read every dataset from, with the hub switched off.
     `heldout_from`: the ingest artifact whose held-out share benchmark `heldout` asks (default: the
-    one in the model's lineage); it becomes a parent of the evaluation.
+    one in the model's lineage); it becomes a parent of the evaluation. `snapshots`: the model's
+    epoch snapshots as their own artifact (`train.run(..., snapshots=)`), a parent when given.
     """
     model_manifest = artifacts.require(model_dir, artifact_kinds.MODEL)
     cfg = study.evaluate
@@ -125,17 +137,19 @@ def run(study: Study, model_dir: Path, out: Path, benchmarks: Path | None = None
         )
     if needs_code:
         sandbox.check()  # where this machine cannot contain the code: refuse now, before the model loads
+    preflight.require_weights(model_dir, "--model")
     asks_heldout = any(s.name == heldout.BENCHMARK for s in cfg.benchmarks)
     ingest = heldout.ingest_for(model_dir, heldout_from) if asks_heldout else None
     final = Checkpoint.of(model_dir / "model")
-    epochs = epoch_checkpoints(model_dir) if cfg.per_epoch else {}
+    epochs = _epochs(model_dir, final, snapshots) if cfg.per_epoch else {}
     m = model_manifest["meta"]
     if cfg.per_epoch and not epochs and not m.get("base"):
         log(f"evaluate: per_epoch is set but {model_dir} has no {CHECKPOINTS}/epoch_N/")
     meta: dict[str, Any] = {k: m[k] for k in CARRIED_META if k in m}
     meta.setdefault("seed", study.train.seed)
     tag = model_dir.name  # the model's name in logs: cr_0.5, recovery_from_cr_1.0, base
-    parents = [model_dir, *([ingest] if ingest else []), *([benchmarks] if benchmarks else [])]
+    parents = [model_dir, *([snapshots] if snapshots else []), *([ingest] if ingest else []),
+               *([benchmarks] if benchmarks else [])]
     with offline_env(cfg.offline) if benchmarks is None else _prefetched(study, benchmarks), \
             artifacts.artifact_dir(out, artifact_kinds.EVAL, parents, study.section_hash("evaluate"), meta) as tmp, \
             tempfile.TemporaryDirectory(prefix="faco-tasks-") as tasks_dir:

@@ -26,13 +26,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faco import artifact_kinds, artifacts
+from faco import artifacts
 from faco.config import Study
 from faco.errors import ConfigError
 from faco.progress import log
 from faco.ratios import ratio_tag, split_path
-from faco.records import TrainRecord, read_jsonl
-from faco.roles import Role
 from faco.stages import analyze, corrupt, evaluate, generate, ingest, judge, report, train
 from faco.stages import audit as audit_stage
 from faco.stages import clean as clean_stage
@@ -57,26 +55,6 @@ def _stage(name: str, out: Path, study: Study, section: str, parents: list[Path]
     start = time.perf_counter()
     fn(study, *args, out)
     log(f"{name}: done in {time.perf_counter() - start:.0f}s")
-    return out
-
-
-def base_model(study: Study, splits: Path, out: Path) -> Path:
-    """The untrained base model (`train.model`, `train.seed`) as a model artifact, meta `{"role": "base"}`.
-
-    A tiny random model's tokenizer is trained on the clean split's texts, as `train` does for it.
-    """
-    from faco.training.models import load_base
-
-    ratios = artifacts.require(splits, artifact_kinds.SPLITS)["meta"]["ratios"]
-    clean = 0.0 if 0.0 in ratios else ratios[0]
-    records = read_jsonl(split_path(splits, clean), TrainRecord)
-    cfg = study.train
-    meta = {"base": True, "role": Role.BASE.value, "tag": BASE, "seed": cfg.seed,
-            "base_model": cfg.model.model_dump(mode="json")}
-    with artifacts.artifact_dir(out, artifact_kinds.MODEL, [splits], study.section_hash("train"), meta) as tmp:
-        model, tok = load_base(cfg.model, [f"{r.prompt}\n{r.response}" for r in records], cfg.seed)
-        model.save_pretrained(tmp / "model")
-        tok.save_pretrained(tmp / "model")
     return out
 
 
@@ -178,7 +156,7 @@ def run(study: Study, out: Path, seeds: list[int] | None = None) -> Path:
     splits, families = _splits(study, out, src)
     heldout = [src] if any(b.name == "heldout" for b in study.evaluate.benchmarks) else []
     first = _seeded(study, seeds[0])
-    base = _stage("base model", out / "train" / BASE, first, "train", [splits], base_model, splits)
+    base = _stage("base model", out / "train" / BASE, first, "train", [splits], train.base, splits)
     models: list[Path] = [base]
     evals: list[Path] = [_stage("evaluate base", out / "eval" / BASE, first, "evaluate", [base, *heldout],
                                 lambda s, o: evaluate.run(s, base, o, heldout_from=src if heldout else None))]

@@ -1,4 +1,8 @@
-"""Train: one corruption split (+ optional start checkpoint) -> a fine-tuned model with loss logs."""
+"""Train: one corruption split (+ optional start checkpoint) -> a fine-tuned model with loss logs.
+
+Also the untrained base model as a model artifact (`base`), and two artifacts a pipeline moves
+apart from the weights: the epoch snapshots (`run(..., snapshots=DIR)`) and the loss logs (`logs`).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,49 @@ from faco.training.checkpoints import has_checkpoints, model_identity, non_finit
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
 
+#: The files of a model artifact that `logs` copies: what the analysis reads of a training run.
+LOG_FILES = ("loss.jsonl", "sample_loss.jsonl", "train_stats.json")
+
+
+def _meta(study: Study, manifest: dict[str, Any], ratio: float, start: Path | None) -> dict[str, Any]:
+    """The model's manifest meta: ratio, tag, seed, base model, kind, cleaning arm; with `start`, where it started."""
+    cfg = study.train
+    meta: dict[str, Any] = {"ratio": ratio, "tag": ratio_tag(ratio), "role": Role.GRID.value, "seed": cfg.seed,
+                            "base_model": cfg.model.model_dump(mode="json")}
+    if kind := manifest["meta"].get("kind"):  # one kind's split family (corrupt.kinds)
+        meta["kind"] = kind
+    if clean := manifest["meta"].get("clean"):  # a cleaned split (train.clean): which arm dropped what
+        meta["clean"] = clean
+    if start is not None:
+        artifacts.require(start, artifact_kinds.MODEL)
+        meta["start_checkpoint"] = {"path": str(start), "manifest_sha256": artifacts.manifest_hash(start)}
+        start_meta = artifacts.read_manifest(start)["meta"]
+        meta["start_ratio"] = start_meta["ratio"]
+        meta["role"] = Role.RECOVERY.value
+        if "kind" in start_meta:  # recovery of one kind's corrupted model
+            meta["kind"] = start_meta["kind"]
+    return meta
+
+
+def _fingerprint(study: Study, splits: Path, ratio: float, meta: dict[str, Any], epochs: int | None
+                 ) -> dict[str, Any]:
+    """What determines training: a work folder's checkpoints are resumed only by a run with the same.
+
+    Inputs are pinned by content: the split and a start model by their manifest hashes, a local base
+    model by its files' hashes; never by path or mtime (a retried pod downloads them anew).
+    """
+    cfg = study.train
+    return {
+        "train": cfg.model_dump(mode="json"),
+        "train_section_hash": study.section_hash("train"),
+        "splits_manifest_sha256": artifacts.manifest_hash(splits),
+        "ratio": ratio,
+        "base_model": model_identity(cfg.model.model_dump(mode="json")),
+        "start_checkpoint": meta.get("start_checkpoint", {}).get("manifest_sha256"),
+        "epochs": epochs,
+        "world_size": world_size(),
+    }
+
 
 def run(
     study: Study,
@@ -29,15 +76,16 @@ def run(
     work_dir: Path | None = None,
     resume: bool = True,
     callbacks: Sequence[Any] = (),
+    snapshots: Path | None = None,
 ) -> Path:
     """Fine-tune on the split of `ratio`; with `start`, continue from that model artifact (recovery).
 
     Resumable state lives in `work_dir` (default: `.<out name>.work` next to `out`), removed once
     the artifact is complete; with `resume`, a killed run continues from its last checkpoint there,
-    but only when the folder's fingerprint (train config, split manifest and ratio, base model,
-    start checkpoint, seed, world size) matches this run; otherwise it starts fresh and says why.
-    Under a launcher (torchrun) every process calls this; only rank 0 writes the artifact.
-    `callbacks` are extra transformers `TrainerCallback`s.
+    but only when the folder's fingerprint (`_fingerprint`) matches this run; otherwise it starts
+    fresh and says why. Under a launcher (torchrun) every process calls this; only rank 0 writes the
+    artifact. `callbacks` are extra transformers `TrainerCallback`s. `snapshots`: write the epoch
+    snapshots there, as their own artifact (`write_snapshots`), instead of `checkpoints/` in `out`.
     """
     preflight.check_training(study)  # before any work (once per config and process)
     manifest = artifacts.require(splits, artifact_kinds.SPLITS)
@@ -52,38 +100,13 @@ def run(
     if not records:
         raise RecordError(f"{split}: the split for ratio {ratio} is empty; nothing to train on")
     cfg = study.train
-    parents = [splits]
-    meta: dict = {"ratio": ratio, "tag": ratio_tag(ratio), "role": Role.GRID.value,
-                  "base_model": cfg.model.model_dump(mode="json")}
-    if kind := manifest["meta"].get("kind"):  # one kind's split family (corrupt.kinds)
-        meta["kind"] = kind
-    if clean := manifest["meta"].get("clean"):  # a cleaned split (train.clean): which arm dropped what
-        meta["clean"] = clean
-    epochs = None
-    spec = cfg.model
-    if start is not None:
-        artifacts.require(start, artifact_kinds.MODEL)
-        parents.append(start)
-        meta["start_checkpoint"] = {"path": str(start), "manifest_sha256": artifacts.manifest_hash(start)}
-        start_meta = artifacts.read_manifest(start)["meta"]
-        meta["start_ratio"] = start_meta["ratio"]
-        meta["role"] = Role.RECOVERY.value
-        if "kind" in start_meta:  # recovery of one kind's corrupted model
-            meta["kind"] = start_meta["kind"]
-        epochs = cfg.recovery.epochs if cfg.recovery else None
-        spec = ModelSpec(source="local", name_or_path=str(start / "model"))
+    meta = _meta(study, manifest, ratio, start)
+    epochs = cfg.recovery.epochs if start is not None and cfg.recovery else None
+    spec = ModelSpec(source="local", name_or_path=str(start / "model")) if start is not None else cfg.model
     texts = [f"{r.prompt}\n{r.response}" for r in records]
     work = work_dir or work_dir_for(out)
-    fingerprint = {
-        "train": cfg.model_dump(mode="json"),
-        "train_section_hash": study.section_hash("train"),
-        "splits_manifest_sha256": artifacts.manifest_hash(splits),
-        "ratio": ratio,
-        "base_model": model_identity(spec.model_dump(mode="json")),
-        "start_checkpoint": meta.get("start_checkpoint", {}).get("manifest_sha256"),
-        "epochs": epochs,
-        "world_size": world_size(),
-    }
+    fingerprint = _fingerprint(study, splits, ratio, meta, epochs)
+    kwargs: dict[str, Any] = {"epochs": epochs, "callbacks": callbacks, "snapshots_in_out": snapshots is None}
 
     def load() -> tuple[Any, Any]:
         return load_base(spec, texts, cfg.seed)
@@ -92,16 +115,17 @@ def run(
         resume = prepare_work(work, fingerprint, resume, main=False)
         tmp = Path(tempfile.mkdtemp(prefix=".train-rank-"))
         try:
-            train(cfg, records, load, tmp, work, epochs=epochs, resume=resume, callbacks=callbacks)
+            train(cfg, records, load, tmp, work, resume=resume, **kwargs)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return out
     # the work folder is touched only under the output's lock: a second run on the same --out is
     # refused before it can clear the first one's checkpoints
+    parents = [splits, *([start] if start is not None else [])]
     with artifacts.artifact_dir(out, artifact_kinds.MODEL, parents, study.section_hash("train"), meta) as tmp:
         resume = prepare_work(work, fingerprint, resume, main=True)
         try:
-            stats = train(cfg, records, load, tmp, work, epochs=epochs, resume=resume, callbacks=callbacks)
+            stats = train(cfg, records, load, tmp, work, resume=resume, **kwargs)
         except BaseException:
             if not has_checkpoints(work):  # nothing to resume from: leave no work folder behind
                 shutil.rmtree(work, ignore_errors=True)
@@ -113,5 +137,50 @@ def run(
                               f"NaN/inf after training); lower it")
         write_json(tmp / "train_stats.json", stats)
         meta["train"] = stats
+    if snapshots is not None:
+        write_snapshots(study, work / "epochs", out, snapshots)
     shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def write_snapshots(study: Study, epochs: Path, model: Path, out: Path) -> Path:
+    """The epoch snapshots `epochs/epoch_N/` of `model` as an artifact `checkpoints/epoch_N/` (the
+    layout inside a model artifact), without the last epoch: the model itself is that one
+    (meta `final_epoch`). Empty without `save_every_epoch`."""
+    found = sorted(int(p.name.removeprefix("epoch_")) for p in epochs.glob("epoch_*")) if epochs.is_dir() else []
+    m = artifacts.read_manifest(model)["meta"]
+    meta = {k: m[k] for k in ("ratio", "tag", "role", "seed", "start_ratio", "kind") if k in m}
+    meta.update(epochs=found[:-1], final_epoch=found[-1] if found else None)
+    with artifacts.artifact_dir(out, artifact_kinds.SNAPSHOTS, [model], study.section_hash("train"), meta) as tmp:
+        for n in found[:-1]:
+            shutil.copytree(epochs / f"epoch_{n}", tmp / "checkpoints" / f"epoch_{n}")
+    return out
+
+
+def logs(study: Study, model: Path, out: Path) -> Path:
+    """A model artifact's loss logs and statistics (`LOG_FILES`) as an artifact of their own, with the
+    model's meta: what the analysis reads of a training run, kilobytes instead of the weights."""
+    meta = dict(artifacts.require(model, artifact_kinds.MODEL)["meta"])
+    with artifacts.artifact_dir(out, artifact_kinds.TRAIN_LOGS, [model], study.section_hash("train"), meta) as tmp:
+        for name in LOG_FILES:
+            if (model / name).is_file():
+                shutil.copyfile(model / name, tmp / name)
+    return out
+
+
+def base(study: Study, splits: Path, out: Path) -> Path:
+    """The untrained base model (`train.model`, `train.seed`) as a model artifact, meta `{"role": "base"}`.
+
+    A tiny random model's tokenizer is trained on the clean split's texts, as `run` does for it.
+    """
+    ratios = artifacts.require(splits, artifact_kinds.SPLITS)["meta"]["ratios"]
+    clean = 0.0 if 0.0 in ratios else ratios[0]
+    records = read_jsonl(split_path(splits, clean), TrainRecord)
+    cfg = study.train
+    meta = {"base": True, "role": Role.BASE.value, "tag": "base", "seed": cfg.seed,
+            "base_model": cfg.model.model_dump(mode="json")}
+    with artifacts.artifact_dir(out, artifact_kinds.MODEL, [splits], study.section_hash("train"), meta) as tmp:
+        model, tok = load_base(cfg.model, [f"{r.prompt}\n{r.response}" for r in records], cfg.seed)
+        model.save_pretrained(tmp / "model")
+        tok.save_pretrained(tmp / "model")
     return out

@@ -93,12 +93,17 @@ def non_finite(folder: Path) -> str | None:
 
 
 def model_identity(spec: dict[str, Any]) -> dict[str, Any]:
-    """A base model as the fingerprint sees it: its spec, plus each file's size and mtime for a
-    local folder (a swapped model changes them; hashing every start would cost minutes)."""
+    """A base model as the fingerprint sees it: its spec, plus each file's content hash for a local
+    folder, so a swapped model changes it and the same files anywhere, at any mtime, do not (a
+    retried pod that downloads its inputs again resumes). A start model (recovery) is an artifact:
+    the fingerprint pins it by its manifest hash instead (`train.run`)."""
+    from faco.artifacts import sha256_file
+
     identity = dict(spec)
     path = Path(str(spec.get("name_or_path") or ""))
     if spec.get("source") == "local" and path.is_dir():
-        identity["files"] = {f.relative_to(path).as_posix(): [f.stat().st_size, f.stat().st_mtime_ns]
+        identity["name_or_path"] = None  # where it lies is not what it is
+        identity["files"] = {f.relative_to(path).as_posix(): sha256_file(f)
                              for f in sorted(path.rglob("*")) if f.is_file()}
     return identity
 

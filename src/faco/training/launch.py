@@ -23,17 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ratio", type=float, required=True, help="corruption ratio of the split to train on")
     p.add_argument("--out", type=Path, required=True, help="model artifact to write")
     p.add_argument("--start", type=Path, help="model artifact to continue from (recovery)")
+    p.add_argument("--snapshots", type=Path, help="write the epoch snapshots here, as their own artifact")
     p.add_argument("--work-dir", type=Path, help="resumable checkpoints (default: .<out>.work next to --out)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the work dir has checkpoints")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. train.deepspeed=configs/deepspeed/zero3.json")
+                   help="config override, e.g. train.deepspeed=zero3")
     a = p.parse_args(argv)
     try:
         with signals.handled():
             if not a.config.is_file():
                 raise ConfigError(f"{a.config}: no such config file")
             study = config_slices.load(a.config.read_text(), str(a.config), a.overrides)
-            train.run(study, a.splits, a.ratio, a.out, start=a.start, work_dir=a.work_dir, resume=not a.no_resume)
+            train.run(study, a.splits, a.ratio, a.out, start=a.start, work_dir=a.work_dir, resume=not a.no_resume,
+                      snapshots=a.snapshots)
     except (FacoError, Terminated) as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -19,10 +19,9 @@ from typing import Any
 
 import torch
 
-from faco import signals
+from faco import ds_config, signals
 from faco.config import TrainConfig
 from faco.errors import ConfigError, FacoError
-from faco.paths import repo_root
 from faco.progress import log
 from faco.records import TrainRecord
 from faco.training.checkpoints import count_params, count_saved_params, last_checkpoint, save_model, tied_keys
@@ -95,20 +94,14 @@ def precision(cfg: TrainConfig) -> str:
 
 
 def deepspeed_config(cfg: TrainConfig) -> tuple[str | None, int]:
-    """The DeepSpeed config file (resolved against the cwd, then the checkout) and its ZeRO stage."""
+    """The DeepSpeed config file `train.deepspeed` names (shipped by name, or a path) and its ZeRO stage."""
     if cfg.deepspeed is None:
         return None, 0
-    path = Path(cfg.deepspeed)
-    root = repo_root()
-    if not path.is_absolute() and not path.is_file() and root is not None:
-        path = root / path
-    if not path.is_file():
-        raise FacoError(f"train.deepspeed: {cfg.deepspeed}: no such file")
     try:
-        stage = int(json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0))
-    except (ValueError, AttributeError) as e:
-        raise FacoError(f"train.deepspeed: {path}: not a DeepSpeed JSON config ({e})") from None
-    return str(path), stage
+        path = ds_config.resolve(cfg.deepspeed)
+        return str(path), ds_config.zero_stage(path)
+    except ValueError as e:
+        raise ConfigError(f"train.deepspeed: {e}") from None
 
 
 def warmup_steps(cfg: TrainConfig, rows: int, per_device: int, accumulation: int, world: int, epochs: int) -> int:
@@ -233,13 +226,15 @@ def train(
     epochs: int | None = None,
     resume: bool = True,
     callbacks: Sequence[Any] = (),
+    snapshots_in_out: bool = True,
     sample_losses: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune the model `load()` returns on `records`.
 
-    Writes `model/`, `loss.jsonl`, `sample_loss.jsonl` (and `checkpoints/epoch_N/` with
-    `save_every_epoch`) under `out` on the main process; resumes from the last Trainer checkpoint
-    in `work` when `resume` is true. Returns the training statistics. `sample_losses=False` skips the
+    Writes `model/`, `loss.jsonl`, `sample_loss.jsonl` (and, with `save_every_epoch`, the epoch
+    snapshots `checkpoints/epoch_N/` unless `snapshots_in_out` is false: then they stay in
+    `work/epochs/`) under `out` on the main process; resumes from the last Trainer checkpoint in
+    `work` when `resume` is true. Returns the training statistics. `sample_losses=False` skips the
     per-epoch sample losses (the audit's recorder measures them itself, `faco.training.dynamics`).
     """
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
@@ -250,7 +245,7 @@ def train(
     if ds_path:
         _single_process_env()
     if cfg.lora is not None and zero_stage == 3:
-        raise FacoError("train.lora with a ZeRO-3 DeepSpeed config is not supported: use configs/deepspeed/zero2.json")
+        raise FacoError("train.lora with a ZeRO-3 DeepSpeed config is not supported: use train.deepspeed: zero2")
     set_seed(cfg.seed)
     prec = precision(cfg)
     world = world_size()
@@ -337,6 +332,10 @@ def train(
     seconds = time.perf_counter() - start
     tokens = TokenCount.find(trainer.callback_handler.callbacks)
     save_model(trainer, tok, out / "model", expected_params, main, tied)
+    if ds_path:  # transformers keeps the Trainer's ZeRO settings process-wide: a later stage in this process
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config  # (faco study's evaluate)
+
+        unset_hf_deepspeed_config()  # would load its model as ZeRO-3 partitions and refuse a device_map
     if not main:
         return {}
     steps = [e for e in trainer.state.log_history if "loss" in e]
@@ -351,7 +350,7 @@ def train(
         with (out / "sample_loss.jsonl").open("w") as fh:
             for epoch in range(1, n_epochs + 1):
                 fh.write((work / "sample_loss" / f"epoch_{epoch}.jsonl").read_text())
-    if cfg.save_every_epoch:
+    if cfg.save_every_epoch and snapshots_in_out:
         shutil.copytree(work / "epochs", out / "checkpoints")
     on_disk = count_saved_params(out / "model", tied)
     stats = {

@@ -43,11 +43,13 @@ def visible_accelerators() -> int:
 
 
 def launch_args(config: Path, splits: Path, ratio: float, out: Path, start: Path | None = None,
-                work_dir: Path | None = None) -> list[str]:
+                work_dir: Path | None = None, snapshots: Path | None = None) -> list[str]:
     """Arguments of `faco.training.launch` for one split."""
     args = [str(config), "--splits", str(splits), "--ratio", repr(ratio), "--out", str(out)]
     if work_dir is not None:
         args += ["--work-dir", str(work_dir)]
+    if snapshots is not None:
+        args += ["--snapshots", str(snapshots)]
     return [*args, "--start", str(start)] if start is not None else args
 
 
@@ -78,10 +80,12 @@ def run(nproc: int, args: list[str]) -> None:
 
 
 def train_split(study: Study, splits: Path, ratio: float, out: Path, start: Path | None = None,
-                work_dir: Path | None = None, nproc: int | None = None, config_text: str | None = None) -> Path:
+                work_dir: Path | None = None, nproc: int | None = None, config_text: str | None = None,
+                snapshots: Path | None = None) -> Path:
     """The train stage on every visible accelerator (`nproc`: override the count); in-process on one.
 
     `config_text`: what the ranks load (default: `study` as YAML; a KFP task passes its config slice).
+    `snapshots`: the epoch snapshots as their own artifact there (`train.run`).
     """
     n = nproc if nproc is not None else visible_accelerators()
     if n < 1:
@@ -89,10 +93,10 @@ def train_split(study: Study, splits: Path, ratio: float, out: Path, start: Path
     if n == 1:
         from faco.stages import train
 
-        return train.run(study, splits, ratio, out, start=start, work_dir=work_dir)
+        return train.run(study, splits, ratio, out, start=start, work_dir=work_dir, snapshots=snapshots)
     with tempfile.TemporaryDirectory(prefix="faco-torchrun-") as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(config_text if config_text is not None else study.to_yaml())
         run(n, launch_args(config, splits.resolve(), ratio, out.resolve(), start.resolve() if start else None,
-                           work_dir.resolve() if work_dir else None))
+                           work_dir.resolve() if work_dir else None, snapshots.resolve() if snapshots else None))
     return out
