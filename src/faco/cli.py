@@ -200,13 +200,13 @@ def train(
     set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Fine-tune a model on one split, one process per visible GPU (torchrun when more than one)."""
-    from faco.training.torchrun import train_split
+    from faco.stages import train as stage
 
     study = _load(config, set_, training=True)
     if start is not None:
         _model_input(start, "--start")
     with _writing(out, kinds.MODEL, force, splits, start):
-        train_split(study, splits, ratio, out, start=start, nproc=nproc)
+        stage.run(study, splits, ratio, out, start=start, nproc=nproc)
 
 
 @app.command("base-model")
