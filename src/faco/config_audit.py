@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from faco import registry
 from faco.records import Domain
 
 
@@ -100,10 +101,8 @@ class AuditConfig(Section):
     @field_validator("detectors")
     @classmethod
     def _known_detectors(cls, v: list[str] | None) -> list[str] | None:
-        from faco.audit.detectors import known
-
         for name in v or []:
-            known(name)
+            registry.detector(name)
         if v is not None and (not v or len(set(v)) != len(v)):
             raise ValueError(f"detectors: a non-empty list of distinct names is needed (got {v})")
         return v
@@ -111,10 +110,7 @@ class AuditConfig(Section):
     @field_validator("rank_by")
     @classmethod
     def _known_rank_by(cls, v: str) -> str:
-        from faco.audit.detectors import known
-
-        known(v)
-        return v
+        return registry.detector(v)
 
 
 class CleanConfig(Section):
@@ -130,10 +126,7 @@ class CleanConfig(Section):
     @field_validator("detector")
     @classmethod
     def _known_detector(cls, v: str) -> str:
-        from faco.audit.detectors import known
-
-        known(v)
-        return v
+        return registry.detector(v)
 
     @field_validator("drop")
     @classmethod
