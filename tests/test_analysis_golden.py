@@ -1,6 +1,11 @@
 """The typed analysis says what the analysis said before it was typed: every number of analysis.json
 (read back through the model and laid out as schema 1 was) and the report's text, on the smoke study
-(seed 0) and on the hand-made study of tests/test_report.py (tests/data/golden/README.md)."""
+(seed 0) and on the hand-made study of tests/test_report.py (tests/data/golden/README.md).
+
+One change since is deliberate (the detector benchmark, docs/audit.md): the loss AUROC per ratio and
+epoch is now the `grid_loss` detector's AUROC (the same numbers, with intervals, AP and precision at the
+rate; one-class splits have no row), its table and Findings sentence and the detectors figure replace
+the AUROC table. Those parts are compared as that, the rest of the text as it was."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import study_fixture
 
 from faco import artifact_kinds, artifacts, roles
 from faco.analysis import schema
+from faco.analysis.detection import GRID_LOSS
 from faco.analysis.schema import BenchmarkRow, Recovery, StudyAnalysis
 from faco.analysis.tables import probe_model
 from faco.config import Study
@@ -59,6 +65,7 @@ def as_v1(a: StudyAnalysis) -> dict[str, Any]:
     """analysis.json of schema 1 from the typed analysis (what analyze wrote before it was typed)."""
     final = a.final_train_loss
     out = a.model_dump(mode="json", include={"ratios", "seeds", "has_base", "alpha", "bootstrap", "findings"})
+    out["findings"]["findings"] = [f for f in out["findings"]["findings"] if f["id"] not in NEW_FINDINGS]
     out |= {
         "table": {b: _row_v1(row) for b, row in a.table.items()},
         "domain_average": {d: {_g(v.ratio): v.value for v in vs} for d, vs in a.domain_average.items()},
@@ -69,12 +76,38 @@ def as_v1(a: StudyAnalysis) -> dict[str, Any]:
         "final_train_loss": final.model_dump(mode="json") | {
             "step_loss": {_g(v.ratio): v.value for v in final.step_loss},
             "sample_loss": {_g(v.ratio): v.value for v in final.sample_loss}},
-        "corruption_detection_auroc": {_g(x.ratio): {str(e.epoch): e.value for e in x.epochs}
-                                       for x in a.corruption_detection_auroc},
         "epoch_average": {_g(x.ratio): {str(e.epoch): e.value for e in x.epochs} for x in a.epoch_average},
         "probes": [{"model": probe_model(p), "set": p.set, "question": p.question, "answer": p.answer}
                    for p in a.probes]}
     return out | {k: v for k, v in (("nli_gap", a.nli_gap), ("misalignment", a.misalignment)) if v is not None}
+
+
+#: the Findings the detector benchmark added
+NEW_FINDINGS = ("detection", "cleaning")
+
+
+def loss_auroc(a: StudyAnalysis) -> dict[str, dict[str, float]]:
+    """The grid_loss detector's AUROC as schema 1's corruption_detection_auroc held it, without the
+    one-class splits' undefined values."""
+    out: dict[str, dict[str, float]] = {}
+    for d in a.detection:
+        if d.detector == GRID_LOSS and d.auroc.value is not None:
+            out.setdefault(_g(d.ratio or 0.0), {})[str(d.epoch)] = d.auroc.value
+    return out
+
+
+def _before_auroc(before: dict[str, Any]) -> dict[str, dict[str, float]]:
+    old = before.pop("corruption_detection_auroc")
+    return {r: kept for r, eps in old.items() if (kept := {e: v for e, v in eps.items() if v is not None})}
+
+
+def _old_text(md: str) -> str:
+    """The report without what the detector benchmark replaced or added (its table and figure, the
+    AUROC table, the Findings' detector sentence)."""
+    md = re.sub(r"config hash `[0-9a-f]+`", "config hash `…`", md.split("## Lineage")[0])
+    md = re.sub(r"^## (Corruption detection|Detectors of corrupted samples).*?(?=^## )", "", md, flags=re.M | re.S)
+    md = re.sub(r"^!\[Detectors of corrupted samples.*?(?=^!\[|^## |\Z)", "", md, flags=re.M | re.S)
+    return re.sub(r"^- \*\*Detectors\.\*\* .*\n", "", md, flags=re.M)
 
 
 def same(got: Any, want: Any, where: str = "") -> None:
@@ -112,18 +145,23 @@ def _smoke_artifacts(root: Path, with_roles: bool) -> tuple[list[Path], list[Pat
 def _matches_before(analysis: Path, study: Study, before: Path, out: Path) -> None:
     a = schema.read(analysis)
     assert isinstance(a, StudyAnalysis) and a.schema_version == schema.SCHEMA_VERSION
-    same(as_v1(a), json.loads((before / "analysis.json").read_text()))
-    for name in ("findings.json", "metrics.json"):
-        same(json.loads((analysis / name).read_text()), json.loads((before / name).read_text()), name)
+    want = json.loads((before / "analysis.json").read_text())
+    same(loss_auroc(a), _before_auroc(want), "corruption_detection_auroc")
+    same(as_v1(a), want)
+    found = json.loads((analysis / "findings.json").read_text())
+    assert [f["id"] for f in found["findings"] if f["id"] in NEW_FINDINGS] == ["detection"]
+    found["findings"] = [f for f in found["findings"] if f["id"] not in NEW_FINDINGS]
+    same(found, json.loads((before / "findings.json").read_text()), "findings.json")
+    same(json.loads((analysis / "metrics.json").read_text()), json.loads((before / "metrics.json").read_text()))
     assert (analysis / "table1.csv").read_text() == (before / "table1.csv").read_text()
     rep = report.run(study, analysis, out)
-    assert (rep / "findings.txt").read_text() == (before / "findings.txt").read_text()
+    said = (rep / "findings.txt").read_text()
+    assert re.sub(r"^- Detectors\. .*\n", "", said, flags=re.M) == (before / "findings.txt").read_text()
     # the lineage table names this run's paths and hashes, and the config hash changes with every config field
-    # added since; everything else is the same text
-    def text(path: Path) -> str:
-        return re.sub(r"config hash `[0-9a-f]+`", "config hash `…`", path.read_text().split("## Lineage")[0])
-
-    assert text(rep / "report.md") == text(before / "report.md")
+    # added since; everything above it is the same text
+    md = (rep / "report.md").read_text()
+    assert "## Detectors of corrupted samples" in md and "](figures/detectors.png)" in md
+    assert _old_text(md) == _old_text((before / "report.md").read_text())
 
 
 @pytest.mark.parametrize("with_roles", [False, True], ids=["old-meta", "role-in-meta"])
@@ -140,5 +178,5 @@ def test_hand_made_study_analysis_and_report_unchanged(tmp_path: Path, smoke: St
 
 def test_an_analysis_of_another_schema_is_refused(tmp_path: Path) -> None:
     (tmp_path / schema.FILE).write_text((GOLDEN / "smoke" / "before" / "analysis.json").read_text())
-    with pytest.raises(Exception, match=r"analysis schema version 1, this faco reads 2; rerun `faco analyze`"):
+    with pytest.raises(Exception, match=r"analysis schema version 1, this faco reads 3; rerun `faco analyze`"):
         schema.read(tmp_path)

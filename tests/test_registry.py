@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from faco import registry
 from faco.evaluation.suite import suite
 from faco.generation.prompts import template
@@ -41,3 +43,12 @@ def test_config_imports_no_domain_package() -> None:
             "'faco.generation', 'faco.evaluation', 'faco.judging'))); print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_detector_names_are_the_built_in_detectors() -> None:
+    """The config validates detector names against the registry; they are the audit's built-in ones."""
+    from faco.audit.detectors import BUILT_IN
+
+    assert tuple(make().name for make in BUILT_IN) == registry.DETECTORS
+    with pytest.raises(ValueError, match="unknown detector 'nope'; known: loss, confidence"):
+        registry.detector("nope")

@@ -97,9 +97,17 @@ def test_recovery_detection_chance_and_epochs(analysis: Path) -> None:
         (1.0, {b: r for b, row in a.table.items() if (r := row.recovery_from(1.0)) is not None})]
     assert rec.recovered_fraction == pytest.approx((0.5 - 0.1) / (0.6 - 0.1))
     assert rec.status == "partial" and rec.fraction_ci[0] <= 0.8 <= rec.fraction_ci[1]  # type: ignore[operator]
-    auroc = {x.ratio: {e.epoch: e.value for e in x.epochs} for x in a.corruption_detection_auroc}
-    assert auroc[0.5][1] == pytest.approx(0.75)
-    assert auroc[0.0][1] is None  # no corrupted sample: undefined
+    # the grid models' per-sample loss as a detector: losses 3.0 (corrupted), 2.0, 1.5 (corrupted), 1.0 at
+    # CR 50 %; CR 0 % and 100 % have one class only, so no row
+    found = {(d.ratio, d.epoch): d for d in a.detection if d.detector == "grid_loss"}
+    assert set(found) == {(0.5, 1)}
+    d = found[(0.5, 1)]
+    assert (d.n, d.corrupted) == (4, 2)
+    assert d.auroc.value == pytest.approx(3 / 4)  # 3 of 4 (corrupted, clean) pairs ranked right
+    assert d.average_precision.value == pytest.approx(1 / 2 * 1 + 1 / 2 * 2 / 3)  # recall steps at ranks 1 and 3
+    assert d.precision_at_k.value == pytest.approx(1 / 2)  # top 2: 3.0 (corrupted), 2.0 (clean)
+    for m in (d.auroc, d.average_precision, d.precision_at_k):
+        assert m.ci[0] is not None and m.ci[1] is not None and m.ci[0] <= m.value <= m.ci[1]  # type: ignore[operator]
     lies = next(m for m in a.below_chance if m.model.ratio == 1.0)
     assert lies.subjects["abstract_algebra"].p_below == pytest.approx(0.75 ** 20)
     p_anat = _binom_le(5, 20, 0.25)
@@ -136,6 +144,8 @@ def test_findings_and_metrics_files(analysis: Path) -> None:
     assert by_id["F4"]["claim"] == "partial" and "closes 0.80 of the clean-vs-corrupted gap" in by_id["F4"]["sentence"]
     assert by_id["spread"]["claim"]["no significant trend"] == 1
     assert "arc_challenge" in by_id["spread"]["sentence"]
+    assert by_id["detection"]["claim"] == "grid_loss" and by_id["detection"]["sentence"].startswith(
+        "At CR 50 %, the best detector of the 2 corrupted of 4 samples is grid_loss: AUROC 0.75 (95 % CI [")
     metrics = json.loads((analysis / "metrics.json").read_text())
     assert metrics["heldout"]["abs"] == pytest.approx(0.5)
     assert metrics["heldout"]["recovery"] == pytest.approx(0.8)
@@ -160,13 +170,15 @@ def test_report_opens_with_findings_tables_figures_and_lineage(analysis: Path, s
     assert "undefined: clean ≈ corrupted within noise" in md  # arc recovery
     assert "| abstract_algebra | 0.000 | 20 |" in md and "| anatomy |" not in md
     assert "| 1 | case_study | What is 2+2? | 6 |" in md
+    assert "| CR 50% | grid_loss | 1 | 0.75 [" in md  # the detector table
+    assert "- **Detectors.** At CR 50 %, the best detector" in findings
     # figures in the paper's order, each a real PNG, each inlined in the HTML
     order = re.findall(r"\]\(figures/([a-z_]+\.png)\)", md)
-    assert order == list(report.FIGURE_CAPTIONS)
+    assert order == [f for f in report.FIGURE_CAPTIONS if f != "cleaning.png"]  # no train.clean in this study
     html = (out / "report.html").read_text()
     assert html.index("<h2>Findings</h2>") < html.index("<h2>Table 1")
     inlined = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(inlined) == 5
+    assert len(inlined) == 6
     for name, data in zip(order, inlined, strict=True):
         assert base64.b64decode(data) == (out / "figures" / name).read_bytes()
         assert matplotlib.image.imread(out / "figures" / name).shape[0] > 200

@@ -18,7 +18,8 @@ CHANGE = {
     "ingest": "ingest.seed=1", "evaluate.benchmarks": "evaluate.benchmarks=[{name: copa, shots: 0}]",
     "generate": "generate.seed=1", "corrupt": "corrupt.seed=1", "train": "train.learning_rate=0.5",
     "evaluate": "evaluate.batch_size=3", "ingest.data_dir": "ingest.data_dir=/elsewhere", "train.seed": "train.seed=1",
-    "judge": "judge.samples=2", "analyze": "analyze.seed=1", "report": "report.title=Another",
+    "judge": "judge.samples=2", "analyze": "analyze.threshold_fraction=0.8", "analyze.seed": "analyze.seed=1",
+    "analyze.bootstrap": "analyze.bootstrap=7", "audit": "audit={folds: 3}", "report": "report.title=Another",
     "name": "name=another", "description": "description=another",
 }
 

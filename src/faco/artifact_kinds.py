@@ -15,3 +15,4 @@ EVAL = "eval"  #: evaluate: scores.json, samples/
 JUDGED = "judged"  #: judge: judged probe answers (paper 001)
 ANALYSIS = "analysis"  #: analyze: analysis.json, table1.csv, figures/
 REPORT = "report"  #: report: report.md, report.html
+AUDIT = "audit"  #: audit: ranking.jsonl, detector scores, summary (docs/audit.md)

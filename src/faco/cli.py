@@ -259,15 +259,22 @@ def analyze(
     models: Annotated[list[Path] | None, typer.Option(help="model artifacts (or a directory of them)")] = None,
     judged: Annotated[list[Path] | None, typer.Option(
         help="judged artifacts from `faco judge` (or a directory of them): paper 001's misalignment rates")] = None,
+    audits: Annotated[list[Path] | None, typer.Option(
+        help="audit artifacts from `faco audit` (or a directory of them): their detectors join the detector "
+             "benchmark")] = None,
+    cleaned_evals: Annotated[list[Path] | None, typer.Option(
+        help="eval artifacts of the train.clean models (or a directory of them): the cleaning comparison")] = None,
     export: Annotated[Path | None, typer.Option(help="also write DVC metrics/plots files here")] = None,
     set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
-    """Scores and training logs -> Table 1, statistics, figures."""
+    """Scores, training logs (and audits) -> Table 1, statistics, the detector benchmark, figures."""
     from faco.stages import analyze as stage
 
-    with _writing(out, kinds.ANALYSIS, force, *evals, *(models or []), *(judged or [])):
+    inputs = [*evals, *(models or []), *(judged or []), *(audits or []), *(cleaned_evals or [])]
+    with _writing(out, kinds.ANALYSIS, force, *inputs):
         stage.run(_load(config, set_), _artifacts(evals), _artifacts(models) if models else [], out,
-                  judged=_artifacts(judged) if judged else [])
+                  judged=_artifacts(judged) if judged else [], audits=_artifacts(audits) if audits else [],
+                  cleaned_evals=_artifacts(cleaned_evals) if cleaned_evals else [])
         if export is not None:
             stage.export(out, export, _artifacts(models) if models else [])
 
@@ -283,6 +290,25 @@ def report(
     with _writing(out, kinds.REPORT, force, analysis):
         rep = stage.run(_load(config, set_), analysis, out)
     _echo_findings(rep)
+
+
+@app.command()
+def audit(
+    config: ConfigArg, out: OutOpt,
+    data: Annotated[Path, typer.Option(
+        help="a faco split (runs/x/splits/cr_0.25.jsonl) or your own .jsonl/.json/.parquet (docs/audit.md)")],
+    set_: SetOpt = None,
+) -> None:
+    """Find the false samples: train while recording every sample's dynamics, score each with the detectors, rank."""
+    from faco.stages import audit as stage
+
+    with stdout_to_stderr():
+        done = stage.run(_load(config, set_), data, out)
+    finding = stage.finding(done)
+    if finding:
+        typer.echo(f"Finding: {finding}")
+    typer.echo(f"ranking: {done / 'ranking.jsonl'}")
+    typer.echo(f"summary: {done / 'summary.md'}")
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Base models.")

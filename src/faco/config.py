@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,12 +20,14 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
 
 from faco import registry
+from faco.config_audit import AuditConfig, CleanConfig, CustomSource
 from faco.errors import ConfigError, UsageError
 from faco.ratios import decimal
 from faco.registry import ProbeEntry
@@ -42,8 +45,9 @@ class Section(BaseModel):
 
 
 class SourceSpec(Section):
-    """One FACO source and how much of it to take."""
+    """One source and how much of it to take: a FACO adapter by `name`, or `custom` data under that name."""
 
+    custom: CustomSource | None = Field(default=None, description="your own data (docs/audit.md)")
     name: str
     split: str = "train"
     limit: int | None = Field(default=None, ge=1, description="cap for this source (overrides per_source_cap)")
@@ -54,10 +58,30 @@ class SourceSpec(Section):
 
     @field_validator("name")
     @classmethod
-    def _known_source(cls, v: str) -> str:
+    def _known_source(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("custom") is not None:
+            if v in registry.SOURCES or not re.fullmatch(r"[a-z][a-z0-9_]*", v):
+                raise ValueError(f"custom source {v!r}: name it with lower-case letters, digits and _, "
+                                 "not a built-in source's name")
+            return v
         if v not in registry.SOURCES:
-            raise ValueError(f"unknown source {v!r}; known: {', '.join(sorted(registry.SOURCES))}")
+            raise ValueError(f"unknown source {v!r}; known: {', '.join(sorted(registry.SOURCES))} "
+                             "(or describe your own data with custom:)")
         return v
+
+    @model_validator(mode="after")
+    def _custom_alone(self) -> SourceSpec:
+        if self.custom is not None and (self.revision is not None or self.data_files is not None):
+            raise ValueError("custom source: set custom.revision / custom.path, not revision / data_files")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_custom(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out `custom` when absent, so built-in sources dump and hash as before custom sources."""
+        data: dict[str, Any] = handler(self)
+        if data.get("custom") is None:
+            data.pop("custom", None)
+        return data
 
 
 class IngestConfig(Section):
@@ -326,6 +350,15 @@ class TrainConfig(Section):
     save_every_epoch: bool = False
     checkpoint_steps: int | None = Field(default=None, ge=1, description="resumable checkpoint every N steps")
     recovery: RecoveryConfig | None = None
+    clean: CleanConfig | None = Field(default=None, description="retrain without the top-flagged rows (docs/audit.md)")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_clean(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out `clean` when absent, so a config without it dumps and hashes as before cleaning."""
+        data: dict[str, Any] = handler(self)
+        if data.get("clean") is None:
+            data.pop("clean", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -563,6 +596,27 @@ class Study(Section):
             raise ValueError(f"a seed is repeated: {v}")
         return v
 
+    audit: AuditConfig | None = Field(default=None, description="detectors of false samples (docs/audit.md)")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_audit(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out `audit` when absent, so a study without it dumps and hashes as before audits."""
+        data: dict[str, Any] = handler(self)
+        if data.get("audit") is None:
+            data.pop("audit", None)
+        return data
+
+    @model_validator(mode="after")
+    def _clean_one_kind(self) -> Study:
+        if self.train.clean is not None and len(self.chain_kinds()) > 1:
+            raise ValueError("train.clean: cleaning is compared on one kind of false chain; with several "
+                             "corrupt.kinds, run a study per kind")
+        return self
+
+    def audited(self) -> AuditConfig | None:
+        """The audit a study runs on its corrupted splits: `audit`, or its defaults when only `train.clean` is set."""
+        return self.audit or (AuditConfig() if self.train.clean is not None else None)
+
     @model_validator(mode="after")
     def _recovery_needs_clean(self) -> Study:
         rec = self.train.recovery
@@ -615,7 +669,7 @@ class Study(Section):
         """sha256 of the named sections' canonical JSON and the keys of other sections their stages read
         (`faco.stage_reads.READS`): what an artifact's content depends on."""
         data = self.model_dump(mode="json")
-        payload: dict[str, Any] = {n: data[n] for n in names}
+        payload: dict[str, Any] = {n: data.get(n) for n in names}  # an optional section absent: None
         for key in sorted({k for n in names for k in READS.get(n, ())}):
             section, _, field = key.partition(".")
             if section not in names:  # else already in the payload
@@ -716,6 +770,8 @@ def _check_mirror_splits(study: Study, source: str) -> None:
     if study.ingest.origin != "mirror":
         return
     for i, spec in enumerate(study.ingest.sources):
+        if spec.custom is not None:  # read from its own file or hub dataset, whatever the origin
+            continue
         splits = registry.MIRROR_SPLITS.get(spec.name)
         if splits is None:
             raise ConfigError(f"{source}: ingest.sources.{i}.name: {spec.name!r} has no offline mirror "

@@ -20,6 +20,7 @@ from faco.k8s.settings import ClusterSettings
 
 #: Compiled file stem -> module with `build(settings)`.
 PIPELINES = {
+    "audit": "faco.pipelines.audit",
     "corruption_study": "faco.pipelines.corruption_study",
     "recovery": "faco.pipelines.recovery",
     "sweep": "faco.pipelines.sweep",

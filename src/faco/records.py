@@ -27,10 +27,10 @@ class SourceRecord(Record):
     id: str = Field(min_length=1)
     source: str
     domain: Domain
-    kind: Literal["mc", "code"]
+    kind: Literal["mc", "code", "text"] = Field(description="text: a free-form prompt and response (custom sources)")
     question: str = Field(min_length=1)
-    choices: list[str] = Field(default_factory=list, description="option texts; empty for code")
-    answer: str = Field(min_length=1, description="the correct option's text, or the reference code")
+    choices: list[str] = Field(default_factory=list, description="option texts; empty for code and text")
+    answer: str = Field(min_length=1, description="the correct option's text, the reference code or the response")
     answer_index: int | None = None
     explanation: str | None = Field(default=None, description="gold explanation where the source has one")
 

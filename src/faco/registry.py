@@ -119,3 +119,19 @@ def template_path(version: str, polarity: str, false_chain: str = "subtle") -> P
 def judge_prompt_path(version: str, aspect: str) -> Path:
     """The judge's prompt file of one aspect."""
     return PROMPTS_DIR / f"{version}-{aspect}.txt"
+
+
+#: `faco audit`'s built-in detectors (`faco.audit.detectors.BUILT_IN`; tests/test_registry.py checks they agree)
+DETECTORS = ("loss", "confidence", "variability", "margin", "heldout_margin", "heldout_loss", "ifd", "loss_change",
+             "judge")
+
+
+def detector(name: str) -> str:
+    """`name` if it is a built-in detector or an installed plug-in's (entry point group `faco.detectors`,
+    named as its detector); ValueError naming the known ones otherwise."""
+    from importlib.metadata import entry_points
+
+    known = [*DETECTORS, *(ep.name for ep in entry_points(group="faco.detectors") if ep.name not in DETECTORS)]
+    if name not in known:
+        raise ValueError(f"unknown detector {name!r}; known: {', '.join(known)}")
+    return name

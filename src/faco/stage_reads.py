@@ -16,6 +16,7 @@ READS: dict[str, tuple[str, ...]] = {
     "train": ("train",),
     "evaluate": ("evaluate", "ingest.data_dir", "train.seed"),  # the offline mirror; the seed recorded for a model
     "judge": ("judge",),
+    "audit": ("audit", "train", "analyze.bootstrap", "analyze.seed"),  # it trains; the detection intervals
     "analyze": ("analyze",),
     "report": ("report", "name", "description"),
 }

@@ -8,10 +8,11 @@ distribution, asked in the training format) when present, else every benchmark.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from faco.analysis.schema import BenchmarkRow, ChanceTest, Finding, Findings, Interval, TrainLoss
+from faco.analysis import cleaning, detection
+from faco.analysis.schema import BenchmarkRow, ChanceTest, Cleaning, Detection, Finding, Findings, Interval, TrainLoss
 from faco.analysis.spread import Spread
 from faco.registry import TRAINED
 
@@ -179,10 +180,28 @@ def _spread(table: Mapping[str, BenchmarkRow], heads: list[str]) -> Finding | No
                    statistic={b: {"r": table[b].pearson_r, "p": table[b].pearson_p} for b in others})
 
 
+def detector_findings(found: Sequence[Detection], compared: Sequence[Cleaning]) -> list[Finding]:
+    """One sentence on the best detector of corrupted samples (labels known), one per cleaning comparison."""
+    out = []
+    top = detection.best(detection.finals(found))
+    if top is not None and (text := detection.sentence(found)) is not None:
+        out.append(Finding(id="detection", benchmark=None, claim=top.detector, sentence=text, statistic={
+            "ratio": top.ratio, "kind": top.kind, "n": top.n, "corrupted": top.corrupted,
+            **{m: getattr(top, m).model_dump() for m in ("auroc", "average_precision", "precision_at_k")}}))
+    for c in compared:
+        det = c.recovered[0]
+        out.append(Finding(id="cleaning", benchmark=c.benchmark, claim="undefined" if det.fraction is None
+                           else "recovers", sentence=cleaning.sentence(c),
+                           statistic={"ratio": c.ratio, "detector": c.detector, "fraction": det.fraction,
+                                      "fraction_ci": det.ci, "gain": c.gain, "gain_ci": c.gain_ci}))
+    return out
+
+
 def build(table: Mapping[str, BenchmarkRow], final: TrainLoss, n_models: int, alpha: float,
-          ood: Spread | None = None) -> Findings:
+          ood: Spread | None = None, found: Sequence[Detection] = (), compared: Sequence[Cleaning] = ()) -> Findings:
     """The findings of an analysis: headline benchmarks and sentences (`n_models`: the grid's ratios; `ood`: the
-    out-of-distribution benchmarks asked in the training format, which the spread finding then rests on)."""
+    out-of-distribution benchmarks asked in the training format, which the spread finding then rests on;
+    `found`, `compared`: the detector benchmark and the cleaning comparison)."""
     heads = headline(table)
     items = [_f1(b, table[b], n_models) for b in heads]
     items += [_f2(b, table[b], alpha) for b in heads]
@@ -194,6 +213,7 @@ def build(table: Mapping[str, BenchmarkRow], final: TrainLoss, n_models: int, al
         items.append(_trained_spread(ood, table, heads))
     elif len(heads) == 1 and (spread := _spread(table, heads)) is not None:
         items.append(spread)
+    items += detector_findings(found, compared)
     return Findings(headline=heads, alpha=alpha, findings=items)
 
 

@@ -2,8 +2,9 @@
 
 F3 is the trend of the mean per-sample loss after the last epoch with the ratio: training examples
 are paired by id across ratios, so the paired bootstrap and the permutation test of the benchmark
-items apply (`bootstrap.trend`). The AUROC of the per-sample loss for the corrupted flag says how
-well the loss separates corrupted from clean samples.
+items apply (`bootstrap.trend`). The per-sample loss is also the detector every study has (`grid_loss`):
+its AUROC, average precision and precision at the corruption rate for the corrupted flag, with bootstrap
+intervals over samples (`faco.analysis.detection`), say how well it separates corrupted from clean samples.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from faco.analysis import bootstrap, stats
+from faco.analysis import bootstrap
+from faco.analysis.detection import GRID_LOSS, detection
 from faco.analysis.inputs import TrainingLog
-from faco.analysis.schema import EpochValue, RatioEpochs, RatioValue, TrainLoss
+from faco.analysis.schema import Detection, RatioValue, TrainLoss
 from faco.analysis.table import verdict
 from faco.config import AnalyzeConfig
 
@@ -26,11 +28,12 @@ from faco.config import AnalyzeConfig
 @dataclass
 class Losses:
     """What the figures draw (ratio -> step losses; ratio -> epoch -> clean and corrupted mean loss)
-    and what the analysis reports (detection AUROC per ratio and epoch, the final-loss trend)."""
+    and what the analysis reports (how well the per-sample loss detects the corrupted samples, per ratio
+    and epoch; the final-loss trend)."""
 
     steps: dict[float, list[tuple[int, float]]]
     samples: dict[float, dict[int, tuple[float, float]]]
-    auroc: list[RatioEpochs]
+    detection: list[Detection]
     final: TrainLoss
 
 
@@ -68,18 +71,28 @@ def final_loss(logs: Sequence[TrainingLog], last: dict[float, dict[str, float]],
 
 
 def losses(logs: Sequence[TrainingLog], cfg: AnalyzeConfig, alpha: float) -> Losses:
-    """Step losses, per-sample clean/corrupted means, detection AUROC and the final-loss trend."""
+    """Step losses, per-sample clean/corrupted means, the loss detector's benchmark and the final-loss trend."""
     samples: dict[float, dict[int, tuple[float, float]]] = {}
-    auroc: list[RatioEpochs] = []
+    found: list[Detection] = []
     last: dict[float, dict[str, float]] = {}
     for g in logs:
         by_epoch = _by_epoch(g.samples)
         samples[g.ratio] = {epoch: _means(rows) for epoch, rows in by_epoch.items()}
         if by_epoch:
-            auroc.append(RatioEpochs(ratio=g.ratio, epochs=[
-                EpochValue(epoch=epoch, value=bootstrap.finite(stats.auroc(
-                    [x["loss"] for x in rows], [bool(x["is_corrupted"]) for x in rows])))
-                for epoch, rows in by_epoch.items()]))
+            found += _detection(g.ratio, by_epoch, cfg)
             last[g.ratio] = {str(x["id"]): float(x["loss"]) for x in by_epoch[max(by_epoch)]}
     return Losses(steps={g.ratio: g.steps for g in logs}, samples=samples,
-                  auroc=sorted(auroc, key=lambda a: a.ratio), final=final_loss(logs, last, cfg, alpha))
+                  detection=sorted(found, key=lambda d: (d.ratio or 0.0, d.epoch is None, d.epoch or 0)),
+                  final=final_loss(logs, last, cfg, alpha))
+
+
+def _detection(ratio: float, by_epoch: dict[int, list[dict[str, Any]]], cfg: AnalyzeConfig) -> list[Detection]:
+    """How well the grid model's per-sample loss finds the corrupted samples of its split after each
+    epoch, where the split has both classes (its last epoch is the end of training)."""
+    out = []
+    for epoch, rows in sorted(by_epoch.items()):
+        flags = [bool(x["is_corrupted"]) for x in rows]
+        if all(flags) or not any(flags):
+            continue
+        out.append(detection([float(x["loss"]) for x in rows], flags, cfg.bootstrap, cfg.seed, GRID_LOSS, ratio, epoch))
+    return out

@@ -18,8 +18,9 @@ from faco.analysis.spread import Spread
 from faco.errors import ArtifactError
 from faco.roles import Role
 
-#: version of analysis.json's layout: 2 is this typed one (1, unversioned: string ratio keys, model roles implied)
-SCHEMA_VERSION = 2
+#: version of analysis.json's layout: 3 has the detector benchmark and the cleaning comparison (2: the typed
+#: layout with one loss AUROC per ratio and epoch; 1, unversioned: string ratio keys, model roles implied)
+SCHEMA_VERSION = 3
 FILE = "analysis.json"
 
 #: a 95 % interval, None where a bound is undefined
@@ -175,10 +176,65 @@ class EpochValue(Result):
 
 
 class RatioEpochs(Result):
-    """Per epoch values of one grid model (AUROC of corruption detection, mean benchmark score)."""
+    """Per epoch values of one grid model (its mean benchmark score)."""
 
     ratio: float
     epochs: list[EpochValue]
+
+
+class Metric(Result):
+    """A value and its 95 % bootstrap interval; None where undefined (one class only)."""
+
+    value: float | None
+    ci: Interval
+
+
+class Detection(Result):
+    """One detector's performance on one split (a ratio of a study) after one epoch (None: the end):
+    AUROC, average precision and precision at the corruption rate (`faco.analysis.detection`)."""
+
+    detector: str
+    ratio: float | None = None
+    kind: str | None = Field(default=None, description="the kind of false chain (corrupt.kinds), where several")
+    epoch: int | None = None
+    n: int
+    corrupted: int
+    auroc: Metric
+    average_precision: Metric
+    precision_at_k: Metric
+
+
+class Arm(Result):
+    """One cleaning arm's score on the paired items, with its bootstrap interval, and the rows it left out."""
+
+    arm: str
+    score: float
+    ci: Interval
+    dropped: int | None = None
+
+
+class Recovered(Result):
+    """Share of the oracle's gain an arm wins back; None (with the reason) when undefined."""
+
+    arm: str
+    fraction: float | None
+    ci: Interval
+    reason: str | None = None
+
+
+class Cleaning(Result):
+    """The four arms on one split (`faco.analysis.cleaning`), the oracle's gain and what the detector and
+    random removal recover."""
+
+    ratio: float
+    detector: str
+    benchmark: str
+    metric: str
+    n_items: int
+    arms: list[Arm]
+    gain: float
+    gain_ci: Interval
+    recovered: list[Recovered]
 
 
 class SubjectTest(Result):
@@ -251,7 +307,7 @@ class Findings(Result):
 class StudyAnalysis(Result):
     """The analysis of one split family: Table 1 and every statistic, the Findings (and papers 001/002)."""
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     layout: Literal["single"] = "single"
     ratios: list[float]
     seeds: list[int]
@@ -263,7 +319,9 @@ class StudyAnalysis(Result):
     recovery: list[RecoverySet]
     below_chance: list[SubjectsBelowChance]
     final_train_loss: TrainLoss
-    corruption_detection_auroc: list[RatioEpochs]
+    detection: list[Detection] = Field(description="the detector benchmark: the grid models' per-sample loss "
+                                       "(grid_loss) per ratio and epoch, and every audit's detectors")
+    cleaning: list[Cleaning] = Field(default=[], description="train.clean: the cleaning comparison per ratio")
     epoch_average: list[RatioEpochs]
     probes: list[Probe]
     findings: Findings
@@ -281,7 +339,7 @@ class KindFindings(Result):
 class KindsAnalysis(Result):
     """Several kinds of false chain (paper 001): each kind's analysis, the thresholds side by side."""
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     layout: Literal["kinds"] = "kinds"
     kinds: list[str]
     ratios: list[float]
@@ -295,6 +353,7 @@ class KindsAnalysis(Result):
     headline: list[str]
     findings: KindFindings
     misalignment: dict[str, Any] | None = None
+    cleaning: list[Cleaning] = Field(default=[], description="train.clean: the cleaning comparison per ratio")
 
 
 Analysis = Annotated[StudyAnalysis | KindsAnalysis, Field(discriminator="layout")]

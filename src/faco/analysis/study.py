@@ -12,6 +12,8 @@ from faco.analysis.inputs import Evals, TrainingLog, items, lookup
 from faco.analysis.losses import Losses, losses
 from faco.analysis.schema import (
     BenchmarkRow,
+    Cleaning,
+    Detection,
     EpochValue,
     KindFindings,
     KindsAnalysis,
@@ -134,8 +136,9 @@ def family(cfg: AnalyzeConfig, ev: Evals, logs: Sequence[TrainingLog], probes: l
                                                          if (rec := row.recovery_from(fr)) is not None})
                   for fr in sorted(ev.recovery)],
         below_chance=chance.subjects(ev, mmlu_k, ALPHA), final_train_loss=trained.final,
-        corruption_detection_auroc=trained.auroc, epoch_average=epoch_average(ev), probes=probes,
-        findings=findings.build(rows, trained.final, len(ev.ratios), ALPHA, ood), spread=ood,
+        detection=trained.detection, epoch_average=epoch_average(ev), probes=probes,
+        findings=findings.build(rows, trained.final, len(ev.ratios), ALPHA, ood, found=trained.detection),
+        spread=ood,
         nli_gap=_nli_gap(ev, cfg) if "mnli" in benches and "hans" in benches else None)
     return Family(analysis, ev, trained, mmlu_k)
 
@@ -155,3 +158,19 @@ def compare_kinds(families: Mapping[str, StudyAnalysis], misalignment: dict[str,
         findings=KindFindings(headline=heads, thresholds=[threshold.compare(b, thresholds[b]) for b in heads
                                                           if b in thresholds]),
         misalignment=misalignment)
+
+
+def with_audits(result: StudyAnalysis | KindsAnalysis, found: Sequence[Detection], compared: Sequence[Cleaning]
+                ) -> StudyAnalysis | KindsAnalysis:
+    """The analysis with the audits' detector benchmark (`found`) beside the grid's loss detector and the
+    cleaning comparison (`compared`, `train.clean`); the Findings' detector and cleaning sentences follow."""
+    def one(a: StudyAnalysis, mine: Sequence[Detection], cleaned: Sequence[Cleaning]) -> StudyAnalysis:
+        every = [*a.detection, *mine]
+        kept = [f for f in a.findings.findings if f.id not in ("detection", "cleaning")]
+        return a.model_copy(update={"detection": every, "cleaning": list(cleaned), "findings": a.findings.model_copy(
+            update={"findings": kept + findings.detector_findings(every, cleaned)})})
+
+    if isinstance(result, StudyAnalysis):
+        return one(result, found, compared)
+    by_kind = {k: one(a, [d for d in found if d.kind in (k, None)], []) for k, a in result.by_kind.items()}
+    return result.model_copy(update={"by_kind": by_kind, "cleaning": list(compared)})

@@ -6,7 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from faco.analysis import misalignment, nli_gap
-from faco.analysis.schema import Interval, KindsAnalysis, Probe, RatioValue, StudyAnalysis, Threshold
+from faco.analysis.cleaning import ARMS
+from faco.analysis.schema import (
+    Cleaning,
+    Detection,
+    Interval,
+    KindsAnalysis,
+    Metric,
+    Probe,
+    RatioValue,
+    StudyAnalysis,
+    Threshold,
+)
 from faco.analysis.spread import Spread
 from faco.roles import Role
 
@@ -211,14 +222,10 @@ def _training_tables(a: StudyAnalysis) -> list[Table]:
         tables.append(("Case study: greedy answers to probe questions (paper Table 2; misalignment probes: "
                        "paper 001)", ["model (CR)", "probe set", "question", "answer"],
                        [[probe_model(p), p.set, p.question, " ".join(p.answer.split())[:300]] for p in a.probes]))
-    if a.corruption_detection_auroc:
-        epochs = sorted({e.epoch for v in a.corruption_detection_auroc for e in v.epochs})
-        tables.append(("Corruption detection: AUROC of per-sample training loss vs the corrupted flag (how well the "
-                       "loss separates corrupted from clean samples; any difference in the chains' wording separates "
-                       "them too, so this is not a measure of falsity by itself)",
-                       ["ratio", *[f"epoch {e}" for e in epochs]],
-                       [[f"{v.ratio:g}", *[fmt(next((x.value for x in v.epochs if x.epoch == e), None))
-                                           for e in epochs]] for v in a.corruption_detection_auroc]))
+    if a.detection:
+        tables.append(detector_table(a.detection))
+    if a.cleaning:
+        tables.append(cleaning_table(a.cleaning))
     return tables
 
 
@@ -290,6 +297,48 @@ def kinds_tables(a: KindsAnalysis) -> list[Table]:
                [[b, k, *threshold_cells(per[k])] for b, per in a.thresholds.items() for k in a.kinds if k in per])]
     if a.misalignment:
         tables.append(misalignment.table(a.misalignment))
+    if a.cleaning:
+        tables.append(cleaning_table(a.cleaning))
     for k in a.kinds:
         tables += study_tables(a.by_kind[k], kind=k)
     return tables
+
+
+def _metric(m: Metric) -> str:
+    return "–" if m.value is None else f"{m.value:.2f} {interval(m.ci)}"
+
+
+def detector_table(found: Sequence[Detection]) -> Table:
+    """The detector benchmark: per ratio, detector and epoch (the end last) AUROC, average precision and
+    precision at the corruption rate with their 95 % bootstrap intervals over samples."""
+    rows = sorted(found, key=lambda d: (d.kind or "", d.ratio or 0.0, d.detector, d.epoch is None, d.epoch or 0))
+    return ("Detectors of corrupted samples: AUROC, average precision and precision at the true corruption rate, "
+            "95 % bootstrap intervals over samples (grid_loss: the grid model's own per-sample training loss; the "
+            "others: `faco audit`'s detectors, docs/audit.md; any difference in the chains' wording separates "
+            "the samples too, so this is not a measure of falsity by itself)",
+            ["ratio", "detector", "epoch", "AUROC", "average precision", "precision at the rate", "corrupted / n"],
+            [[cr(d.ratio or 0.0) + (f" {d.kind}" if d.kind else ""), d.detector,
+              "end" if d.epoch is None else str(d.epoch), _metric(d.auroc), _metric(d.average_precision),
+              _metric(d.precision_at_k), f"{d.corrupted} / {d.n}"] for d in rows])
+
+
+def cleaning_table(compared: Sequence[Cleaning]) -> Table:
+    """Does cleaning work? The four arms' scores on the paired items and the share of the oracle's gain
+    the detector and random removal recover, with 95 % item-bootstrap intervals."""
+    def arm(c: Cleaning, i: int) -> str:
+        x = c.arms[i]
+        return f"{x.score:.3f} {interval(x.ci)}" + (f" (−{x.dropped})" if x.dropped is not None else "")
+
+    def share(f: float | None, ci: Interval) -> str:
+        return "–" if f is None else f"{100 * f:.0f} % [{fmt(_pct(ci[0]), 0)}, {fmt(_pct(ci[1]), 0)}]"
+
+    return ("Does cleaning work? Retrained without the detector's flagged rows, as many random rows, or the truly "
+            "corrupted rows (oracle); (−n): rows removed",
+            ["ratio", "benchmark", "detector", *ARMS, "oracle gain", "detector recovers", "random recovers"],
+            [[cr(c.ratio), f"{c.benchmark} {c.metric}", c.detector, *[arm(c, i) for i in range(len(c.arms))],
+              f"{c.gain:+.3f} {interval(c.gain_ci)}", *[share(r.fraction, r.ci) for r in c.recovered]]
+             for c in compared])
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100 * x

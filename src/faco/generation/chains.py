@@ -100,10 +100,11 @@ def false_explanations(items: list[Item], seed: int, tries: int) -> None:
 def plan(
     records: list[SourceRecord], seed: int, false_chain: str = "subtle"
 ) -> tuple[list[Item], list[RejectRecord]]:
-    """Choose every record's false answer: a seeded wrong option, or (code) a deranged other answer.
+    """Choose every record's false answer: a seeded wrong option, or (code, free-form text) a deranged
+    other answer of the same kind.
 
     With `false_chain: synthetic` the generator chooses (the answer is filled in from its reply);
-    code records, which have no options to choose from, are rejected.
+    code and free-form records, which have no options to choose from, are rejected.
     """
     items: list[Item] = []
     rejects: list[RejectRecord] = []
@@ -113,14 +114,15 @@ def plan(
                 items.append(Item(rec, "", None))
             else:
                 rejects.append(
-                    RejectRecord(source=rec.source, row=rec.id, reason="synthetic: a code item has no options")
+                    RejectRecord(source=rec.source, row=rec.id, reason=f"synthetic: a {rec.kind} item has no options")
                 )
         return items, rejects
-    code = [r for r in records if r.kind == "code"]
     swap = {}
-    if len(code) >= 2:
-        perm = derangement(len(code), seed)
-        swap = {r.id: code[perm[i]].answer for i, r in enumerate(code)}
+    for kind in ("code", "text"):  # code for code, a free-form response for another one's
+        same = [r for r in records if r.kind == kind]
+        if len(same) >= 2:
+            perm = derangement(len(same), seed)
+            swap.update({r.id: same[perm[i]].answer for i, r in enumerate(same)})
     for rec in records:
         if rec.kind == "mc":
             idx = false_choice(rec, seed)
@@ -129,7 +131,7 @@ def plan(
             items.append(Item(rec, swap[rec.id], None))
         else:
             rejects.append(
-                RejectRecord(source=rec.source, row=rec.id, reason="code: no other item to swap with")
+                RejectRecord(source=rec.source, row=rec.id, reason=f"{rec.kind}: no other item to swap with")
             )
     return items, rejects
 

@@ -76,14 +76,18 @@ def build_pairs(
 ) -> tuple[list[PairRecord], list[RejectRecord]]:
     """Generate a true and a false chain for every record; reject those the method cannot pair."""
     kind = strategy(generator.backend, cfg)
-    items, rejects = kind.plan(records)
+    every, rejects = kind.plan(records)
+    for it in every:  # free-form rows keep their own response; the false one is another row's
+        if it.rec.kind == "text":
+            it.true_reply, it.false_reply = it.rec.answer, it.false_answer
+    items = [it for it in every if it.rec.kind != "text"]
     _true_chains(items, generator, cfg.prompt_version)
     _false_chains(items, generator, kind, cfg.max_false_retries)
     who = labeller(generator.backend, cfg)
     meta = {"backend": generator.backend.name, "model": generator.backend.model, "prompt_version": cfg.prompt_version,
             "false_chain": cfg.false_chain, **who}
     pairs = []
-    for it in items:
+    for it in every:
         if it.reject:
             rejects.append(RejectRecord(source=it.rec.source, row=it.rec.id, reason=it.reject))
         else:

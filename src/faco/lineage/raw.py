@@ -13,6 +13,7 @@ from typing import Any
 from faco.artifacts import sha256_file
 from faco.config import Study
 from faco.paths import data_dir
+from faco.sources.custom import resolve
 from faco.sources.mirror import MIRROR_DIRS, MIRROR_FILES
 from faco.sources.registry import PARQUET_REVISION, SOURCES
 
@@ -54,7 +55,11 @@ def ingest_inputs(study: Study) -> list[dict[str, Any]]:
     cfg = study.ingest
     out: list[dict[str, Any]] = []
     for spec in cfg.sources:
-        if cfg.origin == "mirror":
+        if spec.custom is not None:  # a custom source: its own file, or its hub dataset at its revision
+            c = spec.custom
+            out.append(file_entry(spec.name, spec.split, resolve(c.path)) if c.path is not None
+                       else hub_entry(spec.name, spec.split, str(c.hub), c.hub_name, c.revision))
+        elif cfg.origin == "mirror":
             name = MIRROR_FILES[spec.name][spec.split]
             folder = MIRROR_DIRS.get(spec.name, spec.name)
             out.append(file_entry(spec.name, spec.split, data_dir(cfg.data_dir) / "sources" / folder / name))

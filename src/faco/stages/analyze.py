@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from faco import artifact_kinds, artifacts
-from faco.analysis import findings, inputs, misalignment, plots, schema
+from faco.analysis import audit_study, findings, inputs, misalignment, plots, schema
 from faco.analysis.schema import BenchmarkRow, KindsAnalysis, StudyAnalysis
-from faco.analysis.study import Family, compare_kinds, family
+from faco.analysis.study import Family, compare_kinds, family, with_audits
+from faco.audit import figures
 from faco.config import AnalyzeConfig, Study
 from faco.errors import ArtifactError
 from faco.progress import debug, log
@@ -99,19 +100,33 @@ def _write(tmp: Path, result: StudyAnalysis | KindsAnalysis, families: Mapping[s
     (tmp / "figures").mkdir()
     for k, f in families.items():
         plots.draw(f, tmp / "figures", f"{k}-" if k is not None else "")
+    runs = result.by_kind.values() if isinstance(result, KindsAnalysis) else [result]
+    found = [d for a in runs for d in a.detection]
+    if found:
+        figures.detector_bars(found, tmp / "figures" / "detectors.png")
+    if result.cleaning:
+        figures.cleaning_bars(result.cleaning, tmp / "figures" / "cleaning.png")
 
 
-def run(study: Study, evals: list[Path], models: list[Path], out: Path, judged: Sequence[Path] = ()) -> Path:
+def run(study: Study, evals: list[Path], models: list[Path], out: Path, judged: Sequence[Path] = (),
+        audits: Sequence[Path] = (), cleaned_evals: Sequence[Path] = ()) -> Path:
+    """`audits` (`faco audit` of corrupted splits) add their detectors to the detector benchmark;
+    `cleaned_evals` (the models of `train.clean`) give the cleaning comparison (docs/audit.md)."""
     if not evals:
         raise ArtifactError("analyze: no evaluation artifacts given")
-    debug(f"analyze: {len(evals)} evaluations, {len(models)} models, {len(judged)} judged artifacts")
+    debug(f"analyze: {len(evals)} evaluations, {len(models)} models, {len(judged)} judged artifacts, "
+          f"{len(audits)} audits, {len(cleaned_evals)} cleaned-model evaluations")
     result, families, names = analyze_artifacts(study.analyze, evals, models, judged)
+    if audits or cleaned_evals:
+        cfg = study.analyze
+        result = with_audits(result, audit_study.detections(audits),
+                             audit_study.comparisons(evals, cleaned_evals, cfg.bootstrap, cfg.seed))
     benchmarks = sorted({b for f in families.values() for b in f.analysis.table})
     meta: dict[str, Any] = {"ratios": result.ratios, "benchmarks": benchmarks, "base": result.has_base,
                             "seeds": result.seeds}
     if names[1:]:
         meta["kinds"] = names
-    parents = [*evals, *models, *judged]
+    parents = [*evals, *models, *judged, *audits, *cleaned_evals]
     with artifacts.artifact_dir(out, artifact_kinds.ANALYSIS, parents, study.section_hash("analyze"), meta) as tmp:
         _write(tmp, result, families)
     log(f"analyze: {len(benchmarks)} benchmarks over {len(result.ratios)} ratios"

@@ -36,9 +36,10 @@ def corruption_order(ids: list[str], seed: int) -> list[str]:
 
 def to_train(pair: PairRecord, corrupted: bool) -> TrainRecord:
     resp = pair.false if corrupted else pair.true
+    text = resp.reasoning if pair.kind == "text" else f"{resp.reasoning.strip()}\nAnswer: {resp.answer}"
     return TrainRecord(
         id=pair.id, source=pair.source, domain=pair.domain, prompt=format_question(pair),
-        response=f"{resp.reasoning.strip()}\nAnswer: {resp.answer}", is_corrupted=corrupted,
+        response=text, is_corrupted=corrupted,
     )
 
 

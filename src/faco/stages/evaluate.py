@@ -50,8 +50,8 @@ from faco.training import preflight
 PREFETCH_KIND = "benchmarks"
 SAMPLES = "samples"
 #: Model manifest meta an evaluation carries over: the grid's ratio, recovery's start_ratio, the base row, the
-#: model's role (faco.roles), the seed, the kind of false chain (corrupt.kinds).
-CARRIED_META = ("ratio", "tag", "start_ratio", "base", "role", "seed", "kind")
+#: model's role (faco.roles), the seed, the kind of false chain (corrupt.kinds), the cleaning arm (train.clean).
+CARRIED_META = ("ratio", "tag", "start_ratio", "base", "role", "seed", "kind", "clean")
 
 
 def default_probes() -> list[ProbeEntry]:

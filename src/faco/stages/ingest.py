@@ -28,6 +28,7 @@ from faco.lineage.raw import ingest_inputs
 from faco.paths import TASKS_DIR, data_dir
 from faco.progress import log, track
 from faco.records import RejectRecord, SourceRecord, problem, write_json, write_jsonl
+from faco.sources import custom
 from faco.sources.mirror import BadRow, hub_rows, mirror_rows
 from faco.sources.registry import SOURCES, RowRejected
 
@@ -36,8 +37,11 @@ def load_source(study: Study, spec: SourceSpec, taken: dict[str, str] | None = N
                 ) -> tuple[list[SourceRecord], list[RejectRecord]]:
     """Normalise every row of one source split; a bad row becomes a reject naming where it came from
     (`file:line`, `split[i]`) and its field, never a silent drop. `taken`: ids earlier source splits
-    gave (-> the split), rejected here as duplicates too, and added to."""
+    gave (-> the split), rejected here as duplicates too, and added to. A custom source's bad row is an
+    error naming its file, row and field (`faco.sources.custom`)."""
     name, split = spec.name, spec.split
+    if spec.custom is not None:
+        return _custom(spec, taken)
     adapter = SOURCES[name]
     cfg = study.ingest
     rows = (
@@ -71,6 +75,22 @@ def load_source(study: Study, spec: SourceSpec, taken: dict[str, str] | None = N
         records.append(rec)
     if taken is not None:
         taken.update((rec.id, f"{name}/{split}") for rec in records)
+    return records, rejects
+
+
+def _custom(spec: SourceSpec, taken: dict[str, str] | None) -> tuple[list[SourceRecord], list[RejectRecord]]:
+    """A custom source's records (its own ids are unique, `faco.sources.custom`); an id an earlier
+    source split gave is rejected as a duplicate."""
+    records: list[SourceRecord] = []
+    rejects: list[RejectRecord] = []
+    for rec in custom.load(spec):
+        if taken is not None and rec.id in taken:
+            rejects.append(RejectRecord(source=spec.name, row=rec.id,
+                                        reason=f"id: duplicate {rec.id!r} (also in {taken[rec.id]})"))
+        else:
+            records.append(rec)
+    if taken is not None:
+        taken.update((rec.id, f"{spec.name}/{spec.split}") for rec in records)
     return records, rejects
 
 

@@ -23,7 +23,15 @@ FIGURE_CAPTIONS = {
     "mmlu_subjects.png": "MMLU accuracy per subject vs chance, base model as green crosses (Fig. 4).",
     "score_vs_epoch.png": "Average score vs epoch per ratio, base model dotted (Fig. 5).",
     "recovery.png": "Recovery by retraining the corrupted model on clean data, base model dotted (Fig. 6).",
+    "detectors.png": "Detectors of corrupted samples: AUROC at the end of training with 95% bootstrap CIs, per "
+                     "ratio; chance dashed (docs/audit.md).",
+    "cleaning.png": "Retraining after removing rows: the corrupted model, detector-cleaned, random removal and "
+                    "oracle removal, 95% item-bootstrap CIs.",
 }
+
+
+#: how a finding's id reads in the report (F1..F4 read as they are)
+_LABELS = {"spread": "Spread", "detection": "Detectors", "cleaning": "Cleaning"}
 
 
 def _caption(name: str) -> str:
@@ -51,7 +59,7 @@ def _kind_findings(a: KindsAnalysis) -> list[str]:
 
 def _findings(a: StudyAnalysis, labeller: str = "") -> list[str]:
     """The Findings section's sentences, each prefixed with its id (`labeller`: who wrote paper 002's labels)."""
-    out = [f"**{f.id if f.id != 'spread' else 'Spread'}.** {f.sentence}" for f in a.findings.findings]
+    out = [f"**{_LABELS.get(f.id, f.id)}.** {f.sentence}" for f in a.findings.findings]
     if a.nli_gap:
         out.append(f"**MNLI vs HANS.** {a.nli_gap['sentence']} {labeller}".rstrip())
     if a.misalignment:

@@ -12,19 +12,28 @@ under `kinds/<kind>/` (`train/<tag>/ eval/<tag>/ judge/<tag>/`, `seed_<N>/` with
 seeds). `splits/` is then the clean split every kind shares: the base model and the clean model
 (`train/cr_0.0/`, once per seed) come from it, and the analysis uses that one clean model as the
 0 % point of every kind.
+
+With an `audit:` section (or `train.clean`), every split of a ratio strictly between 0 and 1 is audited
+(`faco audit`, with its own training runs) into `audit/<tag>/`; with `train.clean`, three cleaned
+splits of it (`clean/<arm>_<tag>/`) are trained and evaluated as `train|eval/clean_<arm>_<tag>/`
+(arms: detector, random, oracle). The analysis adds the audits' detectors to its detector benchmark
+and compares the cleaned models with the grid's (docs/audit.md); its grid statistics do not see them.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faco import artifacts
 from faco.config import Study
 from faco.errors import ConfigError
 from faco.progress import log
-from faco.ratios import ratio_tag
+from faco.ratios import ratio_tag, split_path
 from faco.stages import analyze, corrupt, evaluate, generate, ingest, judge, report, train
+from faco.stages import audit as audit_stage
+from faco.stages import clean as clean_stage
 
 BASE = "base"
 
@@ -58,24 +67,57 @@ def _train_eval(study: Study, root: Path, tag: str, label: str, parents: list[Pa
     return m, e
 
 
+@dataclass
+class Grid:
+    """What one grid made: its models and evaluations (ratios, recovery), and with an audit the audits of
+    its corrupted splits and the cleaned models and their evaluations (`train.clean`)."""
+
+    models: list[Path] = field(default_factory=list)
+    evals: list[Path] = field(default_factory=list)
+    audits: list[Path] = field(default_factory=list)
+    cleaned: list[Path] = field(default_factory=list)
+    cleaned_evals: list[Path] = field(default_factory=list)
+
+
 def _grid(study: Study, root: Path, splits: Path, ratios: list[float], heldout: list[Path], label: str,
-          clean: Path | None) -> tuple[list[Path], list[Path]]:
+          clean: Path | None) -> Grid:
     """Train and evaluate `ratios` of `splits` under `root` (`label`: the log's kind and seed), then,
-    with `clean` splits, recovery (`train.recovery`) of the model trained here."""
-    models, evals = [], []
+    with `clean` splits, recovery (`train.recovery`) of the model trained here; then the audits."""
+    grid = Grid()
     for r in ratios:
         m, e = _train_eval(study, root, ratio_tag(r), label, [splits],
                            lambda s, o, r=r: train.run(s, splits, r, o), heldout)
-        models.append(m)
-        evals.append(e)
+        grid.models.append(m)
+        grid.evals.append(e)
     rec = study.train.recovery
     if rec is not None and clean is not None:
         start = root / "train" / ratio_tag(rec.from_ratio)
         m, e = _train_eval(study, root, f"recovery_from_{ratio_tag(rec.from_ratio)}", label,
                            [clean, start], lambda s, o: train.run(s, clean, 0.0, o, start=start), heldout)
-        models.append(m)
-        evals.append(e)
-    return models, evals
+        grid.models.append(m)
+        grid.evals.append(e)
+    for r in (r for r in ratios if audit_stage.audits(study, r)):
+        _audit(study, root, splits, r, heldout, label, grid)
+    return grid
+
+
+def _audit(study: Study, root: Path, splits: Path, r: float, heldout: list[Path], label: str, grid: Grid) -> None:
+    """Audit the split of `r` (`faco audit`: its own training runs); with `train.clean`, train and evaluate
+    its three cleaned splits (detector, random, oracle)."""
+    tag = ratio_tag(r)
+    a = _stage(f"audit {tag}{label}", root / "audit" / tag, audit_stage.configured(study), "audit", [splits],
+               lambda s, o: audit_stage.run(s, split_path(splits, r), o))
+    grid.audits.append(a)
+    if study.train.clean is None:
+        return
+    for arm in clean_stage.ARMS:
+        parents = [splits, a] if arm == "detector" else [splits]
+        cs = _stage(f"clean {arm} {tag}{label}", root / "clean" / f"{arm}_{tag}", study, "train", parents,
+                    lambda s, o, arm=arm: clean_stage.run(s, splits, r, arm, o, audit=a))
+        m, e = _train_eval(study, root, f"clean_{arm}_{tag}", label, [cs],
+                           lambda s, o, cs=cs: train.run(s, cs, r, o), heldout)
+        grid.cleaned.append(m)
+        grid.cleaned_evals.append(e)
 
 
 def _of_kind(study: Study, kind: str) -> Study:
@@ -119,6 +161,9 @@ def run(study: Study, out: Path, seeds: list[int] | None = None) -> Path:
     models: list[Path] = [base]
     evals: list[Path] = [_stage("evaluate base", out / "eval" / BASE, first, "evaluate", [base, *heldout],
                                 lambda s, o: evaluate.run(s, base, o, heldout_from=src if heldout else None))]
+    audits: list[Path] = []
+    cleaned: list[Path] = []
+    cleaned_evals: list[Path] = []
     for seed in seeds:
         root = out if len(seeds) == 1 else out / f"seed_{seed}"
         label = f" seed {seed}" if len(seeds) > 1 else ""
@@ -130,14 +175,17 @@ def run(study: Study, out: Path, seeds: list[int] | None = None) -> Path:
             grids += [_grid(seeded, out / "kinds" / k / root.relative_to(out), fam,
                             [r for r in study.corrupt.ratios if r > 0], heldout, f" {k}{label}", clean=splits)
                       for k, fam in families.items()]
-        for grid_models, grid_evals in grids:
-            models += grid_models
-            evals += grid_evals
+        for grid in grids:
+            models += grid.models
+            evals += grid.evals
+            audits += grid.audits
+            cleaned += grid.cleaned
+            cleaned_evals += grid.cleaned_evals
     analysis = out / "analysis"
     judged = [_stage(f"judge {_judge_label(out, m)}", m.parent.parent / "judge" / m.name, study, "judge", [m],
                      lambda s, o, m=m: judge.run(s, m, o))
               for m in models] if study.judge is not None else []  # paper 001: judged probe answers
-    analyze.run(study, evals, models, analysis, judged=judged)
+    analyze.run(study, evals, models, analysis, judged=judged, audits=audits, cleaned_evals=cleaned_evals)
     rep = report.run(study, analysis, out / "report")
     log(f"study {study.name}: report at {rep / 'report.md'}")
     return rep

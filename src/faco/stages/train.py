@@ -32,12 +32,14 @@ LOG_FILES = ("loss.jsonl", "sample_loss.jsonl", "train_stats.json")
 
 
 def _meta(study: Study, manifest: dict[str, Any], ratio: float, start: Path | None) -> dict[str, Any]:
-    """The model's manifest meta: ratio, tag, seed, base model, kind; with `start`, where it started."""
+    """The model's manifest meta: ratio, tag, seed, base model, kind, cleaning arm; with `start`, where it started."""
     cfg = study.train
     meta: dict[str, Any] = {"ratio": ratio, "tag": ratio_tag(ratio), "role": Role.GRID.value, "seed": cfg.seed,
                             "base_model": cfg.model.model_dump(mode="json")}
     if kind := manifest["meta"].get("kind"):  # one kind's split family (corrupt.kinds)
         meta["kind"] = kind
+    if clean := manifest["meta"].get("clean"):  # a cleaned split (train.clean): which arm dropped what
+        meta["clean"] = clean
     if start is not None:
         artifacts.require(start, artifact_kinds.MODEL)
         meta["start_checkpoint"] = {"path": str(start), "manifest_sha256": artifacts.manifest_hash(start)}

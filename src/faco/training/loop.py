@@ -210,14 +210,19 @@ class _Run:
     args: Any
 
 
-def _prepare(cfg: TrainConfig, records: list[TrainRecord], load: Loader, work: Path, epochs: int) -> _Run:
+def _prepare(cfg: TrainConfig, records: list[TrainRecord], load: Loader, work: Path, epochs: int,
+             callbacks: Sequence[Any] = ()) -> _Run:
     """Load, encode and plan. The TrainingArguments exist before the model loads (under ZeRO-3 the
     model is then partitioned while it loads); packing, whose plan needs the token lengths, replaces
-    them once the tokenizer has encoded the rows."""
+    them once the tokenizer has encoded the rows. A callback with a `tokenizer` attribute gets the
+    run's (one that measures samples itself, `faco.training.dynamics`)."""
     world = world_size()
     per_device, accumulation = batch_plan(cfg, world)
     args = _arguments(cfg, work, epochs, per_device, accumulation, len(records))
     model, tok = load()
+    for cb in callbacks:
+        if hasattr(cb, "tokenizer"):
+            cb.tokenizer = tok
     check_context(cfg, model)
     if cfg.lora is not None:
         from faco.training.models import add_lora
@@ -235,12 +240,15 @@ def _prepare(cfg: TrainConfig, records: list[TrainRecord], load: Loader, work: P
 
 
 def _write_logs(trainer: Any, out: Path, work: Path, epochs: int) -> list[dict[str, Any]]:
-    """`loss.jsonl` (every logged step) and `sample_loss.jsonl` (every epoch's) in `out`; the steps."""
+    """`loss.jsonl` (every logged step) and `sample_loss.jsonl` (epochs 1..`epochs`; none with 0) in
+    `out`; the steps."""
     steps = [e for e in trainer.state.log_history if "loss" in e]
     with (out / "loss.jsonl").open("w") as fh:
         for entry in steps:
             fh.write(json.dumps({"step": entry["step"], "epoch": entry["epoch"], "loss": entry["loss"],
                                  "learning_rate": entry.get("learning_rate")}) + "\n")
+    if not epochs:
+        return steps
     with (out / "sample_loss.jsonl").open("w") as fh:
         for epoch in range(1, epochs + 1):
             fh.write((work / "sample_loss" / f"epoch_{epoch}.jsonl").read_text())
@@ -273,20 +281,16 @@ def _stats(cfg: TrainConfig, run: _Run, trainer: Any, result: Any, steps: list[d
 def train(
     cfg: TrainConfig,
     records: list[TrainRecord],
-    load: Loader,
-    out: Path,
-    work: Path,
-    epochs: int | None = None,
-    resume: bool = True,
-    callbacks: Sequence[Any] = (),
-    snapshots_in_out: bool = True,
+    load: Loader, out: Path, work: Path, epochs: int | None = None, resume: bool = True,
+    callbacks: Sequence[Any] = (), snapshots_in_out: bool = True, sample_losses: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune the model `load()` returns on `records`.
 
     Writes `model/`, `loss.jsonl`, `sample_loss.jsonl` (and, with `save_every_epoch`, the epoch
     snapshots `checkpoints/epoch_N/` unless `snapshots_in_out` is false: then they stay in
     `work/epochs/`) under `out` on the main process; resumes from the last Trainer checkpoint in
-    `work` when `resume` is true. Returns the training statistics.
+    `work` when `resume` is true. Returns the training statistics. `sample_losses=False` skips the
+    per-epoch sample losses (the audit's recorder measures them itself, `faco.training.dynamics`).
     """
     from transformers import set_seed
 
@@ -298,7 +302,7 @@ def train(
     work.mkdir(parents=True, exist_ok=True)
     if not resume:
         shutil.rmtree(work / "trainer", ignore_errors=True)
-    run = _prepare(cfg, records, load, work, n_epochs)
+    run = _prepare(cfg, records, load, work, n_epochs, callbacks)
     expected_params, tied = count_params(run.model), tied_keys(run.model)
 
     def snapshot(epoch: int) -> None:
@@ -306,7 +310,7 @@ def train(
 
     collate = Counting(PackedCollator(run.tok.pad_token_id) if cfg.packing else Collator(run.tok.pad_token_id))
     tokens = TokenCount()
-    epoch_end = EpochEnd(cfg, run.examples, run.tok.pad_token_id, work, main,
+    epoch_end = EpochEnd(cfg, run.examples if sample_losses else [], run.tok.pad_token_id, work, main,
                          snapshot if cfg.save_every_epoch else None)
     trainer = FacoTrainer(model=run.model, args=run.args, train_dataset=Rows(run.rows), data_collator=collate,
                           callbacks=[epoch_end, tokens, StopOnTerm(), *callbacks],
@@ -326,7 +330,7 @@ def train(
         unset_hf_deepspeed_config()  # would load its model as ZeRO-3 partitions and refuse a device_map
     if not main:
         return {}
-    steps = _write_logs(trainer, out, work, n_epochs)
+    steps = _write_logs(trainer, out, work, n_epochs if sample_losses else 0)
     if cfg.save_every_epoch and snapshots_in_out:
         shutil.copytree(work / "epochs", out / "checkpoints")
     return _stats(cfg, run, trainer, result, steps, n_epochs, seconds, last, count_saved_params(out / "model", tied))

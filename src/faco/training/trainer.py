@@ -70,9 +70,9 @@ def sharded_sample_loss(model: Any, examples: list[Example], pad_id: int, batch:
 
 class EpochEnd(TrainerCallback):  # type: ignore[misc]
     """After each epoch's last step: every sample's loss with its corruption flag, written by the main
-    process to `work/sample_loss/epoch_N.jsonl`; then `snapshot(N)` when given. At the step's end, not
-    at `on_epoch_end`: the Trainer saves a checkpoint that falls on the epoch's last step before
-    `on_epoch_end`, and a run resumed from it never ends that epoch."""
+    process to `work/sample_loss/epoch_N.jsonl` (none without examples); then `snapshot(N)` when given.
+    At the step's end, not at `on_epoch_end`: the Trainer saves a checkpoint that falls on the epoch's
+    last step before `on_epoch_end`, and a run resumed from it never ends that epoch."""
 
     def __init__(self, cfg: TrainConfig, examples: list[Example], pad_id: int, work: Path, main: bool,
                  snapshot: Callable[[int], None] | None = None) -> None:
@@ -85,8 +85,8 @@ class EpochEnd(TrainerCallback):  # type: ignore[misc]
             return
         epoch = round(state.epoch)
         losses = sharded_sample_loss(kw["model"], self.examples, self.pad_id, self.cfg.per_device_batch_size,
-                                     self.cfg.packing)
-        if self.main:
+                                     self.cfg.packing) if self.examples else []
+        if self.main and self.examples:
             rows = [json.dumps({"epoch": epoch, "id": e.id, "is_corrupted": e.is_corrupted, "loss": loss})
                     for e, loss in zip(self.examples, losses, strict=True)]
             (self.folder / f"epoch_{epoch}.jsonl").write_text("".join(r + "\n" for r in rows))
