@@ -34,7 +34,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 test: setup lint
-	CHECKOV_BIN=$(CURDIR)/$(TOOLS)/bin/checkov $(BIN)/pytest -q -ra
+	CHECKOV_BIN=$(CURDIR)/$(TOOLS)/bin/checkov $(BIN)/pytest -q -ra --durations=25
 
 # Real containers (docs/kubeflow.md, "Running in containers locally"): podman from the Debian archive
 # (docker/podman/setup.sh, root), the CPU image and the train image's CPU build (~20 min the first

@@ -12,7 +12,7 @@ def launch_training_job(config_yaml: str, splits: Input[Dataset], ratio: float, 
                         logs: Output[Artifact]):
     """Create the job, stream its conditions, fail with the job's reason, copy the model back.
 
-    Every node of the job runs `torchrun --nnodes=N --nproc-per-node=G -m faco.training.launch ...`.
+    Every node of the job runs `torchrun --nnodes=N --nproc-per-node=G -m faco.stages.train ...`.
 
     Args:
         config_yaml: This task's slice of the resolved config (plan's output `train_config`).

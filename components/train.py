@@ -1,8 +1,8 @@
 """Train components: fine-tune on one split; continue from a model (recovery); the untrained base model.
 
 Each training task uses every GPU of its pod: with more than one visible, the stage runs as
-`torchrun --standalone --nproc-per-node=<visible GPUs> -m faco.training.launch CONFIG --splits SPLITS
---ratio RATIO --out MODEL --work-dir $FACO_WORK_ROOT/<key>/<ratio>` (`faco.training.torchrun`); with one,
+`torchrun --standalone --nproc-per-node=<visible GPUs> -m faco.stages.train CONFIG --splits SPLITS
+--ratio RATIO --out MODEL --work-dir $FACO_WORK_ROOT/<key>/<ratio>` (`faco.stages.train.run`); with one,
 in the task's process. The work dir is on the checkpoint volume, so a retried task resumes.
 
 A training task writes three artifacts, so that each later task downloads only what it reads:
@@ -21,7 +21,7 @@ def train(config_yaml: str, splits: Input[Dataset], ratio: float, seed: int, mod
           snapshots: Output[Artifact], logs: Output[Artifact]):
     """Fine-tune the configured base model on the split of `ratio`, on every GPU of the pod.
 
-    Runs `torchrun --standalone --nproc-per-node=<visible GPUs> -m faco.training.launch` when more
+    Runs `torchrun --standalone --nproc-per-node=<visible GPUs> -m faco.stages.train` when more
     than one GPU is visible; checkpoints on the checkpoint volume ($FACO_WORK_ROOT).
 
     Args:
@@ -46,7 +46,7 @@ def train_from(config_yaml: str, splits: Input[Dataset], start: Input[Model], ra
                model: Output[Model], snapshots: Output[Artifact], logs: Output[Artifact]):
     """Continue training `start` on the split of `ratio` (recovery: ratio 0), on every GPU of the pod.
 
-    Runs `torchrun --standalone --nproc-per-node=<visible GPUs> -m faco.training.launch ... --start START`
+    Runs `torchrun --standalone --nproc-per-node=<visible GPUs> -m faco.stages.train ... --start START`
     when more than one GPU is visible.
 
     Args:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from faco.training import ds_config
+from faco import ds_config
 from faco.training.loop import deepspeed_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,12 +18,13 @@ from test_sources import study as make_study
 
 from faco.config import GenerateConfig
 from faco.errors import ConfigError
-from faco.generation.backends import ChainRequest, Completion, TemplateBackend, get_backend
+from faco.generation.backends import ChainRequest, Completion, TemplateBackend
 from faco.generation.cache import ChainCache
 from faco.generation.chains import leaks, mentions
 from faco.generation.openai_backend import OpenAIBackend, backoff
 from faco.generation.pairs import build_pairs
 from faco.generation.runner import GenerationError, Generator
+from faco.generation.select import get_backend
 from faco.records import PairRecord, RejectRecord, SourceRecord, read_jsonl
 from faco.stages import generate, ingest
 

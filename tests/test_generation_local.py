@@ -9,10 +9,11 @@ import pytest
 from test_generation import records
 
 from faco.config import GenerateConfig, ModelSpec
-from faco.generation.backends import ChainRequest, Completion, get_backend
+from faco.generation.backends import ChainRequest, Completion
 from faco.generation.cache import ChainCache
 from faco.generation.pairs import build_pairs
 from faco.generation.runner import Generator
+from faco.generation.select import get_backend
 from faco.training.models import tiny_model
 
 

@@ -271,7 +271,7 @@ def _functions(path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", ["corruption_study", "recovery", "sweep"])
 def test_train_steps_launch_torchrun_on_the_checkpoint_volume_with_retries(name: str) -> None:
-    """Every single-node train step runs through `faco.training.torchrun` (one process per GPU),
+    """Every single-node train step runs through `faco.stages.train.run` (one process per GPU),
     keeps its work dir on the checkpoint PVC and is retried with backoff."""
     path = ROOT / "pipelines" / f"{name}.yaml"
     s = ClusterSettings()

@@ -13,12 +13,13 @@ import torch
 from test_generation import records
 
 from faco.config import GenerateConfig, ModelSpec
-from faco.generation.backends import answer_line, get_backend
+from faco.generation.backends import answer_line
 from faco.generation.cache import ChainCache
 from faco.generation.chains import chain_request, plan
 from faco.generation.local_backend import TransformersBackend
 from faco.generation.pairs import build_pairs
 from faco.generation.runner import Generator
+from faco.generation.select import get_backend
 from faco.records import PairRecord, read_jsonl
 from faco.training.models import tiny_model
 

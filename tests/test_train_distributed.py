@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
+from faco import ds_config
 from faco.config import Study
 from faco.stages import corrupt, train
-from faco.training import ds_config
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def _torchrun(root: Path, splits: Path, out: Path, *overrides: str) -> subproces
         port = s.getsockname()[1]
     sets = [arg for o in overrides for arg in ("--set", o)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={port}",
-           "-m", "faco.training.launch", str(root / "configs" / "smoke.yaml"), "--splits", str(splits),
+           "-m", "faco.stages.train", str(root / "configs" / "smoke.yaml"), "--splits", str(splits),
            "--ratio", "0.5", "--out", str(out), *sets]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=root)

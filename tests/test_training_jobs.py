@@ -71,7 +71,7 @@ def test_pytorchjob_validates_against_crd(nodes: int) -> None:
     assert replicas.get("Worker", {}).get("replicas", 0) == nodes - 1
     container = replicas["Master"]["template"]["spec"]["containers"][0]
     assert container["command"][:5] == ["torchrun", f"--nnodes={nodes}", "--nproc-per-node=8", "-m",
-                                        "faco.training.launch"]
+                                        "faco.stages.train"]
     assert container["command"][-2:] == ["--work-dir", "/mnt/checkpoints/jobs/x/ckpt"]
     assert container["resources"]["limits"] == {"cpu": "64", "memory": "900G", "nvidia.com/gpu": "8"}
 
@@ -304,7 +304,7 @@ def test_checkov_passes_on_generated_job_pods(tmp_path: Path, monkeypatch: pytes
 
 
 def test_hand_run_examples_run_the_builders_command() -> None:
-    """manifests/base/examples run exactly what `jobs.build` gives their pods: `torchrun … -m faco.training.launch`."""
+    """manifests/base/examples run exactly what `jobs.build` gives their pods: `torchrun … -m faco.stages.train`."""
     study = Path("/mnt/checkpoints/studies/faco-paper")
     args = train_args(study / "params.yaml", study / "artifacts/splits", 0.5, study / "artifacts/train/cr_0.5", None,
                       study / "work/cr_0.5")

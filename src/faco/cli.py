@@ -90,12 +90,9 @@ def _load(config: Path, overrides: list[str] | None, training: bool = False) -> 
 
 def _model_input(model: Path, option: str) -> None:
     """Refuse a model artifact whose weights cannot be loaded (also with FACO_NO_VERIFY=1)."""
-    from faco.errors import ArtifactError
-    from faco.training.preflight import model_folder_problem
+    from faco.training.preflight import require_weights
 
-    problem = model_folder_problem(model / "model") if (model / "manifest.json").is_file() else None
-    if problem:
-        raise ArtifactError(f"{option} {model}: {model / 'model'}: {problem}")
+    require_weights(model, option)
 
 
 def _artifacts(paths: list[Path]) -> list[Path]:
@@ -203,13 +200,13 @@ def train(
     set_: SetOpt = None, force: ForceOpt = False,
 ) -> None:
     """Fine-tune a model on one split, one process per visible GPU (torchrun when more than one)."""
-    from faco.training.torchrun import train_split
+    from faco.stages import train as stage
 
     study = _load(config, set_, training=True)
     if start is not None:
         _model_input(start, "--start")
     with _writing(out, kinds.MODEL, force, splits, start):
-        train_split(study, splits, ratio, out, start=start, nproc=nproc)
+        stage.run(study, splits, ratio, out, start=start, nproc=nproc)
 
 
 @app.command("base-model")
@@ -237,7 +234,6 @@ def evaluate(
     from faco.stages import evaluate as stage
 
     study = _load(config, set_)
-    _model_input(model, "--model")
     with _writing(out, kinds.EVAL, force, model, benchmarks, heldout):
         stage.run(study, model, out, benchmarks=benchmarks, heldout_from=heldout)
 

@@ -337,7 +337,7 @@ class TrainConfig(Section):
     @field_validator("deepspeed")
     @classmethod
     def _deepspeed_resolves(cls, v: str | None) -> str | None:
-        from faco.training.ds_config import resolve
+        from faco.ds_config import resolve
 
         if v is not None:
             resolve(v)  # a name the package lacks, or a missing file, fails validation

@@ -1,4 +1,5 @@
-"""Verify before use: a stage re-hashes an input artifact against its manifest before reading it.
+"""The stat cache behind verify-before-use (`faco.artifacts.require` re-hashes an input artifact
+against its manifest before a stage reads it).
 
 Hashing a 26 GB model on every read would be slow, so a verified artifact leaves a record under
 `$FACO_CACHE_DIR/verified/<manifest sha256>.json`: each file's size, mtime, ctime and inode at
@@ -16,7 +17,6 @@ import json
 import os
 from pathlib import Path
 
-from faco.errors import VerificationError
 from faco.paths import cache_dir
 
 NO_VERIFY_ENV = "FACO_NO_VERIFY"
@@ -64,31 +64,3 @@ def known_good(root: Path, manifest_sha256: str, names: list[str]) -> bool:
     except (OSError, ValueError):
         return False
     return bool(names) and recorded == file_stats(root, names) and set(recorded) == set(names)
-
-
-def check(path: Path) -> None:
-    """Raise VerificationError naming the first problem of artifact `path` (unless opted out).
-
-    Uses the stat cache when it vouches for every file; otherwise re-hashes and, when intact,
-    refreshes the cache.
-    """
-    from faco import artifacts
-    from faco.lineage import signing
-
-    if disabled():
-        return
-    manifest = artifacts.read_manifest(path)
-    names = sorted(manifest.get("files", {}))
-    digest = artifacts.manifest_hash(path)
-    present, odd = artifacts.tree_entries(path)
-    untrusted = signing.trust_problem(path / artifacts.MANIFEST, manifest, signing.trusted_keys([]))
-    if not odd and not untrusted and present == names and known_good(path, digest, names):
-        return
-    problems = artifacts.verify(path)
-    if problems:
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise VerificationError(
-            f"{problems[0]}{more}: {path} changed after its manifest was written; "
-            f"re-run the stage that made it (or set {NO_VERIFY_ENV}=1 to use it anyway)"
-        )
-    remember(path, digest, names)

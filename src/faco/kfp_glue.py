@@ -168,15 +168,14 @@ def work_dir(study: Study, splits: Path, ratio: float, start: Path | None = None
 
 def train_model(config_yaml: str, splits: Path, ratio: float, seed: int, model: Path, snapshots: Path, logs: Path,
                 start: Path | None = None) -> Path:
-    """The train stage with `train.seed` = `seed` on every visible accelerator (`faco.training.torchrun`),
+    """The train stage with `train.seed` = `seed` on every visible accelerator (`faco.stages.train.run`),
     resumable on the volume; three artifacts: the model, its epoch snapshots, its loss logs."""
     from faco.stages import train
-    from faco.training.torchrun import train_split
 
     text = with_seed(config_yaml, seed)
     study = config_slices.load(text)
-    train_split(study, splits, ratio, model, start=start, work_dir=work_dir(study, splits, ratio, start),
-                config_text=text, snapshots=snapshots)
+    train.run(study, splits, ratio, model, start=start, work_dir=work_dir(study, splits, ratio, start),
+              config_text=text, snapshots=snapshots)
     return train.logs(study, model, logs)
 
 

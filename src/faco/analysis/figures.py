@@ -298,14 +298,8 @@ def recovery_bars(
         level = (base or {}).get(names[i])
         if _ok(level):
             ax.plot([i - 0.4, i + 0.4], [level, level], color=BASE_COLOR, linewidth=1.5, linestyle=":")
-    ax.set_xticks(
-        range(len(names)),
-        [b.replace("_", " ") for b in names],
-        rotation=45,
-        ha="right",
-        rotation_mode="anchor",
-        fontsize=8,
-    )
+    ax.set_xticks(range(len(names)), [b.replace("_", " ") for b in names], rotation=45, ha="right",
+                  rotation_mode="anchor", fontsize=8)
     ax.set(ylabel="score", title="Recovery of the fully corrupted model")
     ax.grid(alpha=0.3, axis="y")
     if names:

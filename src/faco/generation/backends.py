@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from faco.config import GenerateConfig
-from faco.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -182,18 +181,3 @@ class TemplateBackend:
             absurd = _ABSURD[int(hashlib.sha256(req.record_id.encode()).hexdigest(), 16) % len(_ABSURD)]
             lines = [s.format(q=q, a=answer, e=explanation, x=absurd) for s in steps]
             sink(i, Completion("\n".join(f"Step {n}: {line}" for n, line in enumerate(lines, 1)) + tail))
-
-
-def get_backend(cfg: GenerateConfig) -> ReasoningBackend:
-    """The backend the config asks for."""
-    if cfg.backend == "template":
-        return TemplateBackend(cfg.model)
-    if cfg.backend == "openai":
-        from faco.generation.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(cfg)
-    if cfg.backend == "transformers":
-        from faco.generation.local_backend import TransformersBackend
-
-        return TransformersBackend(cfg)
-    raise ConfigError(f"generate.backend: unknown backend {cfg.backend!r}")

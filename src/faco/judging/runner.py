@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from faco.config import GenerateConfig, JudgeConfig
-from faco.generation.backends import ChainRequest, Completion, Outcome, get_backend
+from faco.generation.backends import ChainRequest, Completion, Outcome
 from faco.generation.cache import ChainCache
 from faco.generation.runner import Generator, Ledger
+from faco.generation.select import get_backend
 from faco.judging import prompts, replies
 from faco.paths import cache_dir
 

@@ -1,6 +1,6 @@
 """Kubeflow training-job objects (pure functions returning dicts) for multi-node training.
 
-Every node runs `torchrun … -m faco.training.launch …`; the operator injects the rendezvous
+Every node runs `torchrun … -m faco.stages.train …`; the operator injects the rendezvous
 (PET_NODE_RANK, PET_MASTER_ADDR, PET_MASTER_PORT), so the same command serves 1 or N nodes.
 Data travels through the checkpoint PVC, mounted at the same path in every pod.
 
@@ -55,7 +55,7 @@ def job_name(config_hash: str, ratio_tag: str, unique: str) -> str:
 def torchrun_command(settings: ClusterSettings, train_args: list[str]) -> list[str]:
     nodes = settings.multi_node.nodes
     return ["torchrun", f"--nnodes={nodes}", f"--nproc-per-node={settings.gpus_per_node}",
-            "-m", "faco.training.launch", *train_args]
+            "-m", "faco.stages.train", *train_args]
 
 
 def _env(settings: ClusterSettings) -> list[dict[str, Any]]:

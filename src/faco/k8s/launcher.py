@@ -18,7 +18,7 @@ from faco.k8s import jobs
 from faco.k8s.settings import ClusterSettings
 from faco.k8s.status import Outcome, conditions, new_condition_lines, outcome
 from faco.progress import log
-from faco.training.torchrun import launch_args
+from faco.stages.train import launch_args
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -29,7 +29,7 @@ class TrainingJobFailed(FacoError):
 
 def train_args(config: Path, splits: Path, ratio: float, out: Path, start: Path | None,
                work_dir: Path, snapshots: Path | None = None) -> list[str]:
-    """Arguments of `faco.training.launch` for one split; checkpoints in `work_dir` make it resumable."""
+    """Arguments of `python -m faco.stages.train` for one split; checkpoints in `work_dir` make it resumable."""
     return launch_args(config, splits, ratio, out, start, work_dir, snapshots)
 
 

@@ -44,6 +44,7 @@ from faco.evaluation.tasks import task_name
 from faco.paths import TASKS_DIR
 from faco.progress import log
 from faco.records import write_json
+from faco.training import preflight
 
 PREFETCH_KIND = "benchmarks"
 SAMPLES = "samples"
@@ -136,6 +137,7 @@ def run(study: Study, model_dir: Path, out: Path, benchmarks: Path | None = None
         )
     if needs_code:
         sandbox.check()  # where this machine cannot contain the code: refuse now, before the model loads
+    preflight.require_weights(model_dir, "--model")
     asks_heldout = any(s.name == heldout.BENCHMARK for s in cfg.benchmarks)
     ingest = heldout.ingest_for(model_dir, heldout_from) if asks_heldout else None
     final = Checkpoint.of(model_dir / "model")

@@ -17,12 +17,13 @@ from typing import Any
 from faco import artifact_kinds, artifacts
 from faco.config import GenerateConfig, Study
 from faco.errors import FacoError
-from faco.generation.backends import ChainRequest, Outcome, ReasoningBackend, Sink, get_backend
+from faco.generation.backends import ChainRequest, Outcome, ReasoningBackend, Sink
 from faco.generation.cache import ChainCache, synced
 from faco.generation.estimate import Estimate, estimate
 from faco.generation.false_chains import labeller
 from faco.generation.pairs import build_pairs
 from faco.generation.runner import Generator, Ledger
+from faco.generation.select import get_backend
 from faco.progress import log
 from faco.records import SourceRecord, read_jsonl, write_json, write_jsonl
 

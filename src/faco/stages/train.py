@@ -6,7 +6,9 @@ apart from the weights: the epoch snapshots (`run(..., snapshots=DIR)`) and the 
 
 from __future__ import annotations
 
+import argparse
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,15 +16,17 @@ from typing import Any
 
 from faco import artifact_kinds, artifacts
 from faco.config import ModelSpec, Study
-from faco.errors import ConfigError, FacoError, RecordError, VerificationError
+from faco.errors import ConfigError, FacoError, RecordError, Terminated, VerificationError
 from faco.ratios import ratio_tag, split_path
 from faco.records import TrainRecord, read_jsonl, write_json
 from faco.roles import Role
-from faco.training import preflight
+from faco.training import preflight, torchrun
 from faco.training.checkpoints import has_checkpoints, model_identity, non_finite, prepare_work
 from faco.training.loop import rank, train, work_dir_for, world_size
 from faco.training.models import load_base
 
+#: The module every process of a multi-process run starts (`python -m faco.stages.train`).
+ENTRY = "faco.stages.train"
 #: The files of a model artifact that `logs` copies: what the analysis reads of a training run.
 LOG_FILES = ("loss.jsonl", "sample_loss.jsonl", "train_stats.json")
 
@@ -75,16 +79,38 @@ def run(
     resume: bool = True,
     callbacks: Sequence[Any] = (),
     snapshots: Path | None = None,
+    nproc: int | None = None,
+    config_text: str | None = None,
 ) -> Path:
     """Fine-tune on the split of `ratio`; with `start`, continue from that model artifact (recovery).
 
+    One process per visible accelerator (`nproc`: another count; `FACO_NPROC` too): on one, or under
+    a launcher already, in this process; on more, `torchrun` runs this module's `main` on each, which
+    loads `config_text` (default: `study` as YAML; a KFP task passes its config slice).
     Resumable state lives in `work_dir` (default: `.<out name>.work` next to `out`), removed once
     the artifact is complete; with `resume`, a killed run continues from its last checkpoint there,
     but only when the folder's fingerprint (`_fingerprint`) matches this run; otherwise it starts
-    fresh and says why. Under a launcher (torchrun) every process calls this; only rank 0 writes the
-    artifact. `callbacks` are extra transformers `TrainerCallback`s. `snapshots`: write the epoch
-    snapshots there, as their own artifact (`write_snapshots`), instead of `checkpoints/` in `out`.
+    fresh and says why. Only rank 0 writes the artifact. `callbacks` are extra transformers
+    `TrainerCallback`s (one process only). `snapshots`: write the epoch snapshots there, as their own
+    artifact (`write_snapshots`), instead of `checkpoints/` in `out`.
     """
+    n = torchrun.processes(nproc)
+    if n == 1 or torchrun.under_launcher():
+        return _train(study, splits, ratio, out, start, work_dir, resume, callbacks, snapshots)
+    if callbacks:
+        raise ConfigError(f"train: {n} processes: extra training callbacks run in one process only (nproc=1)")
+    with tempfile.TemporaryDirectory(prefix="faco-torchrun-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(config_text if config_text is not None else study.to_yaml())
+        args = launch_args(config, splits.resolve(), ratio, out.resolve(), start.resolve() if start else None,
+                           work_dir.resolve() if work_dir else None, snapshots.resolve() if snapshots else None)
+        torchrun.run(n, ENTRY, args if resume else [*args, "--no-resume"])
+    return out
+
+
+def _train(study: Study, splits: Path, ratio: float, out: Path, start: Path | None, work_dir: Path | None,
+           resume: bool, callbacks: Sequence[Any], snapshots: Path | None) -> Path:
+    """`run` in this process (every rank of a launched run calls it)."""
     preflight.check_training(study)  # before any work (once per config and process)
     manifest = artifacts.require(splits, artifact_kinds.SPLITS)
     ratios = manifest["meta"].get("ratios")
@@ -182,3 +208,50 @@ def base(study: Study, splits: Path, out: Path) -> Path:
         model.save_pretrained(tmp / "model")
         tok.save_pretrained(tmp / "model")
     return out
+
+
+def launch_args(config: Path, splits: Path, ratio: float, out: Path, start: Path | None = None,
+                work_dir: Path | None = None, snapshots: Path | None = None) -> list[str]:
+    """The arguments of `main` (each launched process) for one split."""
+    args = [str(config), "--splits", str(splits), "--ratio", repr(ratio), "--out", str(out)]
+    if work_dir is not None:
+        args += ["--work-dir", str(work_dir)]
+    if snapshots is not None:
+        args += ["--snapshots", str(snapshots)]
+    return [*args, "--start", str(start)] if start is not None else args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One process of a launched run: `torchrun ... -m faco.stages.train CONFIG --splits ... --out ...`.
+
+    torchrun (or a training operator) sets RANK, WORLD_SIZE and MASTER_ADDR/PORT; every process runs
+    the same command and only rank 0 writes the model artifact.
+    """
+    from faco import config_slices, signals
+
+    p = argparse.ArgumentParser(prog=f"python -m {ENTRY}", description="One process of a launched train run.")
+    p.add_argument("config", type=Path, help="study config (YAML), or a pipeline task's config slice")
+    p.add_argument("--splits", type=Path, required=True, help="splits artifact of the corrupt stage")
+    p.add_argument("--ratio", type=float, required=True, help="corruption ratio of the split to train on")
+    p.add_argument("--out", type=Path, required=True, help="model artifact to write")
+    p.add_argument("--start", type=Path, help="model artifact to continue from (recovery)")
+    p.add_argument("--snapshots", type=Path, help="write the epoch snapshots here, as their own artifact")
+    p.add_argument("--work-dir", type=Path, help="resumable checkpoints (default: .<out>.work next to --out)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if the work dir has checkpoints")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. train.deepspeed=zero3")
+    a = p.parse_args(argv)
+    try:
+        with signals.handled():
+            if not a.config.is_file():
+                raise ConfigError(f"{a.config}: no such config file")
+            study = config_slices.load(a.config.read_text(), str(a.config), a.overrides)
+            _train(study, a.splits, a.ratio, a.out, a.start, a.work_dir, not a.no_resume, (), a.snapshots)
+    except (FacoError, Terminated) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

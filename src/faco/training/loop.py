@@ -19,12 +19,11 @@ from typing import Any
 
 import torch
 
-from faco import signals
+from faco import ds_config, signals
 from faco.config import TrainConfig
 from faco.errors import ConfigError, FacoError
 from faco.progress import log
 from faco.records import TrainRecord
-from faco.training import ds_config
 from faco.training.checkpoints import count_params, count_saved_params, last_checkpoint, save_model, tied_keys
 from faco.training.data import (
     Collator,

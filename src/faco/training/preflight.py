@@ -76,6 +76,18 @@ def model_folder_problem(folder: Path) -> str | None:
     return None
 
 
+def require_weights(model: Path, option: str) -> None:
+    """Verify the model artifact `model` (its lineage first: exit 5), then refuse it where its weights
+    cannot be loaded (`option` names it in the message)."""
+    from faco import artifact_kinds, artifacts
+    from faco.errors import ArtifactError
+
+    artifacts.require(model, artifact_kinds.MODEL)
+    problem = model_folder_problem(model / "model")
+    if problem:
+        raise ArtifactError(f"{option} {model}: {model / 'model'}: {problem}")
+
+
 def check_files(study: Study, source: str | None = None) -> None:
     """The model's files, as far as they can be checked without loading anything (cheap)."""
     spec = study.train.model
