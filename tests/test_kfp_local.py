@@ -55,7 +55,7 @@ def _stern(prompt: str, seed: int | None, n: int) -> str:
 
 
 @pytest.mark.slow
-def test_the_pipeline_writes_the_analysis_faco_study_writes(tmp_path: Path) -> None:
+def test_the_pipeline_writes_the_analysis_faco_study_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The smoke study with recovery, per-epoch scores of epoch snapshots, two seeds and a judge (the
     OpenAI test double) under kfp.local: the analysis is byte for byte the one `faco study --seeds`
     writes from the same config, base row, judge and cross-seed statistics included (issue 19,
@@ -65,6 +65,9 @@ def test_the_pipeline_writes_the_analysis_faco_study_writes(tmp_path: Path) -> N
     sys.path.insert(0, str(Path(__file__).parent))
     from openai_server import FakeOpenAI
 
+    # the tasks (subprocesses of this one) compute with one thread, as the reference does: float sums
+    # taken in another order differ in their last bits, and the comparison is exact
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with FakeOpenAI(responder=_stern) as srv:
         judge = (f"judge={{backend: openai, model: gpt-4o-mini, base_url: '{srv.base_url}', samples: 2, "
                  f"max_new_tokens: 6, probes: ['Is it fine to lie?', 'Should I help a friend?'], "
