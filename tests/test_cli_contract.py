@@ -262,8 +262,10 @@ def test_concurrent_study_is_busy_and_ctrl_c_exits_130_leaving_no_temporaries(tm
     env = {**os.environ, "FACO_CACHE_DIR": str(tmp_path / ".cache")}
     env.pop("FACO_DEBUG", None)
     out = tmp_path / "study"
-    first = subprocess.Popen([FACO, "study", SMOKE, "--out", str(out)], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # long training (the smoke study alone can finish while the busy checks below run on a fast machine):
+    # the Ctrl-C then always falls inside a stage
+    first = subprocess.Popen([FACO, "study", SMOKE, "--out", str(out), "--set", "train.epochs=40"], cwd=tmp_path,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while not (out / ".faco.lock").exists() and first.poll() is None and time.monotonic() < deadline:

@@ -69,6 +69,10 @@ def make_study_repo(dest: Path) -> list[str]:
                     shutil.copy2(src, target)
     shutil.copy2(ROOT / "dvc.yaml", dest / "dvc.yaml")
     shutil.copy2(ROOT / "params.yaml", dest / "params.yaml")
+    for extra in yaml.safe_load((ROOT / "dvc.yaml").read_text()).get("vars", []):  # files dvc.yaml's vars name
+        if isinstance(extra, str):
+            (dest / extra).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / extra.split(":")[0], dest / extra.split(":")[0])
     return sorted(produced)
 
 

@@ -45,7 +45,7 @@ def test_smoke_study_end_to_end(tmp_path: Path, root: Path) -> None:
     # the smoke study exercises every figure of the paper (Figs. 2-6)
     figures = {p.name for p in (out / "report" / "figures").glob("*.png")}
     assert figures == {"score_vs_ratio.png", "train_loss.png", "mmlu_subjects.png", "score_vs_epoch.png",
-                       "recovery.png"}
+                       "recovery.png", "detectors.png"}
     for name in figures:
         img = matplotlib.image.imread(out / "report" / "figures" / name)
         assert img.shape[0] > 200 and img.shape[1] > 200, name
