@@ -135,13 +135,14 @@ def test_ctrl_c_ends_the_run_and_leaves_no_container(engine_env: dict[str, str],
     import signal
 
     from docker.client import DockerClient
+    from terminal import default_sigint
 
     from faco.kfp_docker import RUN_LABEL
 
     root = (tmp_path / "kfp").resolve()
     run = subprocess.Popen([FACO, "kfp", "run", "--local", "--docker", str(ROOT / "configs" / "smoke.yaml"),
                             "--root", str(root)], env=engine_env, cwd=tmp_path, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     client = DockerClient(base_url=engine_env["DOCKER_HOST"])
     mine = {"label": f"{RUN_LABEL}={root}"}
     try:

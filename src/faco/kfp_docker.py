@@ -280,11 +280,13 @@ def remove_containers(root: Path) -> int:
 def removed_on_interrupt(isolation: Isolation) -> Iterator[None]:
     """Ctrl-C (SIGINT) stops the run: no task starts any more and the running tasks' containers are
     removed, so kfp.local's threads end, then interrupts as usual (exit 130); without this the run
-    would wait for its running tasks."""
+    would wait for its running tasks. An ignored SIGINT (a background job of a non-interactive shell)
+    stays ignored, as everywhere in faco."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
 
