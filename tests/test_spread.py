@@ -118,6 +118,9 @@ def test_from_items_reads_item_maps() -> None:
     at = s.rows[1].at_max
     assert (at.parsed, at.unparsed, at.correct) == (45, 15, round(sum(acc["mmlu@trained"][2][k] for k in named)))
     assert s.pool.n_items == 120 and s.pool.at_max.parsed == 90
+    for row in s.rows:  # every benchmark's trend draws with the seed Table 1 uses (`bootstrap.trend`, cfg.seed)
+        tr = bootstrap.trend(RATIOS, bootstrap.align(acc[row.benchmark])[1], 100, 0)
+        assert (row.p, tuple(row.r_ci)) == (tr.p, (tr.ci.low, tr.ci.high)), row.benchmark
     assert spread.answered({"a": 1.0, "b": 0.0, "c": 0.0}, {"c": 1.0}) == Answered(correct=1, parsed=2, unparsed=1)
 
 
@@ -177,6 +180,9 @@ def test_analyze_and_report_state_the_spread_from_the_items(tmp_path: Path, smok
         holm[i] = running
     assert [arc.at_max.p_holm, mmlu.at_max.p_holm, a.spread.pool.at_max.p_holm] == pytest.approx(holm)
     assert arc.trend == "falls" and arc.at_max.below and mmlu.trend == "no significant trend"
+    for row in (arc, mmlu):  # one claim, one number: the spread's trend is Table 1's, to the last digit
+        t = a.table[row.benchmark]
+        assert (tuple(row.r_ci), row.p) == (tuple(t.pearson_ci), t.pearson_p), row.benchmark
     assert a.spread.standard == {"arc_challenge": a.table["arc_challenge"].trend}
     finding = next(f for f in a.findings.findings if f.id == "spread")
     assert finding.sentence == a.spread.sentence and finding.claim["below chance"] == 1  # type: ignore[index]

@@ -179,18 +179,19 @@ def from_items(ratios: Sequence[float], acc: Mapping[str, Sequence[Mapping[str, 
     """The spread from per-item results. `acc`: benchmark -> one item map (doc_id -> acc_gen, seeds averaged) per
     grid ratio; `top`: benchmark -> per seed the most corrupted model's (acc_gen, unparsed) item maps; `chance`:
     benchmark -> mean 1/options; `standard`: the lm-eval trend verdicts of the same benchmarks. A benchmark without
-    items every grid model has is left out; with several, their pool is added."""
+    items every grid model has is left out; with several, their pool is added. Every row draws with `seed`, as
+    Table 1 does, so a benchmark's r interval and p here are the ones its Table 1 row prints."""
     rows, mats, tops, chances = [], [], [], []
-    for k, bench in enumerate(sorted(acc)):
+    for bench in sorted(acc):
         _, values = bootstrap.align(list(acc[bench]))
         if not values.size:
             continue
         counts = [answered(a, u) for a, u in top[bench]]
-        rows.append(row(bench, ratios, values, counts, chance[bench], n_boot, seed + k))
+        rows.append(row(bench, ratios, values, counts, chance[bench], n_boot, seed))
         mats.append(values)
         tops.append(counts)
         chances.append(chance[bench])
-    pool = pooled(ratios, mats, tops, chances, n_boot, seed + len(acc)) if len(rows) > 1 else None
+    pool = pooled(ratios, mats, tops, chances, n_boot, seed) if len(rows) > 1 else None
     return build(rows, pool, dict(standard), alpha)
 
 
